@@ -1,0 +1,1 @@
+"""lake_assets: a medallion data lake on S3 (or a local folder) as a Dagster code location."""

@@ -1,0 +1,1 @@
+"""One folder per domain: its contract, assets, checks and sensors."""

@@ -1,0 +1,140 @@
+"""The log analytics lake: validated -> processed (+ rejects) -> daily_activity.
+
+``validated_logs`` is filled by the ingestion job (the seed's Lambda), which
+records each date it touched as a materialization of that partition. Those
+materializations drive the rest: :data:`REBUILD_ON_UPSTREAM_CHANGE` rebuilds
+any partition, old or new, whose upstream changed, so a late file for an
+already-built day rebuilds that day's processed and gold partitions without a
+person acting (``AutomationCondition.eager()`` alone watches the latest
+partition only).
+"""
+
+import datetime as dt
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    AssetSpec,
+    AutomationCondition,
+    BackfillPolicy,
+    Output,
+    asset,
+    multi_asset,
+)
+from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import DataFrame
+
+from lake_assets import settings
+from lake_assets.domains.logs import contract
+from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing_sensor
+from lake_assets.ingest.validated import read_validated_text, validated_files
+from lake_assets.io_managers import lake_table
+from lake_assets.partitions import daily_partitions
+from lake_assets.resources import LakeResource
+
+GROUP = "logs"
+START_DATE = settings.start_date()
+
+#: Rebuild any partition whose upstream changed (not only the latest), once the
+#: upstream is present and idle.
+REBUILD_ON_UPSTREAM_CHANGE = (
+    AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.any_deps_missing()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("rebuild_on_upstream_change")
+
+validated_logs = AssetSpec(
+    "validated_logs",
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    kinds={"s3", "ndjson", "xml"},
+    description="Raw log files checked and split by UTC event date into "
+    "validated/<format>/year=/month=/day=/, in their original format. Written by "
+    "the ingest_logs_job (sensor-driven), not materialized directly.",
+    metadata={"lake/prefix": "validated"},
+)
+
+LANDING = LandingSpec(
+    name="logs",
+    formats=contract.FORMATS,
+    date_of=contract.routing_date,
+    validated_asset=validated_logs.key,
+)
+ingest_logs_job = build_ingest_job(LANDING, START_DATE)
+logs_landing_sensor = build_landing_sensor(LANDING, ingest_logs_job)
+
+PROCESSED_TABLE = lake_table("processed/logs", subtables=("access", "error"), subtable_key="log_type")
+REJECTS_TABLE = lake_table("rejected/data_quality", date_column="_partition_date", file_stem="part-processed")
+DAILY_ACTIVITY_TABLE = lake_table("analytics/daily_activity", partitioning="date", date_column="date")
+
+
+@multi_asset(
+    outs={
+        "processed_logs": AssetOut(
+            key=AssetKey("processed_logs"), io_manager_key="lake_io_manager", group_name=GROUP,
+            metadata=PROCESSED_TABLE, kinds={"spark", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+            description="Canonical, typed access and error records (processed/logs/log_type=...).",
+        ),
+        "rejected_log_records": AssetOut(
+            key=AssetKey("rejected_log_records"), io_manager_key="lake_io_manager", group_name=GROUP,
+            metadata=REJECTS_TABLE, kinds={"spark", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+            description="Every record that broke a contract rule, with the first rule (reason) "
+            "and all of them (reasons), under rejected/data_quality/.",
+        ),
+    },
+    deps=[validated_logs],
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+)
+def processed_logs(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource):
+    """Parse validated records with explicit schemas; every rule a row breaks is collected."""
+    days = [dt.date.fromisoformat(k) for k in context.partition_keys]
+    session = spark.spark_session
+    storage = lake.storage
+    access_files = validated_files(storage, days, contract.ACCESS_FORMATS)
+    error_files = validated_files(storage, days, contract.ERROR_FORMATS)
+    context.log.info(f"{len(days)} partition(s): {len(access_files)} access and "
+                     f"{len(error_files)} error file(s) in validated/")
+    access = contract.parse_access(read_validated_text(session, storage, access_files), START_DATE)
+    errors = contract.parse_errors(
+        read_validated_text(session, storage, error_files,
+                            skip_lines=(contract.XML_ERRORS.header.strip(), contract.XML_ERRORS.footer.strip())),
+        START_DATE,
+    )
+    # Each parsed frame feeds two writes (valid rows, rejects): parse once.
+    access, errors = access.persist(), errors.persist()
+    try:
+        yield Output(
+            {"access": contract.valid_rows(access, contract.ACCESS_SCHEMA),
+             "error": contract.valid_rows(errors, contract.ERROR_SCHEMA)},
+            output_name="processed_logs",
+            metadata={"validated_files": len(access_files) + len(error_files),
+                      "records_read": sum(f.records for f in access_files + error_files)},
+        )
+        yield Output(
+            contract.rejected_rows(access).unionByName(contract.rejected_rows(errors)),
+            output_name="rejected_log_records",
+        )
+    finally:
+        access.unpersist()
+        errors.unpersist()
+
+
+@asset(
+    ins={"processed_logs": AssetIn(key=AssetKey("processed_logs"))},
+    io_manager_key="lake_io_manager",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name=GROUP,
+    metadata=DAILY_ACTIVITY_TABLE,
+    kinds={"spark", "parquet"},
+    automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+)
+def daily_activity(processed_logs: dict[str, DataFrame]) -> DataFrame:
+    """Gold: one row per (date, service), requests deduplicated by request_id (analytics/daily_activity)."""
+    return contract.daily_activity(processed_logs["access"], processed_logs["error"])

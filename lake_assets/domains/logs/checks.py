@@ -1,0 +1,128 @@
+"""Asset checks of the logs lake, per partition. Checks guarding gold are blocking.
+
+Counts come from manifests and Parquet footers (no Spark); schema checks run
+pandera's PySpark backend on the partitions as stored.
+"""
+
+import datetime as dt
+
+import pandera.pyspark as pa
+from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
+from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lake_assets.domains.logs import contract
+from lake_assets.domains.logs.assets import (
+    DAILY_ACTIVITY_TABLE,
+    PROCESSED_TABLE,
+    REJECTS_TABLE,
+    daily_activity,
+    processed_logs,
+)
+from lake_assets.ingest.validated import validated_files
+from lake_assets.io_managers import partition_row_counts, read_table
+from lake_assets.partitions import daily_partitions
+from lake_assets.quality.checks import RateThresholds, pandera_result, rate_result
+from lake_assets.resources import LakeResource
+
+
+def _schema(struct: T.StructType, checks: dict[str, list] | None = None) -> pa.DataFrameSchema:
+    """A strict pandera schema from the contract's StructType (types and nullability)."""
+    checks = checks or {}
+    return pa.DataFrameSchema(
+        {f.name: pa.Column(f.dataType, nullable=f.nullable, checks=checks.get(f.name, []))
+         for f in struct.fields},
+        strict=True,
+    )
+
+
+ACCESS_PANDERA = _schema(contract.ACCESS_SCHEMA, {
+    "status": [pa.Check.in_range(100, 599)],
+    "method": [pa.Check.isin(list(contract.METHODS))],
+    "bytes_sent": [pa.Check.ge(0)],
+    "latency_ms": [pa.Check.ge(0)],
+})
+ERROR_PANDERA = _schema(contract.ERROR_SCHEMA, {"level": [pa.Check.isin(list(contract.LEVELS))]})
+DAILY_ACTIVITY_PANDERA = _schema(contract.DAILY_ACTIVITY_SCHEMA, {
+    n: [pa.Check.ge(0)] for n in ("requests", "client_errors", "server_errors", "unique_users",
+                                  "unique_clients", "bytes_sent", "error_events", "critical_events")
+})
+
+_PROCESSED = processed_logs.keys_by_output_name["processed_logs"]
+
+
+def _days(context: AssetCheckExecutionContext) -> list[dt.date]:
+    return [dt.date.fromisoformat(k) for k in context.partition_keys]
+
+
+@asset_check(asset=_PROCESSED, partitions_def=daily_partitions, blocking=True,
+             description="pandera (PySpark) schema of processed access and error rows: types, "
+                         "nullability, value ranges.")
+def processed_logs_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
+                          lake: LakeResource) -> AssetCheckResult:
+    frames = read_table(spark.spark_session, lake.storage, PROCESSED_TABLE, list(context.partition_keys),
+                        "processed_logs")
+    return pandera_result({"access": ACCESS_PANDERA, "error": ERROR_PANDERA}, frames)
+
+
+def _conservation(lake: LakeResource, days: list[dt.date]) -> dict[str, dict[str, int]]:
+    """Per date: records ingestion routed there, and rows processed wrote (valid + rejected)."""
+    out = {}
+    files = validated_files(lake.storage, days, contract.ACCESS_FORMATS + contract.ERROR_FORMATS)
+    for day in days:
+        key = day.isoformat()
+        rows = partition_row_counts(lake.storage, PROCESSED_TABLE, key)
+        rejected = partition_row_counts(lake.storage, REJECTS_TABLE, key)[None]
+        out[key] = {
+            "records_read": sum(f.records for f in files if f.day == day),
+            "valid_access": rows["access"], "valid_error": rows["error"], "rejected": rejected,
+        }
+    return out
+
+
+@asset_check(asset=_PROCESSED, partitions_def=daily_partitions, blocking=True,
+             description="Count conservation: valid + rejected rows = records ingestion routed "
+                         "to the partition (from the ingestion manifests).")
+def processed_logs_count_conservation(context: AssetCheckExecutionContext,
+                                      lake: LakeResource) -> AssetCheckResult:
+    counts = _conservation(lake, _days(context))
+    broken = {d: c for d, c in counts.items()
+              if c["valid_access"] + c["valid_error"] + c["rejected"] != c["records_read"]}
+    total = {k: sum(c[k] for c in counts.values()) for k in ("records_read", "valid_access", "valid_error", "rejected")}
+    return AssetCheckResult(passed=not broken, metadata={
+        **total, "mismatched_partitions": MetadataValue.json(broken)})
+
+
+@asset_check(asset=_PROCESSED, partitions_def=daily_partitions, blocking=True,
+             description="Share of records rejected: WARN above LAKE_REJECT_RATE_WARN, ERROR "
+                         "(blocks gold) above LAKE_REJECT_RATE_ERROR.")
+def processed_logs_reject_rate(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
+    counts = _conservation(lake, _days(context))
+    rejected = sum(c["rejected"] for c in counts.values())
+    total = sum(c["records_read"] for c in counts.values())
+    return rate_result(rejected, total, RateThresholds.from_env())
+
+
+@asset_check(asset=daily_activity, partitions_def=daily_partitions, blocking=True,
+             description="pandera (PySpark) schema of daily_activity.")
+def daily_activity_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
+                          lake: LakeResource) -> AssetCheckResult:
+    df = read_table(spark.spark_session, lake.storage, DAILY_ACTIVITY_TABLE, list(context.partition_keys),
+                    "daily_activity")
+    return pandera_result({"daily_activity": DAILY_ACTIVITY_PANDERA}, {"daily_activity": df})
+
+
+@asset_check(asset=daily_activity, partitions_def=daily_partitions, blocking=True,
+             description="(date, service) is unique in daily_activity.")
+def daily_activity_unique_date_service(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
+                                       lake: LakeResource) -> AssetCheckResult:
+    df = read_table(spark.spark_session, lake.storage, DAILY_ACTIVITY_TABLE, list(context.partition_keys),
+                    "daily_activity")
+    dupes = df.groupBy("date", "service").count().where(F.col("count") > 1)
+    sample = [f"{r['date']}/{r['service']}" for r in dupes.limit(10).collect()]
+    return AssetCheckResult(passed=not sample, metadata={"duplicate_keys_sample": MetadataValue.json(sample)})
+
+
+LOGS_CHECKS = [processed_logs_schema, processed_logs_count_conservation, processed_logs_reject_rate,
+               daily_activity_schema, daily_activity_unique_date_service]

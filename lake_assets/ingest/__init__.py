@@ -1,0 +1,1 @@
+"""Landing-zone ingestion shared by every domain: streaming readers, routing, archive, sensor."""

@@ -1,0 +1,246 @@
+"""Streaming readers and writers per raw format.
+
+A reader turns a byte stream into :class:`Record` objects one at a time, so
+memory stays bounded whatever the file's size; it raises :class:`UnreadableFile`
+with a specific reason when the file cannot be read to its end (corrupt gzip,
+inflation beyond the cap, text that is not UTF-8, XML that is not well-formed or
+declares a DTD or entities). A writer stores the records of one partition back
+in the same format, one record per line, so the processed stage can read them
+as text and keep each record's original text.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import zlib
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Iterator
+
+
+class UnreadableFile(Exception):
+    """A file that cannot be read to its end; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Caps that keep a hostile or broken file from exhausting memory or disk."""
+
+    max_record_bytes: int = 16 * 1024 * 1024
+    max_inflated_bytes: int = 8 * 1024**3
+    max_inflation_ratio: int = 200
+    #: Below this much output, the ratio is not enforced (small files compress oddly).
+    ratio_floor_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass
+class Record:
+    """One record: its text as stored in ``validated/`` and its parsed value.
+
+    ``value`` is a dict for a well-formed record and None for a malformed one
+    (which is still kept and routed, to be rejected with its reason later).
+    """
+
+    text: str
+    value: dict[str, Any] | None
+
+
+class _CountingReader(io.RawIOBase):
+    """Counts bytes read from the compressed source (for the inflation ratio)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.count += n
+        return n
+
+
+class _CappedInflater(io.RawIOBase):
+    """A gzip stream that refuses to inflate past the configured caps."""
+
+    def __init__(self, raw: IO[bytes], limits: ReadLimits) -> None:
+        self.source = _CountingReader(raw)
+        self.gz = gzip.GzipFile(fileobj=io.BufferedReader(self.source, 1 << 20), mode="rb")
+        self.limits = limits
+        self.inflated = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        try:
+            data = self.gz.read(len(b))
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadableFile("corrupt_gzip", str(exc) or type(exc).__name__) from exc
+        n = len(data)
+        b[:n] = data
+        self.inflated += n
+        lim = self.limits
+        if self.inflated > lim.max_inflated_bytes:
+            raise UnreadableFile(
+                "gzip_inflation_limit", f"inflates past {lim.max_inflated_bytes} bytes"
+            )
+        if (
+            self.inflated > lim.ratio_floor_bytes
+            and self.inflated > lim.max_inflation_ratio * max(self.source.count, 1)
+        ):
+            raise UnreadableFile(
+                "gzip_inflation_limit",
+                f"inflation ratio above {lim.max_inflation_ratio}:1 (a gzip bomb?)",
+            )
+        return n
+
+
+def _lines(stream: IO[bytes], limits: ReadLimits) -> Iterator[tuple[int, str]]:
+    """Non-blank lines as strict UTF-8 text, each at most ``max_record_bytes``."""
+    buffered = stream if isinstance(stream, io.BufferedIOBase) else io.BufferedReader(stream, 1 << 20)
+    number = 0
+    while True:
+        line = buffered.readline(limits.max_record_bytes + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limits.max_record_bytes and not line.endswith(b"\n"):
+            raise UnreadableFile("record_too_large", f"line {number} exceeds {limits.max_record_bytes} bytes")
+        try:
+            text = line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise UnreadableFile("not_utf8", f"line {number}: {exc}") from exc
+        if text.strip():
+            yield number, text
+
+
+def _json_object(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_ndjson(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
+    """One JSON object per line; a line that is not one is kept as a malformed record."""
+    for _, text in _lines(stream, limits):
+        yield Record(text, _json_object(text))
+
+
+def read_json_gzip(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
+    """gzip holding NDJSON or one JSON array, inflated under the caps."""
+    import ijson
+
+    inflated = io.BufferedReader(_CappedInflater(stream, limits), 1 << 20)
+    head = inflated.peek(4096)[:4096].lstrip()
+    while not head:
+        # Leading whitespace longer than the peek window: skip it and look again.
+        if not inflated.read(4096):
+            return
+        head = inflated.peek(4096)[:4096].lstrip()
+    if not head.startswith(b"["):
+        yield from read_ndjson(inflated, limits)
+        return
+    try:
+        for value in ijson.items(inflated, "item", use_float=True):
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            yield Record(text, value if isinstance(value, dict) else None)
+    except ijson.JSONError as exc:
+        raise UnreadableFile("malformed_json", str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile("not_utf8", str(exc)) from exc
+
+
+def read_xml_errors(stream: IO[bytes], limits: ReadLimits, root_tag: str = "errors",
+                    record_tag: str = "error") -> Iterator[Record]:
+    """``<errors>`` of ``<error>`` elements, streamed; DTDs and entities refused, never expanded."""
+    from xml.etree.ElementTree import ParseError, tostring
+
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import iterparse
+
+    depth = 0
+    root = None
+    try:
+        for event, elem in iterparse(stream, events=("start", "end"), forbid_dtd=True,
+                                     forbid_entities=True, forbid_external=True):
+            if event == "start":
+                depth += 1
+                if depth == 1:
+                    if elem.tag != root_tag:
+                        raise UnreadableFile("unexpected_root", f"root element <{elem.tag}>, expected <{root_tag}>")
+                    root = elem
+                continue
+            depth -= 1
+            if depth != 1:
+                continue
+            elem.tail = None
+            text = tostring(elem, encoding="unicode").replace("\r", "&#13;").replace("\n", "&#10;")
+            if len(text) > limits.max_record_bytes:
+                raise UnreadableFile("record_too_large", f"<{elem.tag}> exceeds {limits.max_record_bytes} bytes")
+            value = None
+            if elem.tag == record_tag:
+                value = {child.tag: (child.text or "") for child in elem}
+            yield Record(text, value)
+            root.remove(elem)
+    except DefusedXmlException as exc:
+        raise UnreadableFile("xml_forbidden_construct", f"{type(exc).__name__}: {exc}") from exc
+    except ParseError as exc:
+        raise UnreadableFile("malformed_xml", str(exc)) from exc
+    if root is None:
+        raise UnreadableFile("malformed_xml", "no root element")
+
+
+class LineSink:
+    """Writes the records of one partition, one per line, in a raw format's framing."""
+
+    def __init__(self, path: str, *, compress: bool = False, header: str = "", footer: str = "") -> None:
+        raw = open(path, "wb")
+        self._f = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if compress else raw
+        self._raw = raw
+        self._footer = footer
+        self.count = 0
+        if header:
+            self._f.write(header.encode("utf-8"))
+
+    def write(self, record: Record) -> None:
+        self._f.write(record.text.encode("utf-8"))
+        self._f.write(b"\n")
+        self.count += 1
+
+    def close(self) -> None:
+        if self._footer:
+            self._f.write(self._footer.encode("utf-8"))
+        self._f.close()
+        if self._raw is not self._f:
+            self._raw.close()
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """A raw format: its ``raw/`` folder name, reader and how validated files are framed."""
+
+    name: str
+    read: Callable[[IO[bytes], ReadLimits], Iterator[Record]]
+    extension: str
+    compress: bool = False
+    header: str = ""
+    footer: str = ""
+
+    def sink(self, path: str) -> LineSink:
+        return LineSink(path, compress=self.compress, header=self.header, footer=self.footer)
+
+
+NDJSON = RawFormat("ndjson", read_ndjson, ".ndjson")
+JSON_GZIP = RawFormat("json_gzip", read_json_gzip, ".json.gz", compress=True)
+XML_ERRORS = RawFormat("xml_errors", read_xml_errors, ".xml", header="<errors>\n", footer="</errors>\n")

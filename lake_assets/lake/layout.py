@@ -1,0 +1,42 @@
+"""Zone prefixes and partition paths, written once for every domain."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import Enum
+
+
+class PartitionStyle(str, Enum):
+    """How a daily partition is spelled in a path."""
+
+    YMD = "ymd"  # year=YYYY/month=MM/day=DD (Hive style, as Glue/Athena lakes lay it out)
+    DATE = "date"  # date=YYYY-MM-DD
+    EVENT_DATE = "event_date"  # event_date=YYYY-MM-DD
+
+
+def partition_path(style: PartitionStyle | str, day: dt.date | str) -> str:
+    """The relative folder of one daily partition, e.g. ``year=2024/month=03/day=05``."""
+    if isinstance(day, str):
+        day = dt.date.fromisoformat(day)
+    style = PartitionStyle(style)
+    if style is PartitionStyle.YMD:
+        return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
+    return f"{style.value}={day.isoformat()}"
+
+
+_YMD = re.compile(r"year=(\d{4})/month=(\d{2})/day=(\d{2})")
+_DATE = re.compile(r"(?:^|/)(?:date|event_date)=(\d{4}-\d{2}-\d{2})")
+
+
+def parse_partition_date(path: str) -> dt.date | None:
+    """The partition date a path sits under, whichever style spelled it."""
+    m = _YMD.search(path)
+    if m:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    m = _DATE.search(path)
+    return dt.date.fromisoformat(m.group(1)) if m else None
+
+
+def join(*parts: str) -> str:
+    """Join relative lake paths with single slashes."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))

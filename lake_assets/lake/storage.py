@@ -1,0 +1,261 @@
+"""One object-store layer for the whole lake: a local folder or ``s3://bucket/prefix``.
+
+Built on ``pyarrow.fs`` (no botocore pins, streaming reads and multipart uploads),
+so ingestion, sensors, rejects, archives and the Spark IO manager share one code
+path whatever the root. Paths handed to this class are *relative to the lake root*
+(``processed/logs/...``); only :meth:`uri` and :meth:`spark_uri` speak absolute.
+
+Atomicity: every write becomes visible whole or not at all. Locally a file is
+written beside its target under a hidden name and ``os.replace``d into place; on
+S3 an object appears only when its (multipart) upload completes, so a reader
+never sees a half-written object.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from typing import IO, Iterator
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+#: Files whose name starts with one of these are staging or bookkeeping: Spark,
+#: Arrow and Athena skip them, and so do listings of data.
+HIDDEN_PREFIXES = ("_", ".")
+
+
+@dataclass(frozen=True)
+class LakeFile:
+    """A file in the lake: its path relative to the root, size and modification time."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+def _s3_filesystem(region: str | None, endpoint_url: str | None) -> pafs.S3FileSystem:
+    """An S3 filesystem honouring the standard AWS variables, ``AWS_ENDPOINT_URL`` included."""
+    kwargs: dict = {}
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+        "AWS_ENDPOINT_URL"
+    )
+    if endpoint_url:
+        parsed = urlparse(endpoint_url)
+        if parsed.scheme:
+            kwargs["scheme"] = parsed.scheme
+            kwargs["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
+        else:
+            kwargs["endpoint_override"] = endpoint_url
+        # MinIO, moto and LocalStack serve buckets by path, not by virtual host.
+        kwargs["force_virtual_addressing"] = False
+    return pafs.S3FileSystem(**kwargs)
+
+
+class LakeStorage:
+    """The lake root and every operation the pipeline performs on it."""
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        spark_s3_scheme: str | None = None,
+    ) -> None:
+        root = root.rstrip("/")
+        parsed = urlparse(root)
+        if parsed.scheme == "s3":
+            if not parsed.netloc:
+                raise ValueError(f"LAKE_ROOT {root!r} names no bucket: use s3://bucket/prefix")
+            self.is_local = False
+            self.fs: pafs.FileSystem = _s3_filesystem(region, endpoint_url)
+            self._base = f"{parsed.netloc}{parsed.path}".rstrip("/")
+            self.root_uri = f"s3://{self._base}"
+        elif parsed.scheme in ("", "file"):
+            path = parsed.path if parsed.scheme == "file" else root
+            self.is_local = True
+            self.fs = pafs.LocalFileSystem()
+            self._base = os.path.abspath(os.path.expanduser(path))
+            self.root_uri = self._base
+        else:
+            raise ValueError(
+                f"LAKE_ROOT {root!r}: unsupported scheme {parsed.scheme!r} (use a folder or s3://)"
+            )
+        # With s3a/EMRFS on the Spark classpath, Spark reads and writes S3 itself
+        # ("s3a" or "s3"); without, data crosses through Arrow (see spark.py).
+        self.spark_s3_scheme = spark_s3_scheme
+
+    def __repr__(self) -> str:
+        return f"LakeStorage({self.root_uri!r})"
+
+    # -- paths -------------------------------------------------------------
+    def _p(self, rel: str) -> str:
+        rel = rel.strip("/")
+        if ".." in rel.split("/"):
+            raise ValueError(f"lake path {rel!r} escapes the lake root")
+        return f"{self._base}/{rel}" if rel else self._base
+
+    def uri(self, rel: str = "") -> str:
+        """The absolute URI of a lake path, for people and metadata."""
+        rel = rel.strip("/")
+        return f"{self.root_uri}/{rel}" if rel else self.root_uri
+
+    def local_path(self, rel: str) -> str:
+        """The filesystem path of a lake path on a local lake."""
+        if not self.is_local:
+            raise ValueError(f"{self.root_uri} is not a local lake")
+        return self._p(rel)
+
+    @property
+    def spark_direct(self) -> bool:
+        """Whether Spark can read and write the lake's own paths."""
+        return self.is_local or bool(self.spark_s3_scheme)
+
+    def spark_uri(self, rel: str) -> str:
+        """The path Spark uses for a lake path when :attr:`spark_direct` holds."""
+        if self.is_local:
+            return self._p(rel)
+        if not self.spark_s3_scheme:
+            raise ValueError("Spark has no S3 filesystem here; stage through Arrow instead")
+        return f"{self.spark_s3_scheme}://{self._p(rel)}"
+
+    # -- reading -----------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self._p(rel)).type != pafs.FileType.NotFound
+
+    def is_file(self, rel: str) -> bool:
+        return self.fs.get_file_info(self._p(rel)).type == pafs.FileType.File
+
+    def list_files(self, prefix: str, *, recursive: bool = True, hidden: bool = False) -> list[LakeFile]:
+        """Files under a prefix, sorted by path; hidden (``_``/``.``) ones only when asked."""
+        selector = pafs.FileSelector(self._p(prefix), allow_not_found=True, recursive=recursive)
+        base_len = len(self._base) + 1
+        out = []
+        for info in self.fs.get_file_info(selector):
+            if info.type != pafs.FileType.File:
+                continue
+            rel = info.path[base_len:]
+            below = rel[len(prefix.strip("/")) :].strip("/")
+            if not hidden and any(part.startswith(HIDDEN_PREFIXES) for part in below.split("/")):
+                continue
+            out.append(LakeFile(rel, info.size or 0, info.mtime_ns or 0))
+        return sorted(out, key=lambda f: f.path)
+
+    def open_read(self, rel: str) -> IO[bytes]:
+        """A streaming reader: memory stays bounded whatever the object's size."""
+        return self.fs.open_input_stream(self._p(rel), compression=None)
+
+    def open_random(self, rel: str):
+        """A seekable reader, for formats read from the end (Parquet footers)."""
+        return self.fs.open_input_file(self._p(rel))
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self.open_read(rel) as f:
+            return f.read()
+
+    def read_text(self, rel: str) -> str:
+        return self.read_bytes(rel).decode("utf-8")
+
+    def download(self, rel: str, local_path: str) -> None:
+        os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
+        pafs.copy_files(self._p(rel), local_path, source_filesystem=self.fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+
+    # -- writing (every write is atomic) -----------------------------------
+    @contextlib.contextmanager
+    def open_write(self, rel: str) -> Iterator[IO[bytes]]:
+        """Write a file that appears whole on success and not at all on error."""
+        if self.is_local:
+            target = self._p(rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = os.path.join(os.path.dirname(target), f".tmp-{uuid.uuid4().hex}")
+            try:
+                with open(tmp, "wb") as f:
+                    yield f
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        else:
+            # Spool locally, then upload: an exception never completes a half upload.
+            import tempfile
+
+            with tempfile.NamedTemporaryFile(prefix="lake-upload-", delete=False) as f:
+                tmp = f.name
+                try:
+                    yield f
+                except BaseException:
+                    f.close()
+                    os.remove(tmp)
+                    raise
+            try:
+                self.put_file(tmp, rel)
+            finally:
+                os.remove(tmp)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        if self.is_local:
+            with self.open_write(rel) as f:
+                f.write(data)
+        else:
+            with self.fs.open_output_stream(self._p(rel)) as out:
+                out.write(data)
+
+    def write_text(self, rel: str, text: str) -> None:
+        self.write_bytes(rel, text.encode("utf-8"))
+
+    def put_file(self, local_path: str, rel: str, *, move: bool = False) -> None:
+        """Publish a finished local file at ``rel``, replacing what was there atomically."""
+        if self.is_local:
+            target = self._p(rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if move and os.stat(local_path).st_dev == os.stat(os.path.dirname(target)).st_dev:
+                os.replace(local_path, target)
+                return
+            tmp = os.path.join(os.path.dirname(target), f".tmp-{uuid.uuid4().hex}")
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, target)
+            if move:
+                os.remove(local_path)
+        else:
+            pafs.copy_files(local_path, self._p(rel), source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.fs)
+            if move:
+                os.remove(local_path)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy within the lake (server side on S3), atomically at the destination."""
+        if self.is_local:
+            self.put_file(self._p(src), dst)
+        else:
+            self.fs.copy_file(self._p(src), self._p(dst))
+
+    def move(self, src: str, dst: str) -> None:
+        if self.is_local:
+            self.put_file(self._p(src), dst, move=True)
+        else:
+            self.copy(src, dst)
+            self.delete(src)
+
+    def delete(self, rel: str) -> None:
+        """Delete a file; a file already gone is not an error (retries stay idempotent)."""
+        try:
+            self.fs.delete_file(self._p(rel))
+        except FileNotFoundError:
+            pass
+
+    def delete_dir(self, rel: str) -> None:
+        try:
+            self.fs.delete_dir(self._p(rel))
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,80 @@
+"""Event-time parsing, once in Python (ingestion routes by it) and once in Spark.
+
+Both read the same patterns below, and ``lake_assets_tests/quality/test_timestamps``
+holds them to the same answers on a shared corpus, so a record is dated
+identically whether ingestion or the processed stage looks at it.
+
+Accepted forms (the contracts' words): an ISO-8601 string with ``Z`` or an
+offset, or a number of epoch seconds or milliseconds (above 10^11 is
+milliseconds). Numbers may arrive as JSON numbers or as strings of digits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+
+#: ISO-8601 date-time with seconds, up to nanosecond fractions, and a mandatory zone.
+ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+#: A plain decimal number (JSON numbers render this way, exponents included).
+NUMBER_PATTERN = r"^-?\d+(\.\d+)?([eE][+-]?\d+)?$"
+#: Epoch values above this are milliseconds.
+MILLIS_THRESHOLD = 10**11
+#: Epoch values beyond this many seconds are not dates this lake can hold.
+MAX_EPOCH_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+
+_ISO = re.compile(ISO_PATTERN)
+_NUMBER = re.compile(NUMBER_PATTERN)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def parse_event_time(value: object) -> dt.datetime | None:
+    """The UTC instant a timestamp value names, or None when it names none."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        text = repr(value) if isinstance(value, float) else str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        return None
+    if _ISO.match(text):
+        # Python keeps microseconds; trim longer fractions as Spark does.
+        head, _, rest = text.partition(".")
+        if rest:
+            digits = re.match(r"\d+", rest).group(0)
+            text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+        try:
+            return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+        except ValueError:
+            return None
+    if _NUMBER.match(text):
+        try:
+            seconds = Decimal(text)
+        except InvalidOperation:
+            return None
+        if seconds > MILLIS_THRESHOLD:
+            seconds = seconds / 1000
+        if abs(seconds) > MAX_EPOCH_SECONDS:
+            return None
+        micros = int((seconds * 1_000_000).to_integral_value(rounding="ROUND_FLOOR"))
+        return _EPOCH + dt.timedelta(microseconds=micros)
+    return None
+
+
+def event_time_column(text):
+    """Spark column: the UTC timestamp a string column names, or null (ANSI-safe).
+
+    Built from ``try_cast`` and guarded branches only, so Spark's ANSI mode never
+    fails a job on a bad value.
+    """
+    from pyspark.sql import functions as F
+
+    number = text.try_cast("decimal(38,9)")
+    seconds = F.when(number > MILLIS_THRESHOLD, number / 1000).otherwise(number)
+    micros = F.floor(seconds * 1_000_000).try_cast("bigint")
+    epoch = F.when(F.abs(seconds) <= MAX_EPOCH_SECONDS, F.timestamp_micros(micros))
+    return (
+        F.when(text.rlike(ISO_PATTERN), text.try_cast("timestamp"))
+        .when(text.rlike(NUMBER_PATTERN), epoch)
+    )

@@ -1,0 +1,28 @@
+"""The lake as a Dagster resource: one storage layer for sensors, ops, assets and checks."""
+from __future__ import annotations
+
+from functools import cached_property
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from lake_assets import settings
+from lake_assets.lake import LakeStorage
+
+
+class LakeResource(ConfigurableResource):
+    """The lake root (a folder or ``s3://bucket/prefix``) and how Spark reaches it."""
+
+    root: str = Field(description="LAKE_ROOT: a local folder or s3://bucket/prefix")
+    start_date: str = Field(default=settings.DEFAULT_START_DATE, description="LAKE_START_DATE")
+    spark_s3_scheme: str | None = Field(
+        default=None,
+        description="LAKE_SPARK_S3_SCHEME: 's3a' (or 's3' on EMR) when Spark has an S3 "
+        "filesystem; unset, S3 data crosses through Arrow",
+    )
+    endpoint_url: str | None = Field(default=None, description="overrides AWS_ENDPOINT_URL")
+
+    @cached_property
+    def storage(self) -> LakeStorage:
+        return LakeStorage(self.root, endpoint_url=self.endpoint_url,
+                           spark_s3_scheme=self.spark_s3_scheme)

@@ -1,0 +1,132 @@
+"""Spark: the session settings, and the one bridge between Spark and the lake's storage.
+
+Which path runs when:
+
+* local lake (a folder): Spark reads and writes the lake's files itself;
+* ``s3://`` lake with ``LAKE_SPARK_S3_SCHEME=s3a`` (or ``s3`` on EMR/EMRFS):
+  Spark reads and writes ``s3a://bucket/prefix/...`` itself;
+* ``s3://`` lake without it (no s3a jars, as on a laptop without Maven): the
+  files cross through Arrow: inputs are downloaded to a local staging folder
+  and read from there, outputs are written there and uploaded. This needs the
+  driver and executors to share a filesystem, i.e. ``local[*]`` (or a Connect
+  server on the same machine).
+
+The session is created lazily, on the first asset that needs it, never at import
+or definition-load time; with the in-process executor one session serves a run.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+
+from dagster_pyspark import LazyPySparkResource
+
+from lake_assets.lake import LakeFile, LakeStorage
+from lake_assets.lake.layout import join
+
+
+def spark_config_from_env() -> dict[str, str]:
+    """Session settings: ``SPARK_REMOTE`` (Spark Connect) or ``SPARK_MASTER`` (default ``local[*]``)."""
+    # Everything Spark binds stays on loopback unless told otherwise.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = {
+        "spark.app.name": os.environ.get("SPARK_APP_NAME", "lake_assets"),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.ansi.enabled": "true",
+        "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.parquet.compression.codec": "zstd",
+        "spark.sql.sources.partitionOverwriteMode": "static",
+    }
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote:
+        conf["spark.remote"] = remote
+        return conf
+    conf.update(
+        {
+            "spark.master": os.environ.get("SPARK_MASTER", "local[*]"),
+            "spark.driver.host": os.environ.get("SPARK_DRIVER_HOST", "127.0.0.1"),
+            "spark.driver.bindAddress": os.environ.get("SPARK_DRIVER_BIND_ADDRESS", "127.0.0.1"),
+            "spark.ui.enabled": os.environ.get("SPARK_UI_ENABLED", "false"),
+            "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "4g"),
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+        }
+    )
+    for key, value in os.environ.items():
+        # Any other setting: SPARK_CONF_spark__executor__memory=2g -> spark.executor.memory=2g
+        if key.startswith("SPARK_CONF_"):
+            conf[key[len("SPARK_CONF_"):].replace("__", ".")] = value
+    return conf
+
+
+def spark_resource_from_env() -> LazyPySparkResource:
+    return LazyPySparkResource(spark_config=spark_config_from_env())
+
+
+_STAGING_ROOT: str | None = None
+
+
+def _local_staging_root() -> str:
+    """A process-wide scratch folder for the Arrow crossing, removed at exit."""
+    global _STAGING_ROOT
+    if _STAGING_ROOT is None:
+        _STAGING_ROOT = tempfile.mkdtemp(prefix="lake-spark-", dir=os.environ.get("LAKE_STAGING_DIR"))
+        atexit.register(shutil.rmtree, _STAGING_ROOT, True)
+    return _STAGING_ROOT
+
+
+@dataclass
+class SparkStage:
+    """A folder Spark writes into before files are published to their lake paths.
+
+    On a local lake, and with s3a, it sits inside the lake root (``_staging/``)
+    so publishing is a rename or a server-side copy; otherwise it is local scratch.
+    """
+
+    storage: LakeStorage  # the storage the staged files live in
+    rel: str  # the stage folder, relative to that storage
+    lake: LakeStorage
+
+    @classmethod
+    def create(cls, lake: LakeStorage) -> "SparkStage":
+        token = uuid.uuid4().hex
+        if lake.spark_direct:
+            return cls(lake, join("_staging", token), lake)
+        local = LakeStorage(os.path.join(_local_staging_root(), token))
+        return cls(local, "", lake)
+
+    @property
+    def spark_uri(self) -> str:
+        return self.storage.spark_uri(self.rel) if self.storage is self.lake else self.storage.local_path(self.rel)
+
+    def files(self) -> list[LakeFile]:
+        return [f for f in self.storage.list_files(self.rel) if f.path.endswith(".parquet")]
+
+    def publish(self, f: LakeFile, dest: str) -> None:
+        """Make a staged file the lake file ``dest``, replacing it atomically."""
+        if self.storage is self.lake:
+            self.lake.move(f.path, dest)
+        else:
+            self.lake.put_file(self.storage.local_path(f.path), dest, move=True)
+
+    def cleanup(self) -> None:
+        self.storage.delete_dir(self.rel)
+
+
+def spark_paths(lake: LakeStorage, rels: list[str]) -> list[str]:
+    """Paths Spark can read for these lake files or folders (downloaded when it cannot reach them)."""
+    if lake.spark_direct:
+        return [lake.spark_uri(r) for r in rels]
+    root = os.path.join(_local_staging_root(), "inputs", uuid.uuid4().hex)
+    out = []
+    for rel in rels:
+        files = [LakeFile(rel, 0, 0)] if lake.is_file(rel) else lake.list_files(rel)
+        for f in files:
+            local = os.path.join(root, f.path)
+            lake.download(f.path, local)
+        out.append(os.path.join(root, rel))
+    return out

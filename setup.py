@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="lake_assets",
+    version="0.1.0",
+    description="A medallion data lake on S3 (or a local folder) as a Dagster asset graph",
+    packages=find_packages(exclude=["lake_assets_tests*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-aws==0.29.27",
+        "dagster-pyspark==0.29.27",
+        "dagster-pandera==0.29.27",
+        "pyspark==4.3.0",
+        "pandera[pyspark]",
+        "pyarrow>=16",
+        "boto3",
+        "defusedxml",
+        "ijson",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-timeout", "moto[server]", "duckdb"],
+    },
+    entry_points={"console_scripts": ["lake = lake_assets.cli:main"]},
+)
