@@ -34,7 +34,7 @@ from lake_assets.lake.layout import join
 from lake_assets.resources import LakeResource
 from lake_assets.spark import SparkStage, spark_paths
 
-_PART = "__lake_partition"
+_PART = "lake_partition"
 
 
 def lake_table(prefix: str, *, partitioning: str = "ymd", date_column: str = "event_date",

@@ -6,6 +6,8 @@ pandera's PySpark backend on the partitions as stored.
 
 import datetime as dt
 
+import pyarrow
+
 import pandera.pyspark as pa
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 from dagster_pyspark import LazyPySparkResource
@@ -21,7 +23,7 @@ from lake_assets.domains.logs.assets import (
     processed_logs,
 )
 from lake_assets.ingest.validated import validated_files
-from lake_assets.io_managers import partition_row_counts, read_table
+from lake_assets.io_managers import partition_file, partition_row_counts, read_table
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality.checks import RateThresholds, pandera_result, rate_result
 from lake_assets.resources import LakeResource
@@ -66,6 +68,19 @@ def processed_logs_schema(context: AssetCheckExecutionContext, spark: LazyPySpar
     return pandera_result({"access": ACCESS_PANDERA, "error": ERROR_PANDERA}, frames)
 
 
+def _undated_rejects(lake: LakeResource, key: str) -> int:
+    """Rejects routed to this date only because they had no event date in range (reasons column only)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with lake.storage.open_random(partition_file(REJECTS_TABLE, key)) as fh:
+        reasons = pq.read_table(fh, columns=["reasons"]).column("reasons")
+    if not len(reasons):
+        return 0
+    first = pc.list_element(reasons, 0)
+    return int(pc.sum(pc.is_in(first, value_set=pyarrow.array(list(contract.UNDATED_RULES)))).as_py() or 0)
+
+
 def _conservation(lake: LakeResource, days: list[dt.date]) -> dict[str, dict[str, int]]:
     """Per date: records ingestion routed there, and rows processed wrote (valid + rejected)."""
     out = {}
@@ -77,6 +92,7 @@ def _conservation(lake: LakeResource, days: list[dt.date]) -> dict[str, dict[str
         out[key] = {
             "records_read": sum(f.records for f in files if f.day == day),
             "valid_access": rows["access"], "valid_error": rows["error"], "rejected": rejected,
+            "undated_rejected": _undated_rejects(lake, key),
         }
     return out
 
@@ -90,18 +106,22 @@ def processed_logs_count_conservation(context: AssetCheckExecutionContext,
     broken = {d: c for d, c in counts.items()
               if c["valid_access"] + c["valid_error"] + c["rejected"] != c["records_read"]}
     total = {k: sum(c[k] for c in counts.values()) for k in ("records_read", "valid_access", "valid_error", "rejected")}
+    broken = {d: {k: v for k, v in c.items() if k != "undated_rejected"} for d, c in broken.items()}
     return AssetCheckResult(passed=not broken, metadata={
         **total, "mismatched_partitions": MetadataValue.json(broken)})
 
 
 @asset_check(asset=_PROCESSED, partitions_def=daily_partitions, blocking=True,
-             description="Share of records rejected: WARN above LAKE_REJECT_RATE_WARN, ERROR "
-                         "(blocks gold) above LAKE_REJECT_RATE_ERROR.")
+             description="Share of the partition's dated records rejected: WARN above "
+                         "LAKE_REJECT_RATE_WARN, ERROR (blocks gold) above LAKE_REJECT_RATE_ERROR. "
+                         "Records without a date in range land on their ingest date and are "
+                         "reported apart (undated_rejected), not counted against it.")
 def processed_logs_reject_rate(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
     counts = _conservation(lake, _days(context))
-    rejected = sum(c["rejected"] for c in counts.values())
-    total = sum(c["records_read"] for c in counts.values())
-    return rate_result(rejected, total, RateThresholds.from_env())
+    undated = sum(c["undated_rejected"] for c in counts.values())
+    rejected = sum(c["rejected"] for c in counts.values()) - undated
+    total = sum(c["records_read"] for c in counts.values()) - undated
+    return rate_result(rejected, total, RateThresholds.from_env(), undated_rejected=undated)
 
 
 @asset_check(asset=daily_activity, partitions_def=daily_partitions, blocking=True,

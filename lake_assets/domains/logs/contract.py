@@ -29,6 +29,10 @@ ERROR_REQUIRED = ("timestamp", "service", "level", "message")
 #: Required fields that may be empty strings (the contract's one exception).
 MAY_BE_EMPTY = {"message"}
 
+#: Rules that leave a record without an event date in the lake's range: such a
+#: record is routed to its ingest date, so it says nothing of that date's quality.
+UNDATED_RULES = ("malformed_record", "missing_field:timestamp", "invalid_timestamp", "timestamp_out_of_range")
+
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
 LEVELS = ("WARN", "ERROR", "CRITICAL")
 
@@ -113,7 +117,7 @@ def _missing(value: Column, name: str, malformed: Column) -> Column:
     return ~malformed & absent
 
 
-def _timestamp_rules(ts_text: Column, ts: Column, malformed: Column, missing_ts: Column,
+def _timestamp_rules(ts: Column, malformed: Column, missing_ts: Column,
                      ingest_ts: Column, start: dt.date) -> list[Rule]:
     return [
         Rule("invalid_timestamp", ~malformed & ~missing_ts & ts.isNull()),
@@ -137,7 +141,7 @@ def parse_access(text: DataFrame, start: dt.date) -> DataFrame:
     latency = c["latency_ms"].try_cast("double")
     rules = [Rule("malformed_record", malformed)]
     rules += [Rule(f"missing_field:{n}", missing[n]) for n in ACCESS_REQUIRED]
-    rules += _timestamp_rules(c["timestamp"], ts, malformed, missing["timestamp"], F.col("ingest_ts"), start)
+    rules += _timestamp_rules(ts, malformed, missing["timestamp"], F.col("ingest_ts"), start)
     rules += [
         Rule("invalid_status", ~missing["status"] & ~malformed & ~(status.isNotNull() & status.between(100, 599))),
         Rule("invalid_method", ~missing["method"] & ~malformed & ~method.isin(*METHODS)),
@@ -183,7 +187,7 @@ def parse_errors(text: DataFrame, start: dt.date) -> DataFrame:
     level = F.upper(c["level"])
     rules = [Rule("malformed_record", malformed)]
     rules += [Rule(f"missing_field:{n}", missing[n]) for n in ERROR_REQUIRED]
-    rules += _timestamp_rules(c["timestamp"], ts, malformed, missing["timestamp"], F.col("ingest_ts"), start)
+    rules += _timestamp_rules(ts, malformed, missing["timestamp"], F.col("ingest_ts"), start)
     rules += [Rule("invalid_level", ~missing["level"] & ~malformed & ~level.isin(*LEVELS))]
     return df.select(
         ts.alias("event_ts"),

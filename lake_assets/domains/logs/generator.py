@@ -210,7 +210,8 @@ class _Records:
         self.bad_error_variants = _interleave(_bad_error_families())
         self.bad_access_i = 0
         self.bad_error_i = 0
-        self._access_line = self._make_access_line()
+        #: One valid access record as compact JSON, for a day starting at ``day_ms``.
+        self.access_line: Callable[[int], str] = self._make_access_line()
 
     # -- time
 
@@ -255,15 +256,7 @@ class _Records:
             return repr(t_ms / 1000), False
         return str(t_ms), False
 
-    def request_id(self) -> str:
-        self.seq += 1
-        return f"{self.tag}-{self.seq:08x}"
-
     # -- access
-
-    def access_line(self, day_ms: int) -> str:
-        """One valid access record as compact JSON (replaced per instance by the fast closure)."""
-        return self._access_line(day_ms)
 
     def _make_access_line(self) -> Callable[[int], str]:
         """The hot path, as a closure over pre-encoded pools: no json.dumps, no attribute lookups.
@@ -280,7 +273,7 @@ class _Records:
         per_service = {
             svc: (svc_json, self.paths[svc], self.host_kv[svc],
                   [math.exp(_LATENCY_MU[svc] + 0.7 * z) for z in normals[::-1]])
-            for svc, svc_json in set(self.services)
+            for svc, svc_json in dict.fromkeys(self.services)
         }
         services = [per_service[svc] for svc, _ in self.services]  # keeps the weights
         n_services = len(services)
@@ -436,6 +429,13 @@ def _future_iso(gen: _Records) -> str:
     return gen.iso(gen.future_ms, 0, "Z", False)
 
 
+class _JsonValue:
+    """Marks a Python str that must be dumped as a JSON string, not written as raw text."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 def _bad_access_families():
     def v(reasons, fn):
         def variant(gen, rec, day_ms):
@@ -509,13 +509,6 @@ def _bad_access_families():
         v(("negative_value:bytes_sent", "negative_value:latency_ms"), setf(bytes_sent=-5, latency_ms=-0.5)),
     ]
     return [malformed, missing, invalid_ts, out_of_range, status, method, negative, combos]
-
-
-class _JsonValue:
-    """Marks a Python str that must be dumped as a JSON string, not written as raw text."""
-
-    def __init__(self, value):
-        self.value = value
 
 
 def _bad_error_families():
