@@ -41,12 +41,17 @@ lake_automation_sensor = AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
 )
 
-defs = Definitions.merge(
-    logs.definitions(),
-    Definitions(
-        sensors=[lake_automation_sensor],
-        resources=build_resources(),
-        # One process, so one Spark session (one JVM) serves every step of a run.
-        executor=in_process_executor,
-    ),
-)
+def build_defs(lake_root: str | None = None) -> Definitions:
+    """The code location; ``lake_root`` overrides LAKE_ROOT (tests point it at a temporary lake)."""
+    return Definitions.merge(
+        logs.definitions(),
+        Definitions(
+            sensors=[lake_automation_sensor],
+            resources=build_resources(lake_root),
+            # One process, so one Spark session (one JVM) serves every step of a run.
+            executor=in_process_executor,
+        ),
+    )
+
+
+defs = build_defs()

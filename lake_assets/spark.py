@@ -41,6 +41,8 @@ def spark_config_from_env() -> dict[str, str]:
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.parquet.compression.codec": "zstd",
         "spark.sql.sources.partitionOverwriteMode": "static",
+        # List input files on the driver: a distributed listing job per read costs more than it saves.
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
     }
     remote = os.environ.get("SPARK_REMOTE")
     if remote:
@@ -54,6 +56,9 @@ def spark_config_from_env() -> dict[str, str]:
             "spark.ui.enabled": os.environ.get("SPARK_UI_ENABLED", "false"),
             "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "4g"),
             "spark.sql.execution.arrow.pyspark.enabled": "true",
+            "spark.ui.showConsoleProgress": "false",
+            # Local tasks have nowhere better to wait for: don't (the 3 s default stalls cached stages).
+            "spark.locality.wait": os.environ.get("SPARK_LOCALITY_WAIT", "0s"),
         }
     )
     for key, value in os.environ.items():

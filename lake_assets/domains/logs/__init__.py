@@ -7,6 +7,7 @@ def definitions() -> Definitions:
     from lake_assets.domains.logs.assets import (
         daily_activity,
         ingest_logs_job,
+        logs_pipeline_job,
         logs_landing_sensor,
         processed_logs,
         validated_logs,
@@ -16,6 +17,6 @@ def definitions() -> Definitions:
     return Definitions(
         assets=[validated_logs, processed_logs, daily_activity],
         asset_checks=LOGS_CHECKS,
-        jobs=[ingest_logs_job],
+        jobs=[ingest_logs_job, logs_pipeline_job],
         sensors=[logs_landing_sensor],
     )

@@ -21,6 +21,7 @@ from dagster import (
     BackfillPolicy,
     Output,
     asset,
+    define_asset_job,
     multi_asset,
 )
 from dagster_pyspark import LazyPySparkResource
@@ -138,3 +139,13 @@ def processed_logs(context: AssetExecutionContext, spark: LazyPySparkResource, l
 def daily_activity(processed_logs: dict[str, DataFrame]) -> DataFrame:
     """Gold: one row per (date, service), requests deduplicated by request_id (analytics/daily_activity)."""
     return contract.daily_activity(processed_logs["access"], processed_logs["error"])
+
+
+#: Processed and gold for a range of dates (with their checks): what `lake run` and backfills run.
+logs_pipeline_job = define_asset_job(
+    "logs_pipeline_job",
+    selection=[processed_logs.keys_by_output_name["processed_logs"],
+               processed_logs.keys_by_output_name["rejected_log_records"], daily_activity.key],
+    partitions_def=daily_partitions,
+    description="Build processed_logs, its rejects and daily_activity for a range of dates.",
+)

@@ -1,0 +1,240 @@
+"""``lake``: generate sample data, run the lake end to end, open the UI.
+
+A thin shell over the code location's definitions and jobs: every run it starts
+is recorded in the Dagster instance at ``DAGSTER_HOME`` (by default the
+project-local ``.dagster_home``, the same one ``lake ui`` opens).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from collections import Counter
+
+
+def _setup_env(args) -> None:
+    if getattr(args, "lake", None):
+        os.environ["LAKE_ROOT"] = args.lake
+    from lake_assets import settings
+
+    os.environ["DAGSTER_HOME"] = settings.dagster_home()
+    # Keep a project-local instance quiet about telemetry and let runs use the shared session.
+    yaml = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
+    if not os.path.exists(yaml):
+        with open(yaml, "w") as f:
+            f.write("telemetry:\n  enabled: false\n")
+
+
+def _storage():
+    from lake_assets import settings
+    from lake_assets.lake import LakeStorage
+
+    return LakeStorage(settings.lake_root())
+
+
+def _say(msg: str) -> None:
+    print(f"[lake] {msg}", flush=True)
+
+
+# -- generate --------------------------------------------------------------
+def cmd_generate(args) -> int:
+    _setup_env(args)
+    storage = _storage()
+    if args.domain != "logs":
+        print(f"unknown domain {args.domain!r}; known: logs", file=sys.stderr)
+        return 2
+    from lake_assets.domains.logs.generator import generate_logs
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    start = dt.date.fromisoformat(args.start) if args.start else today - dt.timedelta(days=args.days)
+    t0 = time.time()
+    gen = generate_logs(storage.write_bytes, start=start, days=args.days, records_per_day=args.records_per_day,
+                        bad_share=args.bad_share, bad_files=args.bad_files, seed=args.seed,
+                        now=dt.datetime.now(dt.timezone.utc))
+    _say(f"wrote {gen.files} raw file(s), {gen.records} records ({gen.bad_records} bad, "
+         f"{len(gen.bad_files)} unreadable file(s)) for {start}..{start + dt.timedelta(days=args.days - 1)} "
+         f"under {storage.uri('raw')} in {time.time() - t0:.1f}s")
+    return 0
+
+
+# -- run -------------------------------------------------------------------
+def run_lake(progress=_say):
+    """Ingest and build every domain; returns the DomainRun of each."""
+    from dagster import DagsterInstance
+
+    from lake_assets.definitions import defs
+    from lake_assets.domains.logs.assets import LANDING, validated_logs
+    from lake_assets.pipeline import run_domain
+
+    storage = _storage()
+    instance = DagsterInstance.get()
+    return [
+        run_domain(defs, instance, domain="logs", ingest_job="ingest_logs_job", build_job="logs_pipeline_job",
+                   validated_asset=validated_logs.key,
+                   list_raw=lambda: [f.path for f in LANDING.raw_files(storage)], progress=progress),
+    ]
+
+
+def _report(runs) -> int:
+    failed = False
+    for domain in runs:
+        for r in domain.runs:
+            for name in r.warned_checks:
+                _say(f"WARN  {domain.domain}: check {name} failed with severity WARN (run {r.run_id[:8]})")
+            if not r.success:
+                failed = True
+                where = f" for {r.partitions[0]}..{r.partitions[1]}" if r.partitions else ""
+                _say(f"FAILED {domain.domain}: {r.job}{where} (run {r.run_id})")
+                for f in r.failures[:5]:
+                    _say(f"       {f.splitlines()[0][:300]}")
+                for name in r.failed_checks:
+                    _say(f"       blocking check failed: {name}")
+    return 1 if failed else 0
+
+
+def cmd_run(args) -> int:
+    _setup_env(args)
+    t0 = time.time()
+    runs = run_lake()
+    for d in runs:
+        _say(f"{d.domain}: {d.files} file(s) ingested, {len(d.touched)} partition(s) built "
+             f"in {len(d.runs)} run(s)")
+    code = _report(runs)
+    _say(("done" if code == 0 else "finished with failures") + f" in {time.time() - t0:.1f}s; "
+         f"runs recorded in {os.environ['DAGSTER_HOME']}")
+    return code
+
+
+# -- summary and demo ------------------------------------------------------
+def _zone_rows(storage, prefix: str) -> tuple[int, int]:
+    import pyarrow.parquet as pq
+
+    files = [f for f in storage.list_files(prefix) if f.path.endswith(".parquet")]
+    rows = 0
+    for f in files:
+        with storage.open_random(f.path) as fh:
+            rows += pq.ParquetFile(fh).metadata.num_rows
+    return len(files), rows
+
+
+def print_summary(storage) -> None:
+    print()
+    print(f"Lake: {storage.root_uri}")
+    print(f"  {'zone':<44} {'files':>7} {'rows':>10}")
+    for label, prefix in [("raw/ (waiting)", "raw"), ("validated/", "validated"), ("archive/", "archive"),
+                          ("rejected/system/ (whole files)", "rejected/system")]:
+        n = len([f for f in storage.list_files(prefix) if not f.path.endswith(".reason.json")])
+        print(f"  {label:<44} {n:>7} {'':>10}")
+    for label, prefix in [("processed/logs/log_type=access/", "processed/logs/log_type=access"),
+                          ("processed/logs/log_type=error/", "processed/logs/log_type=error"),
+                          ("rejected/data_quality/", "rejected/data_quality"),
+                          ("analytics/daily_activity/", "analytics/daily_activity")]:
+        files, rows = _zone_rows(storage, prefix)
+        print(f"  {label:<44} {files:>7} {rows:>10}")
+
+    counts: Counter = Counter()
+    for table in _read_tables(storage, "rejected/data_quality", ["reason"]):
+        counts.update(table.column("reason").to_pylist())
+    if counts:
+        print("\nRejected records by reason (first rule broken):")
+        for reason, n in counts.most_common():
+            print(f"  {reason:<40} {n:>8}")
+    bad_files = [f for f in storage.list_files("rejected/system") if f.path.endswith(".reason.json")]
+    if bad_files:
+        import json
+
+        print("\nFiles rejected whole:")
+        for f in bad_files[:10]:
+            info = json.loads(storage.read_text(f.path))
+            print(f"  {info.get('source', '?'):<48} {info.get('reason')}")
+
+    import pyarrow as pa
+
+    tables = [t for t in _read_tables(storage, "analytics/daily_activity") if t.num_rows]
+    if tables:
+        table = pa.concat_tables(tables).sort_by([("date", "ascending"), ("service", "ascending")])
+        cols = ["date", "service", "requests", "client_errors", "server_errors", "unique_users",
+                "p95_latency_ms", "error_events", "critical_events"]
+        print(f"\nGold preview (analytics/daily_activity, {table.num_rows} rows):")
+        print("  " + " ".join(f"{c:>14}" for c in cols))
+        for row in table.select(cols).slice(0, 12).to_pylist():
+            print("  " + " ".join(f"{(round(v, 1) if isinstance(v, float) else v)!s:>14}" for v in row.values()))
+
+
+def _read_tables(storage, prefix: str, columns: list[str] | None = None):
+    """Each Parquet file under a prefix as an Arrow table (the summary's small reads)."""
+    import pyarrow.parquet as pq
+
+    for f in storage.list_files(prefix):
+        if f.path.endswith(".parquet"):
+            with storage.open_random(f.path) as fh:
+                yield pq.read_table(fh, columns=columns)
+
+
+def cmd_demo(args) -> int:
+    _setup_env(args)
+    args.domain = "logs"
+    args.start = None
+    code = cmd_generate(args)
+    if code:
+        return code
+    code = cmd_run(args)
+    print_summary(_storage())
+    print(f"""
+Next:
+  open the UI on these runs:   .venv/bin/lake ui      (then http://127.0.0.1:3000)
+  look at the files:           {_storage().root_uri}
+  rejected rows with reasons:  {_storage().uri('rejected/data_quality')}
+""")
+    return code
+
+
+def cmd_ui(args) -> int:
+    _setup_env(args)
+    import shutil
+
+    dagster = shutil.which("dagster") or os.path.join(os.path.dirname(sys.executable), "dagster")
+    argv = [dagster, "dev", "-h", args.host, "-p", str(args.port)]
+    _say(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}; UI on http://{args.host}:{args.port}")
+    os.execv(dagster, argv)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lake", description=__doc__.splitlines()[0])
+    parser.add_argument("--lake", help="lake root (overrides LAKE_ROOT; default ./.lake)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def gen_args(p, days, rpd):
+        p.add_argument("--days", type=int, default=days)
+        p.add_argument("--records-per-day", type=int, default=rpd)
+        p.add_argument("--bad-share", type=float, default=0.01, help="share of records breaking a rule")
+        p.add_argument("--bad-files", type=int, default=3, help="unreadable files to add")
+        p.add_argument("--seed", type=int, default=7)
+
+    g = sub.add_parser("generate", help="write synthetic raw files into raw/")
+    g.add_argument("domain", choices=["logs"])
+    gen_args(g, 7, 2000)
+    g.add_argument("--start", help="first event date (default: DAYS days ago)")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="ingest raw/ and build every touched partition to gold")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="generate a week of sample data, run it, print a summary")
+    gen_args(d, 7, 2000)
+    d.set_defaults(func=cmd_demo)
+
+    u = sub.add_parser("ui", help="open the Dagster UI on the lake's instance")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=3000)
+    u.set_defaults(func=cmd_ui)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
