@@ -40,6 +40,8 @@ def spark_config_from_env() -> dict[str, str]:
         "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"),
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.parquet.compression.codec": "zstd",
+        # INT64 microseconds marked UTC (not legacy INT96): what Arrow, DuckDB and Athena read as UTC.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.sources.partitionOverwriteMode": "static",
         # List input files on the driver: a distributed listing job per read costs more than it saves.
         "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",

@@ -244,19 +244,19 @@ def test_gzip_bomb_of_spaces_stops_at_the_inflation_cap():
 
 
 def test_gzip_bomb_stops_at_the_inflation_ratio():
-    bomb = _bomb(100, b"\n")  # ~100 KB inflating 1000:1 into blank lines (no record to trip over)
+    bomb = _bomb(50, b"\n")  # ~50 KB inflating 1000:1 into blank lines (no record to trip over)
     exc = refused(read_json_gzip, bomb, ReadLimits(ratio_floor_bytes=1_000_000))
     assert exc.reason == "gzip_inflation_limit"
     assert "ratio" in exc.detail
 
 
 def test_ordinary_compression_ratio_passes_the_caps():
-    # Repetitive but real records compress well; below the ratio floor that is fine.
-    lines = [json.dumps(dict(ACCESS[0], request_id=f"r{i}")) for i in range(20000)]
+    # Repetitive but real records compress ~45:1: past the ratio floor, yet under a 100:1 cap.
+    lines = [json.dumps(dict(ACCESS[0], request_id=f"r{i}")) for i in range(5000)]
     data = gz("\n".join(lines).encode())
-    recs = read(read_json_gzip, data, ReadLimits(ratio_floor_bytes=10_000_000))
-    assert len(recs) == 20000
-    assert recs[-1].value["request_id"] == "r19999"
+    recs = read(read_json_gzip, data, ReadLimits(ratio_floor_bytes=100_000, max_inflation_ratio=100))
+    assert len(recs) == 5000
+    assert recs[-1].value["request_id"] == "r4999"
 
 
 # -- XML -------------------------------------------------------------------------------

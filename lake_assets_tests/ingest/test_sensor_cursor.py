@@ -37,7 +37,7 @@ def test_new_files_after_cursor_and_unseen_at_cursor_instant():
         lf("raw/ndjson/z-later", 150),
         lf("raw/ndjson/a-later", 150),
         lf("raw/ndjson/sooner", 120),
-        lf("raw/ndjson/just-after", 100.000000001),
+        LakeFile("raw/ndjson/just-after", 10, T0 + 100 * SEC + 1),  # one nanosecond later
     ]
     got = new_files(files, cursor, {"raw/ndjson/seen", "raw/ndjson/not-listed"})
     assert [f.path for f in got] == [
@@ -57,25 +57,42 @@ def test_new_files_seen_paths_only_matter_at_the_cursor_instant():
 
 
 # -- the sensor over a real lake ------------------------------------------------------------
-@pytest.fixture
-def spec():
-    return LandingSpec(
+@pytest.fixture(scope="module")
+def sensors():
+    """The landing sensor of a logs-like spec, by ``max_files_per_run`` (built once)."""
+    spec = LandingSpec(
         name="logs",
         formats={"ndjson": NDJSON, "json_gzip": JSON_GZIP, "xml_errors": XML_ERRORS},
         date_of=lambda record, ts, start: None,
         validated_asset=AssetKey("validated_logs"),
     )
+    job = build_ingest_job(spec, dt.date(2024, 1, 1))
+    built = {}
+
+    def _get(max_files_per_run: int):
+        if max_files_per_run not in built:
+            built[max_files_per_run] = build_landing_sensor(spec, job, max_files_per_run=max_files_per_run)
+        return built[max_files_per_run]
+
+    return _get
+
+
+@pytest.fixture(scope="module")
+def dagster_instance():
+    from dagster import DagsterInstance
+
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
 
 
 @pytest.fixture
-def tick(spec, lake_root):
-    """``tick(cursor, max_files_per_run=50)``: one evaluation of the landing sensor."""
+def tick(sensors, lake_root, dagster_instance):
+    """``tick(cursor, max_files_per_run=50)``: one evaluation of the landing sensor on the test's lake."""
 
     def _tick(cursor: str | None, max_files_per_run: int = 50):
-        sensor = build_landing_sensor(spec, build_ingest_job(spec, dt.date(2024, 1, 1)),
-                                      max_files_per_run=max_files_per_run)
-        context = build_sensor_context(cursor=cursor, resources={"lake": LakeResource(root=lake_root)})
-        return sensor(context)
+        context = build_sensor_context(cursor=cursor, resources={"lake": LakeResource(root=lake_root)},
+                                       instance=dagster_instance)
+        return sensors(max_files_per_run)(context)
 
     return _tick
 

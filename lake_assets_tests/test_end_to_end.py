@@ -1,0 +1,153 @@
+"""The logs lake end to end, through the code location's own jobs: local folder and moto's S3."""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lake_assets.domains.logs.generator import generate_logs
+from lake_assets.lake import LakeStorage
+
+START = dt.date(2024, 3, 1)
+NOW = dt.datetime(2024, 3, 10, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def run_lake(lake_root: str, instance):
+    from lake_assets.definitions import build_defs
+    from lake_assets.domains.logs.assets import LANDING, validated_logs
+    from lake_assets.pipeline import run_domain
+
+    defs = build_defs(lake_root)
+    storage = defs.resources["lake"].storage
+    return run_domain(defs, instance, domain="logs", ingest_job="ingest_logs_job",
+                      build_job="logs_pipeline_job", validated_asset=validated_logs.key,
+                      list_raw=lambda: [f.path for f in LANDING.raw_files(storage)])
+
+
+def read_zone(storage: LakeStorage, prefix: str) -> pa.Table:
+    """Every Parquet file under a prefix, read with pyarrow (independently of Spark)."""
+    tables = []
+    for f in storage.list_files(prefix):
+        if f.path.endswith(".parquet"):
+            with storage.open_random(f.path) as fh:
+                tables.append(pq.read_table(fh))
+    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+
+
+def gold_by_key(storage: LakeStorage) -> dict[tuple[str, str], dict]:
+    rows = read_zone(storage, "analytics/daily_activity").to_pylist()
+    return {(r["date"].isoformat(), r["service"]): r for r in rows}
+
+
+def access(ts, service="web", rid="r1", status=200, **extra):
+    return {"timestamp": ts, "service": service, "request_id": rid, "method": "GET", "path": "/",
+            "status": status, **extra}
+
+
+def write_ndjson(storage: LakeStorage, name: str, records: list) -> None:
+    storage.write_text(f"raw/ndjson/{name}", "".join(json.dumps(r) + "\n" for r in records))
+
+
+def assert_conserved(storage: LakeStorage, gen) -> None:
+    """Every record of a readable file is in processed or rejected; every file archived or rejected."""
+    processed_access = read_zone(storage, "processed/logs/log_type=access").num_rows
+    processed_error = read_zone(storage, "processed/logs/log_type=error").num_rows
+    rejected = read_zone(storage, "rejected/data_quality")
+    assert processed_access + processed_error + rejected.num_rows == gen.records
+    assert rejected.num_rows == gen.bad_records
+    assert processed_access == gen.access_records - gen.bad_access_records
+    assert all(r for r in rejected.column("reasons").to_pylist())
+    reason_counts: dict[str, int] = {}
+    for reason in rejected.column("reason").to_pylist():
+        reason_counts[reason] = reason_counts.get(reason, 0) + 1
+    assert reason_counts == dict(gen.reason_counts)
+    assert storage.list_files("raw") == []
+    archived = storage.list_files("archive/validated")
+    rejected_files = [f for f in storage.list_files("rejected/system/ingest") if not f.name.endswith(".reason.json")]
+    assert len(archived) + len(rejected_files) == gen.files
+    assert sorted(f.name.split("_2")[0] for f in rejected_files) == sorted(p.rsplit("/", 1)[1] for p in gen.bad_files)
+
+
+def test_end_to_end_local_lake(lake_root, spark, instance):
+    storage = LakeStorage(lake_root)
+    gen = generate_logs(storage.write_bytes, start=START, days=3, records_per_day=400, bad_share=0.03,
+                        bad_files=5, seed=11, now=NOW)
+    result = run_lake(lake_root, instance)
+    assert result.success, [r.failures for r in result.runs]
+    assert_conserved(storage, gen)
+    gold = gold_by_key(storage)
+    assert {d for d, _ in gold} == {(START + dt.timedelta(days=i)).isoformat() for i in range(3)}
+    # Duplicated deliveries do not inflate requests: processed keeps them, gold does not.
+    access_rows = read_zone(storage, "processed/logs/log_type=access")
+    distinct = {(r["event_date"], r["service"], r["request_id"]) for r in access_rows.to_pylist()}
+    assert sum(r["requests"] for r in gold.values()) == len(distinct) < access_rows.num_rows
+    # Every build ran as one run per contiguous range, and its checks passed.
+    builds = [r for r in result.runs if r.job == "logs_pipeline_job"]
+    assert all(not r.failed_checks and not r.warned_checks for r in builds)
+    # The archive holds the original bytes.
+    archived = storage.list_files("archive/validated/ndjson")[0]
+    assert storage.read_bytes(archived.path)
+
+
+def test_end_to_end_s3_lake(s3_lake_root, moto_server, s3_keys, spark, instance):
+    storage = LakeStorage(s3_lake_root)
+    gen = generate_logs(storage.write_bytes, start=START, days=2, records_per_day=200, bad_share=0.03,
+                        bad_files=3, seed=5, now=NOW)
+    result = run_lake(s3_lake_root, instance)
+    assert result.success, [r.failures for r in result.runs]
+    assert_conserved(storage, gen)
+    keys = s3_keys(s3_lake_root)
+    assert not [k for k in keys if k.startswith("raw/")]
+    assert "analytics/daily_activity/date=2024-03-01/part-00000.parquet" in keys
+    assert "processed/logs/log_type=access/year=2024/month=03/day=02/part-00000.parquet" in keys
+    assert any(k.startswith("rejected/data_quality/year=2024/month=03/day=01/") for k in keys)
+    assert any(k.startswith("archive/validated/json_gzip/") for k in keys)
+    assert not [k for k in keys if "_staging" in k or ".tmp-" in k]
+
+
+def test_hand_made_day_gives_exact_gold(lake_root, spark, instance):
+    storage = LakeStorage(lake_root)
+    write_ndjson(storage, "a.ndjson", [
+        access("2024-03-04T10:00:00Z", rid="r1", status=200, bytes_sent=100, latency_ms=10, user_id="u1",
+               client_ip="1.1.1.1"),
+        access("2024-03-04T23:30:00-02:00", rid="r2", status="503", latency_ms=30),  # 2024-03-05 UTC
+        access("2024-03-04T11:00:00Z", rid="r3", status=404, bytes_sent=50, latency_ms=20, user_id="u1"),
+        {"timestamp": "nope", "service": "web"},
+    ])
+    # The same request delivered again, in another format: counted once.
+    with gzip.open(os.path.join(lake_root, "dup.json.gz"), "wt") as f:
+        json.dump([access("2024-03-04T10:00:00Z", rid="r1", status=200, bytes_sent=100, latency_ms=10,
+                          user_id="u1", client_ip="1.1.1.1")], f)
+    storage.put_file(os.path.join(lake_root, "dup.json.gz"), "raw/json_gzip/dup.json.gz", move=True)
+    storage.write_text("raw/xml_errors/e.xml", (
+        "<errors>"
+        + "<error><timestamp>2024-03-04T11:00:00Z</timestamp><service>db</service><level>critical</level>"
+          "<message/></error>" * 2  # identical: one event
+        + "<error><timestamp>2024-03-04T12:00:00Z</timestamp><service>web</service><level>WARN</level>"
+          "<message>slow</message></error>"
+        + "</errors>"))
+    result = run_lake(lake_root, instance)
+    assert result.success, [r.failures for r in result.runs]
+    gold = gold_by_key(storage)
+    web4 = gold[("2024-03-04", "web")]
+    assert (web4["requests"], web4["client_errors"], web4["server_errors"]) == (2, 1, 0)
+    assert (web4["unique_users"], web4["unique_clients"], web4["bytes_sent"]) == (1, 1, 150)
+    assert (web4["error_events"], web4["critical_events"]) == (1, 0)
+    assert web4["p50_latency_ms"] == 10.0 and web4["p95_latency_ms"] == 20.0
+    db4 = gold[("2024-03-04", "db")]
+    assert (db4["requests"], db4["error_events"], db4["critical_events"]) == (0, 1, 1)
+    web5 = gold[("2024-03-05", "web")]
+    assert (web5["requests"], web5["server_errors"], web5["bytes_sent"]) == (1, 1, 0)
+    rejected = read_zone(storage, "rejected/data_quality").to_pylist()
+    assert [(r["reason"], r["reasons"], r["stage"], r["source_file"]) for r in rejected] == [
+        ("missing_field:request_id", ["missing_field:request_id", "missing_field:method", "missing_field:path",
+                                      "missing_field:status", "invalid_timestamp"], "processed", "raw/ndjson/a.ndjson")
+    ]
+    # An undatable record lands under its ingest date.
+    today = dt.datetime.now(dt.timezone.utc).date()
+    assert storage.list_files(f"rejected/data_quality/year={today:%Y}/month={today:%m}/day={today:%d}")
