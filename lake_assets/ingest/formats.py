@@ -27,6 +27,10 @@ class UnreadableFile(Exception):
         self.detail = detail
 
 
+class ExactParserNeeded(Exception):
+    """The fast JSON parser met a value it cannot hold (an integer beyond 64 bits): read again."""
+
+
 @dataclass(frozen=True)
 class ReadLimits:
     """Caps that keep a hostile or broken file from exhausting memory or disk."""
@@ -36,6 +40,8 @@ class ReadLimits:
     max_inflation_ratio: int = 200
     #: Below this much output, the ratio is not enforced (small files compress oddly).
     ratio_floor_bytes: int = 64 * 1024 * 1024
+    #: ijson backend for JSON arrays: the C one, or the exact pure-Python one (big integers).
+    json_backend: str = "yajl2_c"
 
 
 @dataclass
@@ -109,11 +115,11 @@ def _lines(stream: IO[bytes], limits: ReadLimits) -> Iterator[tuple[int, str]]:
     buffered = stream if isinstance(stream, io.BufferedIOBase) else io.BufferedReader(stream, 1 << 20)
     number = 0
     while True:
-        line = buffered.readline(limits.max_record_bytes + 1)
+        line = buffered.readline(limits.max_record_bytes + 2)
         if not line:
             return
         number += 1
-        if len(line) > limits.max_record_bytes and not line.endswith(b"\n"):
+        if len(line.rstrip(b"\r\n")) > limits.max_record_bytes:
             raise UnreadableFile("record_too_large", f"line {number} exceeds {limits.max_record_bytes} bytes")
         try:
             text = line.decode("utf-8").rstrip("\r\n")
@@ -141,22 +147,31 @@ def read_json_gzip(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
     """gzip holding NDJSON or one JSON array, inflated under the caps."""
     import ijson
 
-    inflated = io.BufferedReader(_CappedInflater(stream, limits), 1 << 20)
+    inflater = _CappedInflater(stream, limits)
+    inflated = io.BufferedReader(inflater, 1 << 20)
     head = inflated.peek(4096)[:4096].lstrip()
     while not head:
         # Leading whitespace longer than the peek window: skip it and look again.
         if not inflated.read(4096):
+            if inflater.source.count == 0:
+                raise UnreadableFile("corrupt_gzip", "empty file (a gzip truncated to nothing)")
             return
         head = inflated.peek(4096)[:4096].lstrip()
     if not head.startswith(b"["):
         yield from read_ndjson(inflated, limits)
         return
     try:
-        for value in ijson.items(inflated, "item", use_float=True):
+        backend = ijson.get_backend(limits.json_backend)
+        for value in backend.items(inflated, "item", use_float=True):
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
             yield Record(text, value if isinstance(value, dict) else None)
     except ijson.JSONError as exc:
-        raise UnreadableFile("malformed_json", str(exc)) from exc
+        message = str(exc)
+        if "overflow" in message.lower() and limits.json_backend != "python":
+            raise ExactParserNeeded(message) from exc
+        if "utf8" in message.lower() or "utf-8" in message.lower():
+            raise UnreadableFile("not_utf8", message) from exc
+        raise UnreadableFile("malformed_json", message) from exc
     except UnicodeDecodeError as exc:
         raise UnreadableFile("not_utf8", str(exc)) from exc
 

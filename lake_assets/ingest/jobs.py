@@ -8,6 +8,7 @@ downstream assets' automation conditions react to (late data included).
 
 import datetime as dt
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -138,13 +139,16 @@ def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
 
 
 def build_landing_sensor(spec: LandingSpec, ingest_job: JobDefinition, *, max_files_per_run: int = 50,
-                         minimum_interval_seconds: int = 30):
-    """Start an ingestion run for files new in ``raw/`` since the cursor.
+                         minimum_interval_seconds: int = 30, retry_after_seconds: int = 900):
+    """Start an ingestion run for each new file in ``raw/`` (the seed's S3 event + Lambda).
 
-    The cursor is the newest modification time seen plus the paths seen at that
-    instant (``get_objects(since_last_modified=...)`` style), the same code path
-    for S3 and a local folder. Run keys make a file that is listed twice start
-    one run, not two.
+    The cursor remembers the files already requested (``path@mtime:size``) that
+    are still waiting in ``raw/`` (ingestion deletes what it is done with, so it
+    stays small), and the newest modification time seen. Unlike a bare
+    ``since_last_modified`` watermark, a file that lands with an old mtime
+    (``mv``, ``cp -p``, ``rsync -t``) is not skipped; a file still waiting
+    ``retry_after_seconds`` after its request (its run failed) is requested again.
+    The same code path serves S3 and a local folder.
     """
 
     @sensor(name=f"{spec.name}_landing_sensor", job=ingest_job,
@@ -152,30 +156,39 @@ def build_landing_sensor(spec: LandingSpec, ingest_job: JobDefinition, *, max_fi
             default_status=DefaultSensorStatus.RUNNING,
             description=f"Watches raw/ for new {spec.name} files and starts their ingestion.")
     def _sensor(context: SensorEvaluationContext, lake: LakeResource):
-        cursor = json.loads(context.cursor) if context.cursor else {"mtime_ns": 0, "paths": []}
-        files = new_files(spec.raw_files(lake.storage), cursor["mtime_ns"], set(cursor["paths"]))
-        if not files:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        requested: dict[str, float] = cursor.get("requested", {})
+        files = spec.raw_files(lake.storage)
+        now = time.time()
+        fresh = new_files(files, {k for k, t in requested.items() if now - t < retry_after_seconds})
+        listed = {file_key(f) for f in files}
+        requested = {k: t for k, t in requested.items() if k in listed}
+        if not fresh:
+            context.update_cursor(json.dumps({**cursor, "requested": requested}))
             return SkipReason("no new files in raw/")
         requests = []
-        for i in range(0, len(files), max_files_per_run):
-            batch = files[i:i + max_files_per_run]
+        for i in range(0, len(fresh), max_files_per_run):
+            batch = fresh[i:i + max_files_per_run]
+            retry = sum(1 for f in batch if file_key(f) in requested)
             requests.append(RunRequest(
-                run_key=";".join(f"{f.path}@{f.mtime_ns}:{f.size}" for f in batch),
+                run_key=";".join(file_key(f) for f in batch) + (f"#retry@{int(now)}" if retry else ""),
                 run_config={"ops": {f"ingest_{spec.name}": {"config": {"paths": [f.path for f in batch]}}}},
                 tags={"lake/files": str(len(batch))},
             ))
-        newest = max(f.mtime_ns for f in files)
-        at_newest = [f.path for f in files if f.mtime_ns == newest]
-        if newest == cursor["mtime_ns"]:
-            at_newest = sorted(set(at_newest) | set(cursor["paths"]))
+        requested.update({file_key(f): now for f in fresh})
+        newest = max([f.mtime_ns for f in files] + [cursor.get("last_modified_ns", 0)])
         return SensorResult(run_requests=requests,
-                            cursor=json.dumps({"mtime_ns": newest, "paths": at_newest}))
+                            cursor=json.dumps({"last_modified_ns": newest, "requested": requested}))
 
     return _sensor
 
 
-def new_files(files: list[LakeFile], since_mtime_ns: int, seen_at_since: set[str]) -> list[LakeFile]:
-    """Files modified after the cursor, or at its instant but not yet seen, oldest first."""
-    fresh = [f for f in files if f.mtime_ns > since_mtime_ns
-             or (f.mtime_ns == since_mtime_ns and f.path not in seen_at_since)]
+def file_key(f: LakeFile) -> str:
+    """A file's identity for the sensor: a file rewritten in place is a new file."""
+    return f"{f.path}@{f.mtime_ns}:{f.size}"
+
+
+def new_files(files: list[LakeFile], requested: set[str]) -> list[LakeFile]:
+    """Files not yet requested, oldest first."""
+    fresh = [f for f in files if file_key(f) not in requested]
     return sorted(fresh, key=lambda f: (f.mtime_ns, f.path))

@@ -2,12 +2,13 @@
 
 The order of writes is what keeps a crash harmless:
 
-1. the file is streamed once, its bytes hashed and its records spooled to local
-   files per partition date (bounded memory); a file that cannot be read to its
-   end goes whole to ``rejected/system/<stage>/`` and none of its records count;
-2. a manifest keyed by the content hash fixes the ingestion's identity (run id,
-   ingest time, archive name) *before* anything is published, so a retry or a
-   redelivery of the same bytes reuses it and overwrites the same objects;
+1. the file is hashed (from a local copy on S3), and a manifest keyed by that
+   hash fixes the ingestion's identity (run id, ingest time, archive name)
+   *before* anything is published, so a retry or a redelivery of the same
+   bytes reuses it, routes the same way and overwrites the same objects;
+2. the file is streamed and its records spooled to local files per partition
+   date (bounded memory); a file that cannot be read to its end goes whole to
+   ``rejected/system/<stage>/`` and none of its records count;
 3. validated files (``<hash>.<ext>`` per date), the archive copy and the final
    manifest are written, each atomically;
 4. the raw file is deleted last.
@@ -16,16 +17,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
-from typing import IO, Callable
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
-from lake_assets.ingest.formats import RawFormat, ReadLimits, Record, UnreadableFile
+from lake_assets.ingest.formats import ExactParserNeeded, RawFormat, ReadLimits, Record, UnreadableFile
 from lake_assets.lake import LakeStorage, partition_path
 from lake_assets.lake.layout import join
 
@@ -75,32 +75,34 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]", "_", name) or "file"
 
 
-class _HashingReader(io.RawIOBase):
-    """Hashes bytes as they are read, so the file is read only once."""
+def _route(local: str, fmt: RawFormat, date_of: DateOf, ingest_ts: dt.datetime, limits: ReadLimits,
+           work: str) -> tuple[dict[dt.date, str], dict[dt.date, int]]:
+    """Spool the records of a local file into one file per partition date (bounded memory)."""
+    sinks: dict[dt.date, object] = {}
+    counts: dict[dt.date, int] = {}
+    try:
+        with open(local, "rb") as raw:
+            for record in fmt.read(raw, limits):
+                day = date_of(record, ingest_ts) or ingest_ts.date()
+                sink = sinks.get(day)
+                if sink is None:
+                    sink = sinks[day] = fmt.sink(os.path.join(work, f"{day.isoformat()}{fmt.extension}"))
+                sink.write(record)
+                counts[day] = counts.get(day, 0) + 1
+    finally:
+        for sink in sinks.values():
+            sink.close()
+    return {d: os.path.join(work, f"{d.isoformat()}{fmt.extension}") for d in sinks}, counts
 
-    def __init__(self, raw: IO[bytes]) -> None:
-        super().__init__()
-        self.raw = raw
-        self.sha = hashlib.sha256()
-        self.size = 0
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.sha.update(data)
-        self.size += len(data)
-        return data
-
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
+def _sha256(path: str) -> tuple[str, int]:
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+            size += len(chunk)
+    return sha.hexdigest(), size
 
 
 def validated_file(zones: Zones, fmt: RawFormat, day: dt.date, sha: str) -> str:
@@ -132,45 +134,44 @@ def ingest_file(
     spool_dir: str | None = None,
 ) -> IngestResult:
     """Ingest ``source`` (a path under the raw zone) whole or not at all."""
-    now = now or _utc_now()
+    now = (now or _utc_now()).astimezone(dt.timezone.utc)
     name = source.rsplit("/", 1)[-1]
     result = IngestResult(source=source, format=fmt.name, status="ingested")
     work = tempfile.mkdtemp(prefix="lake-ingest-", dir=spool_dir)
     try:
-        sinks: dict[dt.date, object] = {}
-        counts: dict[dt.date, int] = {}
-        with storage.open_read(source) as raw:
-            hashing = _HashingReader(raw)
-            try:
-                for record in fmt.read(hashing, limits):
-                    day = date_of(record, now) or now.date()
-                    sink = sinks.get(day)
-                    if sink is None:
-                        sink = sinks[day] = fmt.sink(os.path.join(work, f"{day.isoformat()}{fmt.extension}"))
-                    sink.write(record)
-                    counts[day] = counts.get(day, 0) + 1
-                hashing.drain()
-            except UnreadableFile as exc:
-                result.status, result.reason, result.detail = "rejected", exc.reason, exc.detail
-                hashing.drain()
-            finally:
-                for sink in sinks.values():
-                    sink.close()
-        sha = result.sha256 = hashing.sha.hexdigest()
+        # Work from a local copy: hashed first (the hash names the ingestion), then parsed.
+        if storage.is_local:
+            local = storage.local_path(source)
+        else:
+            local = os.path.join(work, "source")
+            storage.download(source, local)
+        sha, size = _sha256(local)
+        result.sha256 = sha
 
-        # The identity of this ingestion, fixed before anything is published.
+        # The identity of this ingestion, fixed before anything is published: a retry or a
+        # redelivery of the same bytes reuses it, so it routes and names everything the same.
         mpath = manifest_path(zones, fmt, sha)
         manifest = read_manifest(storage, mpath) or {}
         if manifest.get("source_name") != name:
             manifest = {}
-        ingest_ts = manifest.get("ingest_ts") or now.isoformat()
+        previous_files = set(manifest.get("validated_files", []))
+        ingest_ts = dt.datetime.fromisoformat(manifest.get("ingest_ts") or now.isoformat())
         ingest_run_id = manifest.get("ingest_run_id") or run_id
-        token = ts_token(dt.datetime.fromisoformat(ingest_ts))
+        token = ts_token(ingest_ts)
         manifest.update(
-            source_name=name, source_path=source, format=fmt.name, sha256=sha, size=hashing.size,
-            ingest_ts=ingest_ts, ingest_run_id=ingest_run_id, status="started",
+            source_name=name, source_path=source, format=fmt.name, sha256=sha, size=size,
+            ingest_ts=ingest_ts.isoformat(), ingest_run_id=ingest_run_id, status="started",
         )
         storage.write_text(mpath, json.dumps(manifest, indent=1, sort_keys=True))
+
+        try:
+            sinks, counts = _route(local, fmt, date_of, ingest_ts, limits, work)
+        except ExactParserNeeded:
+            # A value the fast parser cannot hold: start over with the exact one.
+            sinks, counts = _route(local, fmt, date_of, ingest_ts, replace(limits, json_backend="python"), work)
+        except UnreadableFile as exc:
+            sinks, counts = {}, {}
+            result.status, result.reason, result.detail = "rejected", exc.reason, exc.detail
 
         if result.status == "rejected":
             target = join(zones.rejected_files, fmt.name, f"{_safe_name(name)}_{token}_{ingest_run_id}")
@@ -178,7 +179,7 @@ def ingest_file(
             storage.write_text(
                 target + ".reason.json",
                 json.dumps({"source": source, "reason": result.reason, "detail": result.detail,
-                            "format": fmt.name, "sha256": sha, "ingest_ts": ingest_ts,
+                            "format": fmt.name, "sha256": sha, "ingest_ts": ingest_ts.isoformat(),
                             "ingest_run_id": ingest_run_id}, indent=1, sort_keys=True),
             )
             result.written = [target, target + ".reason.json"]
@@ -187,7 +188,7 @@ def ingest_file(
         else:
             for day in sorted(sinks):
                 rel = validated_file(zones, fmt, day, sha)
-                storage.put_file(os.path.join(work, f"{day.isoformat()}{fmt.extension}"), rel, move=True)
+                storage.put_file(sinks[day], rel, move=True)
                 result.written.append(rel)
             result.records_by_date = {d.isoformat(): counts[d] for d in sorted(counts)}
             archive = join(zones.archive, fmt.name, f"{_safe_name(name)}_{token}_{ingest_run_id}")
@@ -196,6 +197,10 @@ def ingest_file(
             manifest.update(status="ingested", archive_path=archive,
                             records_by_date=result.records_by_date,
                             validated_files=[p for p in result.written if p != archive])
+        # A file an earlier attempt published but this one did not (it can only differ if the
+        # routing rules changed in between) must not be counted twice.
+        for stale in previous_files - set(result.written):
+            storage.delete(stale)
         storage.write_text(mpath, json.dumps(manifest, indent=1, sort_keys=True))
         storage.delete(source)
         return result

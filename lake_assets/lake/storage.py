@@ -223,8 +223,12 @@ class LakeStorage:
                 os.replace(local_path, target)
                 return
             tmp = os.path.join(os.path.dirname(target), f".tmp-{uuid.uuid4().hex}")
-            shutil.copyfile(local_path, tmp)
-            os.replace(tmp, target)
+            try:
+                shutil.copyfile(local_path, tmp)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
             if move:
                 os.remove(local_path)
         else:

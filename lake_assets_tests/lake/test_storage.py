@@ -257,8 +257,6 @@ def test_put_file_failing_copy_keeps_old_content(local_lake, lake_root, tmp_path
     assert [f.path for f in local_lake.list_files("validated")] == ["validated/f"]
 
 
-@pytest.mark.xfail(reason="BUG: LakeStorage.put_file (local) leaves its .tmp-* file behind when the copy "
-                          "or os.replace fails (no try/finally around the temp file)", strict=True)
 def test_put_file_failing_copy_leaves_no_temp_file(local_lake, lake_root, tmp_path, monkeypatch):
     local_lake.write_bytes("validated/f", b"old content")
     src = tmp_path / "src"
@@ -270,8 +268,6 @@ def test_put_file_failing_copy_leaves_no_temp_file(local_lake, lake_root, tmp_pa
     assert os.listdir(os.path.join(lake_root, "validated")) == ["f"]
 
 
-@pytest.mark.xfail(reason="BUG: LakeStorage.copy (local, via put_file) leaves its .tmp-* file behind when "
-                          "os.replace fails (here: the target is a folder)", strict=True)
 def test_copy_onto_a_folder_fails_without_leaving_a_temp_file(local_lake, lake_root):
     local_lake.write_bytes("a/src", b"x")
     os.makedirs(os.path.join(lake_root, "b", "target"))
