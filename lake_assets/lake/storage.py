@@ -208,7 +208,7 @@ class LakeStorage:
             with self.open_write(rel) as f:
                 f.write(data)
         else:
-            with self.fs.open_output_stream(self._p(rel)) as out:
+            with self.fs.open_output_stream(self._p(rel), compression=None) as out:
                 out.write(data)
 
     def write_text(self, rel: str, text: str) -> None:

@@ -462,3 +462,18 @@ def test_explicit_endpoint_url_wins_over_the_environment(s3_lake_root, s3_client
     bucket, base = _bucket_and_base(s3_lake_root)
     s3_client.put_object(Bucket=bucket, Key=f"{base}/k", Body=b"v")
     assert LakeStorage(s3_lake_root, endpoint_url=moto_server).read_bytes("k") == b"v"
+
+
+@pytest.mark.parametrize("name", ["raw/json_gzip/a.json.gz", "x/b.zst", "y/c.bz2"])
+def test_bytes_are_stored_as_given_whatever_the_extension(lake, read_back, tmp_path, name):
+    """Arrow guesses compression from extensions; the lake must never (re)compress or inflate."""
+    import gzip as _gzip
+
+    data = _gzip.compress(b'{"a":1}\n')
+    lake.write_bytes(name, data)
+    assert read_back(lake, name) == data
+    assert lake.read_bytes(name) == data
+    with lake.open_read(name) as f:
+        assert f.read() == data
+    lake.download(name, str(tmp_path / "copy"))
+    assert (tmp_path / "copy").read_bytes() == data
