@@ -129,9 +129,13 @@ def _lines(stream: IO[bytes], limits: ReadLimits) -> Iterator[tuple[int, str]]:
             yield number, text
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_object(text: str) -> dict | None:
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

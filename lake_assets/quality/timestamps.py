@@ -14,13 +14,17 @@ import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
 
-#: ISO-8601 date-time with seconds, up to nanosecond fractions, and a mandatory zone.
-ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+# ASCII digits only and a true end of text ((?![\s\S]), not $, which also matches before a
+# final newline): Python's and Java's regex engines must accept exactly the same strings.
+#: ISO-8601 date-time with seconds, up to nanosecond fractions, and a zone within +-18:00.
+ISO_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+               r"(Z|[+-](0[0-9]|1[0-7]):[0-5][0-9]|[+-]18:00)(?![\s\S])")
 #: A plain decimal number (JSON numbers render this way, exponents included).
-NUMBER_PATTERN = r"^-?\d+(\.\d+)?([eE][+-]?\d+)?$"
+NUMBER_PATTERN = r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?(?![\s\S])"
 #: Epoch values above this are milliseconds.
 MILLIS_THRESHOLD = 10**11
-#: Epoch values beyond this many seconds are not dates this lake can hold.
+#: Instants outside years 1..9999 are not dates either engine can hold.
+MIN_EPOCH_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
 MAX_EPOCH_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
 
 _ISO = re.compile(ISO_PATTERN)
@@ -42,12 +46,13 @@ def parse_event_time(value: object) -> dt.datetime | None:
         # Python keeps microseconds; trim longer fractions as Spark does.
         head, _, rest = text.partition(".")
         if rest:
-            digits = re.match(r"\d+", rest).group(0)
+            digits = re.match(r"[0-9]+", rest).group(0)
             text = f"{head}.{digits[:6]}{rest[len(digits):]}"
         try:
-            return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
-        except ValueError:
+            ts = dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+        except (ValueError, OverflowError):
             return None
+        return ts if MIN_EPOCH_SECONDS <= ts.timestamp() <= MAX_EPOCH_SECONDS + 1 else None
     if _NUMBER.match(text):
         try:
             seconds = Decimal(text)
@@ -55,7 +60,7 @@ def parse_event_time(value: object) -> dt.datetime | None:
             return None
         if seconds > MILLIS_THRESHOLD:
             seconds = seconds / 1000
-        if abs(seconds) > MAX_EPOCH_SECONDS:
+        if not MIN_EPOCH_SECONDS <= seconds <= MAX_EPOCH_SECONDS:
             return None
         micros = int((seconds * 1_000_000).to_integral_value(rounding="ROUND_FLOOR"))
         return _EPOCH + dt.timedelta(microseconds=micros)
@@ -73,8 +78,11 @@ def event_time_column(text):
     number = text.try_cast("decimal(38,9)")
     seconds = F.when(number > MILLIS_THRESHOLD, number / 1000).otherwise(number)
     micros = F.floor(seconds * 1_000_000).try_cast("bigint")
-    epoch = F.when(F.abs(seconds) <= MAX_EPOCH_SECONDS, F.timestamp_micros(micros))
+    epoch = F.when(seconds.between(MIN_EPOCH_SECONDS, MAX_EPOCH_SECONDS), F.timestamp_micros(micros))
+    iso = text.try_cast("timestamp")
+    iso_in_range = iso.between(F.timestamp_micros(F.lit(MIN_EPOCH_SECONDS * 10**6)),
+                               F.timestamp_micros(F.lit((MAX_EPOCH_SECONDS + 1) * 10**6 - 1)))
     return (
-        F.when(text.rlike(ISO_PATTERN), text.try_cast("timestamp"))
+        F.when(text.rlike(ISO_PATTERN), F.when(iso_in_range, iso))
         .when(text.rlike(NUMBER_PATTERN), epoch)
     )

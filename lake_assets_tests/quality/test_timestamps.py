@@ -140,43 +140,34 @@ EXPECTED = [
 
 # Values where the two sides are known to disagree (see the report): the Python
 # side crashes, or Python and Spark read different patterns.
-BUG_OFFSET = ("BUG: parse_event_time accepts UTC offsets Spark rejects (|offset| > 18:00, minutes >= 60); "
-              "Python dates the record, Spark calls it invalid_timestamp")
-BUG_OVERFLOW = ("BUG: parse_event_time raises OverflowError (not None) for instants before 0001-01-01 or after "
-                "9999-12-31 in UTC; routing_date crashes and the raw file is retried forever")
-BUG_YEAR0 = "BUG: year 0000 is a Spark timestamp but parse_event_time returns None"
-BUG_NEWLINE = ("BUG: '$' in ISO_PATTERN matches before a trailing newline and Spark's cast trims it; "
-               "Python's fromisoformat does not, so the two disagree")
-BUG_UNICODE_DIGITS = ("BUG: Python's \\d matches non-ASCII digits (Decimal accepts them), Java's does not; "
-                      "Python dates the record, Spark does not")
-
 AGREEMENT_ONLY = [
-    ('"1700000000\\n"', None),  # both accept (Decimal and Spark trim the newline): consistent
+    ('"1700000000\\n"', None),  # both refuse a trailing newline now
     ("1.0000000001e9", None),
     ("1699999999.9999999", None),
     ("-1700000000.123456", None),
-    ("-62135596800", None),  # 0001-01-01T00:00:00Z, the first instant Python can hold
+    ("-62135596800", None),  # 0001-01-01T00:00:00Z, the first instant both can hold
     ('"0001-01-01T00:00:00Z"', None),
     ('"9999-12-31T23:59:59.999999Z"', None),
     ('"9999-12-31T23:59:59+01:00"', None),
     ("253402300799999", None),  # the last epoch second plus .999: both call it out of range
 ]
 
-KNOWN_DISAGREEMENTS = [
-    pytest.param('"2025-03-04T10:00:00+19:00"', marks=pytest.mark.xfail(reason=BUG_OFFSET, strict=True)),
-    pytest.param('"2025-03-04T10:00:00+18:30"', marks=pytest.mark.xfail(reason=BUG_OFFSET, strict=True)),
-    pytest.param('"2025-03-04T10:00:00+02:60"', marks=pytest.mark.xfail(reason=BUG_OFFSET, strict=True)),
-    pytest.param("-100000000000", marks=pytest.mark.xfail(reason=BUG_OVERFLOW, strict=True)),
-    pytest.param('"-62135596801"', marks=pytest.mark.xfail(reason=BUG_OVERFLOW, strict=True)),
-    pytest.param('"0001-01-01T00:00:00+01:00"', marks=pytest.mark.xfail(reason=BUG_OVERFLOW, strict=True)),
-    pytest.param('"9999-12-31T23:59:59-01:00"', marks=pytest.mark.xfail(reason=BUG_OVERFLOW, strict=True)),
-    pytest.param('"0000-06-01T00:00:00Z"', marks=pytest.mark.xfail(reason=BUG_YEAR0, strict=True)),
-    pytest.param('"2025-03-04T10:00:00Z\\n"', marks=pytest.mark.xfail(reason=BUG_NEWLINE, strict=True)),
-    pytest.param('"\uff11\uff17\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10"',
-                 marks=pytest.mark.xfail(reason=BUG_UNICODE_DIGITS, strict=True)),
+#: Edge cases where the two engines once disagreed (offsets beyond +-18:00, instants outside
+#: years 1..9999, year 0, a trailing newline, non-ASCII digits): both must now say the same.
+EDGE_CASES = [
+    '"2025-03-04T10:00:00+19:00"',
+    '"2025-03-04T10:00:00+18:30"',
+    '"2025-03-04T10:00:00+02:60"',
+    "-100000000000",
+    '"-62135596801"',
+    '"0001-01-01T00:00:00+01:00"',
+    '"9999-12-31T23:59:59-01:00"',
+    '"0000-06-01T00:00:00Z"',
+    '"2025-03-04T10:00:00Z\\n"',
+    '"\uff11\uff17\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10"',
 ]
 
-ALL_LITERALS = [raw for raw, _ in EXPECTED + AGREEMENT_ONLY] + [p.values[0] for p in KNOWN_DISAGREEMENTS]
+ALL_LITERALS = [raw for raw, _ in EXPECTED + AGREEMENT_ONLY] + EDGE_CASES
 assert len(set(ALL_LITERALS)) == len(ALL_LITERALS), "duplicate corpus entries"
 
 
@@ -205,7 +196,7 @@ def spark_micros(spark) -> dict[str, tuple[int | None, int | None]]:
     return {ALL_LITERALS[r["i"]]: (r["via_json"], r["direct"]) for r in out}
 
 
-@pytest.mark.parametrize("raw", [raw for raw, _ in EXPECTED + AGREEMENT_ONLY] + KNOWN_DISAGREEMENTS)
+@pytest.mark.parametrize("raw", [raw for raw, _ in EXPECTED + AGREEMENT_ONLY] + EDGE_CASES)
 def test_python_and_spark_name_the_same_instant(raw, spark_micros):
     py = micros(_python(raw))
     via_json, direct = spark_micros[raw]

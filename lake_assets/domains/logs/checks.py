@@ -69,7 +69,7 @@ def processed_logs_schema(context: AssetCheckExecutionContext, spark: LazyPySpar
 
 
 def _undated_rejects(lake: LakeResource, key: str) -> int:
-    """Rejects routed to this date only because they had no event date in range (reasons column only)."""
+    """Rejects routed to this date because they had no event date in range (any dating rule broken)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -77,8 +77,9 @@ def _undated_rejects(lake: LakeResource, key: str) -> int:
         reasons = pq.read_table(fh, columns=["reasons"]).column("reasons")
     if not len(reasons):
         return 0
-    first = pc.list_element(reasons, 0)
-    return int(pc.sum(pc.is_in(first, value_set=pyarrow.array(list(contract.UNDATED_RULES)))).as_py() or 0)
+    hit = pc.is_in(pc.list_flatten(reasons), value_set=pyarrow.array(list(contract.UNDATED_RULES)))
+    rows = pc.filter(pc.list_parent_indices(reasons), hit)
+    return len(pc.unique(rows))
 
 
 def _conservation(lake: LakeResource, days: list[dt.date]) -> dict[str, dict[str, int]]:

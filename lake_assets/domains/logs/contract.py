@@ -112,6 +112,25 @@ def routing_date(record: Record, ingest_ts: dt.datetime, start: dt.date) -> dt.d
 
 
 # -- Spark: parsing and rules -----------------------------------------------
+_SENTINEL = "lake:end-of-record:5b1e0c"
+
+
+def strict_json_object(record: Column) -> Column:
+    """True where the text is exactly one JSON object, as Python's ``json.loads`` sees it.
+
+    ``from_json`` and ``json_object_keys`` accept trailing text, a second object
+    and single quotes; ingestion (Python) calls those malformed, so Spark must
+    too. Wrapping the record in an array with a sentinel after it makes the
+    strict variant parser reject anything after the object.
+    """
+    parsed = F.try_parse_json(F.concat(F.lit("["), record, F.lit(f',"{_SENTINEL}"]')))
+    first = F.try_variant_get(parsed, "$[0]", "variant")
+    return F.coalesce(
+        (F.try_variant_get(parsed, "$[1]", "string") == F.lit(_SENTINEL))
+        & F.schema_of_variant(first).startswith("OBJECT"),
+        F.lit(False),
+    )
+
 def _missing(value: Column, name: str, malformed: Column) -> Column:
     absent = value.isNull() if name in MAY_BE_EMPTY else (value.isNull() | (value == ""))
     return ~malformed & absent
@@ -129,9 +148,9 @@ def _timestamp_rules(ts: Column, malformed: Column, missing_ts: Column,
 def parse_access(text: DataFrame, start: dt.date) -> DataFrame:
     """Validated access records -> typed columns plus ``reasons`` (empty when valid)."""
     j = F.from_json("record", T.StructType([T.StructField(n, T.StringType()) for n in ACCESS_FIELDS]))
-    df = text.withColumn("_j", j).withColumn("_keys", F.json_object_keys("record"))
+    df = text.withColumn("_j", j)
     c = {n: F.col(f"_j.{n}") for n in ACCESS_FIELDS}
-    malformed = F.col("_keys").isNull()
+    malformed = ~strict_json_object(F.col("record"))
     missing = {n: _missing(c[n], n, malformed) for n in ACCESS_REQUIRED}
     ts = event_time_column(c["timestamp"])
     status_ok = c["status"].rlike(r"^\d{1,3}$")

@@ -146,24 +146,8 @@ for _f in ACCESS_REQUIRED:
     for _how, _value in (("absent", ...), ("null", None), ("empty", "")):
         ACCESS_CASES[f"missing_{_f}_{_how}"] = (access(**{_f: _value}), [f"missing_field:{_f}"])
 
-BUG_LENIENT_JSON = (
-    "BUG: parse_access decides malformed_record with json_object_keys/from_json, which accept text "
-    "after the object and single quotes; the contract (and ingestion's json.loads) say it is not a JSON "
-    "object, so Python routes it as undated while Spark keeps it as a valid row"
-)
-KNOWN_BUGS = {
-    "malformed_trailing_text": BUG_LENIENT_JSON,
-    "malformed_two_objects": BUG_LENIENT_JSON,
-    "malformed_single_quotes": BUG_LENIENT_JSON,
-}
-
-
 def _params(cases: dict) -> list:
-    return [
-        pytest.param(case, marks=pytest.mark.xfail(reason=KNOWN_BUGS[case], strict=True)) if case in KNOWN_BUGS
-        else pytest.param(case)
-        for case in cases
-    ]
+    return [pytest.param(case) for case in cases]
 
 
 # ---------------------------------------------------------------------------- error cases
@@ -442,6 +426,4 @@ def test_every_record_is_valid_or_rejected(parsed_access, parsed_errors):
     """Each case lands in exactly one of valid (no reasons) and rejected (reasons), per its expectation."""
     for cases, parsed in ((ACCESS_CASES, parsed_access), (ERROR_CASES, parsed_errors)):
         for case, (_, expected) in cases.items():
-            if case in KNOWN_BUGS:
-                continue
             assert bool(parsed[case]["reasons"]) == bool(expected), case
