@@ -64,11 +64,12 @@ def run_lake(progress=_say):
     """Ingest and build every domain; returns the DomainRun of each."""
     from dagster import DagsterInstance
 
-    from lake_assets.definitions import defs
+    from lake_assets.definitions import build_defs
     from lake_assets.domains.logs.assets import LANDING, validated_logs
     from lake_assets.pipeline import run_domain
 
     storage = _storage()
+    defs = build_defs(storage.root_uri)
     instance = DagsterInstance.get()
     return [
         run_domain(defs, instance, domain="logs", ingest_job="ingest_logs_job", build_job="logs_pipeline_job",

@@ -18,6 +18,7 @@ from lake_assets.lake import LakeStorage
 def cli_env(tmp_path, monkeypatch):
     lake = tmp_path / "lake"
     home = tmp_path / "home"
+    home.mkdir()
     monkeypatch.setenv("LAKE_ROOT", str(lake))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return lake, home
@@ -70,14 +71,14 @@ def test_dagster_cli_backfills_a_range_in_one_run(cli_env, spark, tmp_path):
     storage.write_text("raw/ndjson/f.ndjson", "".join(
         json.dumps({"timestamp": f"{d}T08:00:00Z", "service": "web", "request_id": f"r{i}", "method": "GET",
                     "path": "/", "status": 200}) + "\n" for i, d in enumerate(days)))
-    from lake_assets.cli import run_lake
-
     # Ingest only (no build), as the landing sensor would.
-    from lake_assets.definitions import defs
     from dagster import DagsterInstance
 
+    from lake_assets.definitions import build_defs
+
     with DagsterInstance.from_config(str(home)) as instance:
-        assert defs.resolve_job_def("ingest_logs_job").execute_in_process(instance=instance).success
+        job = build_defs(str(lake)).resolve_job_def("ingest_logs_job")
+        assert job.execute_in_process(instance=instance).success
 
     env = {**os.environ, "LAKE_ROOT": str(lake), "DAGSTER_HOME": str(home), "SPARK_MASTER": "local[1]"}
     proc = subprocess.run(
