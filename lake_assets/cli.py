@@ -196,9 +196,16 @@ def cmd_ui(args) -> int:
     _setup_env(args)
     import shutil
 
+    from lake_assets import settings
+
+    # The UI's code server must see the same lake as this shell, wherever it starts.
+    os.environ["LAKE_ROOT"] = settings.lake_root()
     dagster = shutil.which("dagster") or os.path.join(os.path.dirname(sys.executable), "dagster")
-    argv = [dagster, "dev", "-h", args.host, "-p", str(args.port)]
-    _say(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}; UI on http://{args.host}:{args.port}")
+    workspace = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workspace.yaml")
+    target = ["-w", workspace] if os.path.exists(workspace) else ["-m", "lake_assets.definitions"]
+    argv = [dagster, "dev", *target, "-h", args.host, "-p", str(args.port)]
+    _say(f"LAKE_ROOT={os.environ['LAKE_ROOT']} DAGSTER_HOME={os.environ['DAGSTER_HOME']}; "
+         f"UI on http://{args.host}:{args.port}")
     os.execv(dagster, argv)
     return 0
 

@@ -9,10 +9,23 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from pyspark.sql import types as T
+
 from lake_assets.ingest.formats import RawFormat
 from lake_assets.ingest.router import Zones, manifest_path, read_manifest
 from lake_assets.lake import LakeStorage, partition_path
 from lake_assets.lake.layout import join
+
+
+#: One validated record a row, with its lineage: what the processed stages read.
+TEXT_INPUT_SCHEMA = T.StructType([
+    T.StructField("record", T.StringType(), False),
+    T.StructField("routed_date", T.DateType(), False),
+    T.StructField("source_format", T.StringType(), False),
+    T.StructField("source_file", T.StringType(), False),
+    T.StructField("ingest_run_id", T.StringType(), False),
+    T.StructField("ingest_ts", T.TimestampType(), False),
+])
 
 
 @dataclass(frozen=True)
@@ -59,21 +72,12 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
     Arrow crossing's local copies.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
     from lake_assets.spark import spark_paths
 
-    lineage_schema = T.StructType([
-        T.StructField("_file_key", T.StringType(), False),
-        T.StructField("routed_date", T.DateType(), False),
-        T.StructField("source_format", T.StringType(), False),
-        T.StructField("source_file", T.StringType(), False),
-        T.StructField("ingest_run_id", T.StringType(), False),
-        T.StructField("ingest_ts", T.TimestampType(), False),
-    ])
+    lineage_schema = T.StructType([T.StructField("_file_key", T.StringType(), False)] + TEXT_INPUT_SCHEMA.fields[1:])
     if not files:
-        return spark.createDataFrame([], T.StructType(
-            [T.StructField("record", T.StringType(), False)] + lineage_schema.fields[1:]))
+        return spark.createDataFrame([], TEXT_INPUT_SCHEMA)
     key_pattern = r"(year=\d{4}/month=\d{2}/day=\d{2}/[^/]+)$"
     lineage = spark.createDataFrame(
         [(_file_key(f.path), f.day, f.format, f.source_file, f.ingest_run_id, f.ingest_ts) for f in files],

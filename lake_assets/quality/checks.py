@@ -92,3 +92,13 @@ def rate_result(rejected: int, total: int, thresholds: RateThresholds, **metadat
         metadata={"rejected": rejected, "total": total, "reject_rate": round(rate, 6),
                   "warn_threshold": thresholds.warn, "error_threshold": thresholds.error, **metadata},
     )
+
+
+def unique_key_result(df, keys: list[str], sample: int = 10) -> AssetCheckResult:
+    """Passes when no two rows share ``keys``; fails with a few offending keys (one Spark job)."""
+    from pyspark.sql import functions as F
+
+    dupes = df.groupBy(*keys).count().where(F.col("count") > 1)
+    found = ["/".join(str(r[k]) for k in keys) for r in dupes.limit(sample).collect()]
+    return AssetCheckResult(passed=not found, metadata={"key": MetadataValue.json(keys),
+                                                        "duplicate_keys_sample": MetadataValue.json(found)})

@@ -11,7 +11,6 @@ import pyarrow
 import pandera.pyspark as pa
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 from dagster_pyspark import LazyPySparkResource
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lake_assets.domains.logs import contract
@@ -25,7 +24,7 @@ from lake_assets.domains.logs.assets import (
 from lake_assets.ingest.validated import validated_files
 from lake_assets.io_managers import partition_file, partition_row_counts, read_table
 from lake_assets.partitions import daily_partitions
-from lake_assets.quality.checks import RateThresholds, pandera_result, rate_result
+from lake_assets.quality.checks import RateThresholds, pandera_result, rate_result, unique_key_result
 from lake_assets.resources import LakeResource
 
 
@@ -129,8 +128,7 @@ def processed_logs_reject_rate(context: AssetCheckExecutionContext, lake: LakeRe
              description="pandera (PySpark) schema of daily_activity.")
 def daily_activity_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                           lake: LakeResource) -> AssetCheckResult:
-    df = read_table(spark.spark_session, lake.storage, DAILY_ACTIVITY_TABLE, list(context.partition_keys),
-                    "daily_activity")
+    df = _read_daily_activity(context, spark, lake)
     return pandera_result({"daily_activity": DAILY_ACTIVITY_PANDERA}, {"daily_activity": df})
 
 
@@ -138,11 +136,12 @@ def daily_activity_schema(context: AssetCheckExecutionContext, spark: LazyPySpar
              description="(date, service) is unique in daily_activity.")
 def daily_activity_unique_date_service(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                                        lake: LakeResource) -> AssetCheckResult:
-    df = read_table(spark.spark_session, lake.storage, DAILY_ACTIVITY_TABLE, list(context.partition_keys),
-                    "daily_activity")
-    dupes = df.groupBy("date", "service").count().where(F.col("count") > 1)
-    sample = [f"{r['date']}/{r['service']}" for r in dupes.limit(10).collect()]
-    return AssetCheckResult(passed=not sample, metadata={"duplicate_keys_sample": MetadataValue.json(sample)})
+    return unique_key_result(_read_daily_activity(context, spark, lake), ["date", "service"])
+
+
+def _read_daily_activity(context: AssetCheckExecutionContext, spark: LazyPySparkResource, lake: LakeResource):
+    return read_table(spark.spark_session, lake.storage, DAILY_ACTIVITY_TABLE, list(context.partition_keys),
+                      "daily_activity")
 
 
 LOGS_CHECKS = [processed_logs_schema, processed_logs_count_conservation, processed_logs_reject_rate,

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lake_assets.ingest.formats import JSON_GZIP, NDJSON, XML_ERRORS, RawFormat, Record
+from lake_assets.ingest.validated import TEXT_INPUT_SCHEMA  # noqa: F401  (what parse_* read)
 from lake_assets.quality.rules import Rule, reasons_column, reject_rows
 from lake_assets.quality.timestamps import event_time_column, parse_event_time
 
@@ -84,15 +85,6 @@ DAILY_ACTIVITY_SCHEMA = T.StructType([
     T.StructField("critical_events", T.LongType(), False),
 ])
 
-#: What the processed stage reads: one validated record a row, with its lineage.
-TEXT_INPUT_SCHEMA = T.StructType([
-    T.StructField("record", T.StringType(), False),
-    T.StructField("routed_date", T.DateType(), False),
-    T.StructField("source_format", T.StringType(), False),
-    T.StructField("source_file", T.StringType(), False),
-    T.StructField("ingest_run_id", T.StringType(), False),
-    T.StructField("ingest_ts", T.TimestampType(), False),
-])
 
 
 # -- Python: dating a record for routing ------------------------------------
