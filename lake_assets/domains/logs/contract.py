@@ -107,21 +107,21 @@ def routing_date(record: Record, ingest_ts: dt.datetime, start: dt.date) -> dt.d
 _SENTINEL = "lake:end-of-record:5b1e0c"
 
 
-def strict_json_object(record: Column) -> Column:
-    """True where the text is exactly one JSON object, as Python's ``json.loads`` sees it.
+def json_object(record: Column) -> Column:
+    """The record as a variant when it is exactly one JSON object, else null: one strict parse.
 
     ``from_json`` and ``json_object_keys`` accept trailing text, a second object
-    and single quotes; ingestion (Python) calls those malformed, so Spark must
-    too. Wrapping the record in an array with a sentinel after it makes the
-    strict variant parser reject anything after the object.
+    and single quotes; ingestion (Python's ``json.loads``) calls those
+    malformed, so Spark must too. Wrapping the record in an array with a
+    sentinel after it makes the strict variant parser reject anything after the
+    object; every field is then read from this one parse.
     """
     parsed = F.try_parse_json(F.concat(F.lit("["), record, F.lit(f',"{_SENTINEL}"]')))
     first = F.try_variant_get(parsed, "$[0]", "variant")
-    return F.coalesce(
-        (F.try_variant_get(parsed, "$[1]", "string") == F.lit(_SENTINEL))
-        & F.schema_of_variant(first).startswith("OBJECT"),
-        F.lit(False),
-    )
+    ok = (F.try_variant_get(parsed, "$[1]", "string") == F.lit(_SENTINEL)) \
+        & F.schema_of_variant(first).startswith("OBJECT")
+    return F.when(ok, first)
+
 
 def _missing(value: Column, name: str, malformed: Column) -> Column:
     absent = value.isNull() if name in MAY_BE_EMPTY else (value.isNull() | (value == ""))
@@ -139,10 +139,11 @@ def _timestamp_rules(ts: Column, malformed: Column, missing_ts: Column,
 
 def parse_access(text: DataFrame, start: dt.date) -> DataFrame:
     """Validated access records -> typed columns plus ``reasons`` (empty when valid)."""
-    j = F.from_json("record", T.StructType([T.StructField(n, T.StringType()) for n in ACCESS_FIELDS]))
-    df = text.withColumn("_j", j)
-    c = {n: F.col(f"_j.{n}") for n in ACCESS_FIELDS}
-    malformed = ~strict_json_object(F.col("record"))
+    df = text.withColumn("_obj", json_object(F.col("record")))
+    obj = F.col("_obj")
+    # Every field as text, whatever its JSON type (numbers and nested values keep their JSON form).
+    c = {n: F.try_variant_get(obj, f"$.{n}", "string") for n in ACCESS_FIELDS}
+    malformed = obj.isNull()
     missing = {n: _missing(c[n], n, malformed) for n in ACCESS_REQUIRED}
     ts = event_time_column(c["timestamp"])
     status_ok = c["status"].rlike(r"^\d{1,3}$")
@@ -162,10 +163,7 @@ def parse_access(text: DataFrame, start: dt.date) -> DataFrame:
         Rule("invalid_type:bytes_sent", c["bytes_sent"].isNotNull() & bytes_sent.isNull()),
         Rule("invalid_type:latency_ms", c["latency_ms"].isNotNull() & (latency.isNull() | F.isnan(latency))),
     ]
-    extras = F.map_filter(
-        F.from_json("record", T.MapType(T.StringType(), T.VariantType())),
-        lambda k, v: ~k.isin(*ACCESS_FIELDS),
-    )
+    extras = F.map_filter(F.try_variant_get(obj, "$", "map<string,variant>"), lambda k, v: ~k.isin(*ACCESS_FIELDS))
     return df.select(
         ts.alias("event_ts"),
         F.to_date(ts).alias("event_date"),
