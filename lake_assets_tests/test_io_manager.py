@@ -1,0 +1,111 @@
+"""The partitioned Parquet IO manager: paths, metadata, ranges, atomic replacement, failures."""
+
+import datetime as dt
+import os
+
+import pyarrow.parquet as pq
+import pytest
+from dagster import AssetIn, BackfillPolicy, DailyPartitionsDefinition, asset, materialize
+from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import functions as F
+
+from lake_assets.definitions import build_resources
+from lake_assets.io_managers import lake_table
+from lake_assets.lake import LakeStorage
+
+PARTS = DailyPartitionsDefinition(start_date="2024-03-01", end_date="2024-03-10")
+RANGE = {"dagster/asset_partition_range_start": "2024-03-02", "dagster/asset_partition_range_end": "2024-03-04"}
+
+#: What the next materialization of `events` produces: (date, value) rows.
+ROWS: list[tuple[str, int]] = []
+
+
+@asset(partitions_def=PARTS, backfill_policy=BackfillPolicy.single_run(), io_manager_key="lake_io_manager",
+       metadata=lake_table("test/events", date_column="event_date"))
+def events(context, spark: LazyPySparkResource):
+    session = spark.spark_session
+    df = session.createDataFrame([(d, v) for d, v in ROWS], "d string, value int")
+    return df.select(F.to_date("d").alias("event_date"), "value")
+
+
+@asset(partitions_def=PARTS, backfill_policy=BackfillPolicy.single_run(), io_manager_key="lake_io_manager",
+       ins={"events": AssetIn()}, metadata=lake_table("test/daily", partitioning="date", date_column="date"))
+def daily(events):
+    return events.groupBy(F.col("event_date").alias("date")).agg(F.sum("value").alias("total"))
+
+
+def run(lake_root, instance, *assets, tags=RANGE, raise_on_error=True):
+    return materialize(list(assets), resources=build_resources(lake_root), instance=instance, tags=tags,
+                       raise_on_error=raise_on_error)
+
+
+def read(storage: LakeStorage, rel: str) -> list[dict]:
+    return pq.read_table(storage.local_path(rel)).to_pylist()
+
+
+def test_range_in_one_run_with_paths_metadata_and_empty_partitions(lake_root, spark, instance):
+    ROWS[:] = [("2024-03-02", 1), ("2024-03-02", 2), ("2024-03-04", 5)]
+    result = run(lake_root, instance, events, daily)
+    storage = LakeStorage(lake_root)
+    assert [f.path for f in storage.list_files("test")] == [
+        "test/daily/date=2024-03-02/part-00000.parquet",
+        "test/daily/date=2024-03-03/part-00000.parquet",
+        "test/daily/date=2024-03-04/part-00000.parquet",
+        "test/events/year=2024/month=03/day=02/part-00000.parquet",
+        "test/events/year=2024/month=03/day=03/part-00000.parquet",
+        "test/events/year=2024/month=03/day=04/part-00000.parquet",
+    ]
+    assert read(storage, "test/daily/date=2024-03-02/part-00000.parquet") == [
+        {"date": dt.date(2024, 3, 2), "total": 3}]
+    assert read(storage, "test/events/year=2024/month=03/day=03/part-00000.parquet") == []  # empty, with schema
+    mats = result.asset_materializations_for_node("events")
+    assert sorted(m.partition for m in mats) == ["2024-03-02", "2024-03-03", "2024-03-04"]
+    meta = mats[0].metadata
+    assert meta["dagster/row_count"].value == 3
+    assert [c.name for c in meta["dagster/column_schema"].schema.columns] == ["event_date", "value"]
+    assert meta["rows_per_partition"].value == {"2024-03-02": 2, "2024-03-03": 0, "2024-03-04": 1}
+    assert "| event_date | value |" in meta["preview"].value
+    assert meta["dagster/uri"].value == os.path.join(lake_root, "test/events")
+
+
+def test_rerun_replaces_each_partition_whole(lake_root, spark, instance):
+    storage = LakeStorage(lake_root)
+    ROWS[:] = [("2024-03-02", 1), ("2024-03-03", 2)]
+    run(lake_root, instance, events, tags={"dagster/asset_partition_range_start": "2024-03-02",
+                                            "dagster/asset_partition_range_end": "2024-03-03"})
+    ROWS[:] = [("2024-03-03", 7)]  # 2024-03-02 lost its rows; 2024-03-03 changed
+    run(lake_root, instance, events, tags={"dagster/asset_partition_range_start": "2024-03-02",
+                                            "dagster/asset_partition_range_end": "2024-03-03"})
+    assert read(storage, "test/events/year=2024/month=03/day=02/part-00000.parquet") == []
+    assert read(storage, "test/events/year=2024/month=03/day=03/part-00000.parquet") == [
+        {"event_date": dt.date(2024, 3, 3), "value": 7}]
+    assert len(storage.list_files("test/events")) == 2  # one file a partition, nothing doubled
+    assert not storage.list_files("_staging", hidden=True)  # the stage is cleaned up
+
+
+def test_rows_outside_the_run_publish_nothing(lake_root, spark, instance):
+    storage = LakeStorage(lake_root)
+    ROWS[:] = [("2024-03-02", 1)]
+    materialize([events], resources=build_resources(lake_root), instance=instance, partition_key="2024-03-02")
+    ROWS[:] = [("2024-03-02", 9), ("2024-03-05", 1)]  # a row dated outside the run's partition
+    result = materialize([events], resources=build_resources(lake_root), instance=instance,
+                         partition_key="2024-03-02", raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    error, messages = failure.event_specific_data.error, []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    assert any("fall outside this run's partitions" in m for m in messages), messages
+    # The previous partition is intact and nothing else was published.
+    assert read(storage, "test/events/year=2024/month=03/day=02/part-00000.parquet") == [
+        {"event_date": dt.date(2024, 3, 2), "value": 1}]
+    assert [f.path for f in storage.list_files("test")] == ["test/events/year=2024/month=03/day=02/part-00000.parquet"]
+    assert not storage.list_files("_staging", hidden=True)
+
+
+def test_missing_upstream_partition_is_a_clear_error(lake_root, spark, instance):
+    ROWS[:] = []
+    with pytest.raises(Exception, match="not materialized.*materialize events for those partitions first"):
+        materialize([events.to_source_asset(), daily], resources=build_resources(lake_root), instance=instance,
+                    partition_key="2024-03-06")
