@@ -39,7 +39,7 @@ def test_definitions_load_without_spark_or_storage(tmp_path):
     assert info["assets"] == ["daily_activity", "processed_logs", "rejected_log_records", "validated_logs"]
     assert {"ingest_logs_job", "logs_pipeline_job"} <= set(info["jobs"])
     assert {"logs_landing_sensor", "lake_automation_sensor"} <= set(info["sensors"])
-    assert {"processed_logs_schema", "processed_logs_count_conservation", "processed_logs_reject_rate",
+    assert {"rejected_log_records_schema", "processed_logs_schema", "processed_logs_count_conservation", "processed_logs_reject_rate",
             "daily_activity_schema", "daily_activity_unique_date_service"} <= set(info["checks"])
     # One process per run, so one Spark session serves every step.
     assert info["executor"] == "in_process"

@@ -33,7 +33,7 @@ REJECT_SCHEMA = T.StructType(
     [
         T.StructField("record", T.StringType(), False),
         T.StructField("reason", T.StringType(), False),
-        T.StructField("reasons", T.ArrayType(T.StringType(), False), False),
+        T.StructField("reasons", T.ArrayType(T.StringType(), True), False),
         T.StructField("source_format", T.StringType(), True),
         T.StructField("source_file", T.StringType(), True),
         T.StructField("stage", T.StringType(), False),

@@ -25,6 +25,7 @@ from lake_assets.ingest.validated import validated_files
 from lake_assets.io_managers import partition_file, partition_row_counts, read_table
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality.checks import RateThresholds, pandera_result, rate_result, unique_key_result
+from lake_assets.quality.rules import REJECT_SCHEMA
 from lake_assets.resources import LakeResource
 
 
@@ -50,7 +51,10 @@ DAILY_ACTIVITY_PANDERA = _schema(contract.DAILY_ACTIVITY_SCHEMA, {
                                   "unique_clients", "bytes_sent", "error_events", "critical_events")
 })
 
+REJECTS_PANDERA = _schema(T.StructType([f for f in REJECT_SCHEMA.fields if not f.name.startswith("_")]))
+
 _PROCESSED = processed_logs.keys_by_output_name["processed_logs"]
+_REJECTS = processed_logs.keys_by_output_name["rejected_log_records"]
 
 
 def _days(context: AssetCheckExecutionContext) -> list[dt.date]:
@@ -144,5 +148,15 @@ def _read_daily_activity(context: AssetCheckExecutionContext, spark: LazyPySpark
                       "daily_activity")
 
 
-LOGS_CHECKS = [processed_logs_schema, processed_logs_count_conservation, processed_logs_reject_rate,
+@asset_check(asset=_REJECTS, partitions_def=daily_partitions,
+             description="pandera (PySpark) schema of the rejected records: every row has its record, "
+                         "a reason and the stage that rejected it.")
+def rejected_log_records_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
+                                lake: LakeResource) -> AssetCheckResult:
+    df = read_table(spark.spark_session, lake.storage, REJECTS_TABLE, list(context.partition_keys),
+                    "rejected_log_records")
+    return pandera_result({"rejected": REJECTS_PANDERA}, {"rejected": df})
+
+
+LOGS_CHECKS = [rejected_log_records_schema, processed_logs_schema, processed_logs_count_conservation, processed_logs_reject_rate,
                daily_activity_schema, daily_activity_unique_date_service]
