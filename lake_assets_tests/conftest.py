@@ -11,6 +11,9 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("SPARK_MASTER", "local[2]")
 os.environ.setdefault("SPARK_SHUFFLE_PARTITIONS", "2")
 os.environ.setdefault("SPARK_DRIVER_MEMORY", "2g")
+# Test jobs are short: the C1 compiler and a serial GC halve their cost on 2 shared cores
+# (C2 compilation and parallel GC threads are what long jobs pay for, and these are not long).
+os.environ.setdefault("SPARK_CONF_spark__driver__extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 # Dummy credentials so nothing ever reaches a real AWS account.
 for _k, _v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
