@@ -70,8 +70,35 @@ def spark_config_from_env() -> dict[str, str]:
     return conf
 
 
-def spark_resource_from_env() -> LazyPySparkResource:
-    return LazyPySparkResource(spark_config=spark_config_from_env())
+class LakeSparkResource(LazyPySparkResource):
+    """dagster-pyspark's lazy session, failing fast when a Spark Connect server is unreachable
+    (pyspark's own retry policy would keep a run waiting for ten minutes)."""
+
+    def _init_session(self) -> None:
+        remote = self.spark_config.get("spark.remote")
+        if remote and self._spark_session is None:
+            check_reachable(remote)
+        super()._init_session()
+
+
+def check_reachable(remote: str, timeout: float = 10.0) -> None:
+    """Raise a clear error when nothing listens at a Spark Connect URL (``sc://host:port/...``)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(remote)
+    host, port = url.hostname or "127.0.0.1", url.port or 15002
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(
+            f"SPARK_REMOTE={remote}: no Spark Connect server answers at {host}:{port} ({exc}); "
+            "start one (sbin/start-connect-server.sh) or unset SPARK_REMOTE to run Spark locally"
+        ) from exc
+
+
+def spark_resource_from_env() -> LakeSparkResource:
+    return LakeSparkResource(spark_config=spark_config_from_env())
 
 
 _STAGING_ROOT: str | None = None
