@@ -79,10 +79,17 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
     if not files:
         return spark.createDataFrame([], TEXT_INPUT_SCHEMA)
     key_pattern = r"(year=\d{4}/month=\d{2}/day=\d{2}/[^/]+)$"
-    lineage = spark.createDataFrame(
-        [(_file_key(f.path), f.day, f.format, f.source_file, f.ingest_run_id, f.ingest_ts) for f in files],
-        lineage_schema,
-    )
+    # From Arrow, so it is a local relation: no Python worker on the executors, any cluster.
+    import pyarrow as pa
+
+    lineage = spark.createDataFrame(pa.table({
+        "_file_key": pa.array([_file_key(f.path) for f in files], pa.string()),
+        "routed_date": pa.array([f.day for f in files], pa.date32()),
+        "source_format": pa.array([f.format for f in files], pa.string()),
+        "source_file": pa.array([f.source_file for f in files], pa.string()),
+        "ingest_run_id": pa.array([f.ingest_run_id for f in files], pa.string()),
+        "ingest_ts": pa.array([f.ingest_ts for f in files], pa.timestamp("us", tz="UTC")),
+    }), schema=lineage_schema)
     text = spark.read.text(spark_paths(storage, [f.path for f in files]))
     text = text.select(F.col("value").alias("record"),
                        F.regexp_extract(F.col("_metadata.file_path"), key_pattern, 1).alias("_file_key"))
