@@ -225,7 +225,7 @@ class LineSink:
 
     def __init__(self, path: str, *, compress: bool = False, header: str = "", footer: str = "") -> None:
         raw = open(path, "wb")
-        self._f = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if compress else raw
+        self._f = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) if compress else raw
         self._raw = raw
         self._footer = footer
         self.count = 0

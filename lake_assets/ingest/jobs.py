@@ -7,7 +7,9 @@ downstream assets' automation conditions react to (late data included).
 """
 
 import datetime as dt
+import functools
 import json
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -60,27 +62,61 @@ class IngestConfig(Config):
     paths: list[str] = []
 
 
-def ingest_paths(spec: LandingSpec, storage: LakeStorage, paths: list[str], *, run_id: str,
-                 start: dt.date, limits: ReadLimits = ReadLimits(),
-                 log: Callable[[str], None] = lambda _: None) -> list[IngestResult]:
-    """Ingest each file in turn; unexpected errors stop nothing else and are reported at the end."""
-    results = []
-    for i, path in enumerate(paths, 1):
+#: Files are ingested in parallel processes once a batch holds at least this many bytes
+#: (below it, starting the processes costs more than it saves).
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+
+
+def ingest_paths(spec: LandingSpec, storage: LakeStorage, paths: list[str], *,
+                 run_id: str, start: dt.date, limits: ReadLimits = ReadLimits(),
+                 log: Callable[[str], None] = lambda _: None, workers: int | None = None,
+                 parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> list[IngestResult]:
+    """Ingest each file whole; unexpected errors stop nothing else and are reported at the end.
+
+    Ingestion is Python (streaming parse to date each record), so a large batch is
+    spread over ``workers`` processes (default: ``LAKE_INGEST_WORKERS`` or one per
+    core): each file is still ingested whole by one process.
+    """
+    date_of = functools.partial(spec.date_of, start=start)
+    known, results = [], []
+    for path in paths:
         rel_to_raw = path[len(spec.zones.raw) + 1:] if path.startswith(spec.zones.raw + "/") else path
-        folder = rel_to_raw.split("/", 1)[0]
-        fmt = spec.formats.get(folder)
+        fmt = spec.formats.get(rel_to_raw.split("/", 1)[0])
         if fmt is None or "/" not in rel_to_raw:
             results.append(_reject_unknown(spec, storage, path, run_id))
-            continue
-        try:
-            result = ingest_file(storage, path, fmt, lambda r, ts: spec.date_of(r, ts, start),
-                                 run_id=run_id, zones=spec.zones, limits=limits)
-        except Exception as exc:  # storage or network trouble: the raw file stays for a retry
-            result = IngestResult(path, fmt.name, "failed", reason=type(exc).__name__, detail=str(exc))
-        results.append(result)
-        log(f"[{i}/{len(paths)}] {path}: {result.status}"
-            + (f" ({result.reason}: {result.detail})" if result.reason else f", {result.records} records"))
+        else:
+            known.append((path, fmt))
+    workers = workers or int(os.environ.get("LAKE_INGEST_WORKERS") or os.cpu_count() or 1)
+    workers = min(workers, len(known))
+    tasks = [(storage, path, fmt, date_of, run_id, spec.zones, limits) for path, fmt in known]
+    if workers > 1 and sum(storage.sizes([p for p, _ in known])) >= parallel_min_bytes:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the parent may hold a JVM (Spark) whose threads must not be forked.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = pool.map(_ingest_one, tasks)
+            for i, result in enumerate(done, 1):
+                results.append(result)
+                _log_result(log, i, len(known), result)
+    else:
+        for i, task in enumerate(tasks, 1):
+            results.append(_ingest_one(task))
+            _log_result(log, i, len(known), results[-1])
     return results
+
+
+def _ingest_one(task) -> IngestResult:
+    storage, path, fmt, date_of, run_id, zones, limits = task
+    try:
+        return ingest_file(storage, path, fmt, date_of, run_id=run_id, zones=zones, limits=limits)
+    except Exception as exc:  # storage or network trouble: the raw file stays for a retry
+        return IngestResult(path, fmt.name, "failed", reason=type(exc).__name__, detail=str(exc))
+
+
+def _log_result(log: Callable[[str], None], i: int, n: int, result: IngestResult) -> None:
+    log(f"[{i}/{n}] {result.source}: {result.status}"
+        + (f" ({result.reason}: {result.detail})" if result.reason else f", {result.records} records"))
 
 
 def _reject_unknown(spec: LandingSpec, storage: LakeStorage, path: str, run_id: str) -> IngestResult:

@@ -151,6 +151,12 @@ class LakeStorage:
             out.append(LakeFile(rel, info.size or 0, info.mtime_ns or 0))
         return sorted(out, key=lambda f: f.path)
 
+    def sizes(self, rels: list[str]) -> list[int]:
+        """Sizes of files (one listing call for all of them; 0 for a missing one)."""
+        if not rels:
+            return []
+        return [info.size or 0 for info in self.fs.get_file_info([self._p(r) for r in rels])]
+
     def open_read(self, rel: str) -> IO[bytes]:
         """A streaming reader: memory stays bounded whatever the object's size."""
         return self.fs.open_input_stream(self._p(rel), compression=None)
