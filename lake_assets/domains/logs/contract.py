@@ -12,6 +12,15 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lake_assets.domains.logs.fields import (  # noqa: F401  (re-exported: the contract's lists)
+    ACCESS_FIELDS,
+    ACCESS_REQUIRED,
+    ERROR_FIELDS,
+    ERROR_REQUIRED,
+    LEVELS,
+    MAY_BE_EMPTY,
+    METHODS,
+)
 from lake_assets.ingest.formats import JSON_GZIP, NDJSON, XML_ERRORS, RawFormat, Record
 from lake_assets.ingest.validated import TEXT_INPUT_SCHEMA  # noqa: F401  (what parse_* read)
 from lake_assets.quality.rules import Rule, reasons_column, reject_rows
@@ -22,20 +31,9 @@ FORMATS: dict[str, RawFormat] = {f.name: f for f in (NDJSON, JSON_GZIP, XML_ERRO
 ACCESS_FORMATS = (NDJSON, JSON_GZIP)
 ERROR_FORMATS = (XML_ERRORS,)
 
-ACCESS_FIELDS = ("timestamp", "service", "request_id", "method", "path", "status", "host",
-                 "client_ip", "user_id", "user_agent", "bytes_sent", "latency_ms")
-ACCESS_REQUIRED = ("timestamp", "service", "request_id", "method", "path", "status")
-ERROR_FIELDS = ("timestamp", "service", "level", "message", "host", "code", "request_id")
-ERROR_REQUIRED = ("timestamp", "service", "level", "message")
-#: Required fields that may be empty strings (the contract's one exception).
-MAY_BE_EMPTY = {"message"}
-
 #: Rules that leave a record without an event date in the lake's range: such a
 #: record is routed to its ingest date, so it says nothing of that date's quality.
 UNDATED_RULES = ("malformed_record", "missing_field:timestamp", "invalid_timestamp", "timestamp_out_of_range")
-
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
-LEVELS = ("WARN", "ERROR", "CRITICAL")
 
 ACCESS_SCHEMA = T.StructType([
     T.StructField("event_ts", T.TimestampType(), False),
