@@ -26,7 +26,6 @@ def build_resources(lake_root: str | None = None) -> dict:
     """Resources from the environment: a local lake by default, S3 and a cluster when configured."""
     lake = LakeResource(
         root=lake_root or settings.lake_root(),
-        start_date=settings.start_date().isoformat(),
         spark_s3_scheme=os.environ.get("LAKE_SPARK_S3_SCHEME") or None,
     )
     spark = spark_resource_from_env()

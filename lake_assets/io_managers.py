@@ -10,7 +10,6 @@ schema, so re-running a partition that lost its rows clears it. A run over a
 range of partitions (``BackfillPolicy.single_run()``) is one Spark job.
 """
 
-import json
 from collections.abc import Mapping
 from typing import Any
 

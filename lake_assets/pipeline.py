@@ -68,12 +68,9 @@ def contiguous_ranges(keys: list[str]) -> list[tuple[str, str]]:
 
 def _outcome(job: str, result, partitions=None) -> RunOutcome:
     out = RunOutcome(job=job, run_id=result.run_id, success=result.success, partitions=partitions)
-    starts: dict[str, float] = {}
     for event in result.all_events:
         etype = event.event_type
-        if etype == DagsterEventType.STEP_START:
-            starts[event.step_key] = event.timestamp if hasattr(event, "timestamp") else 0.0
-        elif etype in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+        if etype in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
             data = event.event_specific_data
             duration = getattr(data, "duration_ms", None)
             if duration is not None:

@@ -6,7 +6,6 @@ from functools import cached_property
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from lake_assets import settings
 from lake_assets.lake import LakeStorage
 
 
@@ -14,7 +13,6 @@ class LakeResource(ConfigurableResource):
     """The lake root (a folder or ``s3://bucket/prefix``) and how Spark reaches it."""
 
     root: str = Field(description="LAKE_ROOT: a local folder or s3://bucket/prefix")
-    start_date: str = Field(default=settings.DEFAULT_START_DATE, description="LAKE_START_DATE")
     spark_s3_scheme: str | None = Field(
         default=None,
         description="LAKE_SPARK_S3_SCHEME: 's3a' (or 's3' on EMR) when Spark has an S3 "

@@ -99,14 +99,6 @@ def instance():
 
 
 @pytest.fixture
-def lake_resources(lake_root, spark):
-    """The code location's resources, pointed at a temporary lake and the shared session."""
-    from lake_assets.definitions import build_resources
-
-    return build_resources(lake_root=lake_root)
-
-
-@pytest.fixture
 def s3_keys(s3_client):
     """``s3_keys(lake_root, prefix)``: every key under a lake prefix, relative to the lake root,
     listed with boto3 (independently of the code under test)."""

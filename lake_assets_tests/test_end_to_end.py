@@ -8,7 +8,6 @@ import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from lake_assets.domains.logs.generator import generate_logs
 from lake_assets.lake import LakeStorage

@@ -1,7 +1,6 @@
 """Late files, re-runs, re-ingestion and crash retries: no count in analytics/ changes unless data did."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 

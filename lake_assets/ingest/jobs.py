@@ -34,7 +34,7 @@ from dagster import (
 )
 
 from lake_assets.ingest.formats import RawFormat, ReadLimits, Record
-from lake_assets.ingest.router import IngestResult, Zones, ingest_file
+from lake_assets.ingest.router import IngestResult, Zones, ingest_file, reject_file_whole, ts_token
 from lake_assets.lake import LakeFile, LakeStorage
 from lake_assets.lake.layout import join
 from lake_assets.resources import LakeResource
@@ -121,17 +121,12 @@ def _log_result(log: Callable[[str], None], i: int, n: int, result: IngestResult
 
 def _reject_unknown(spec: LandingSpec, storage: LakeStorage, path: str, run_id: str) -> IngestResult:
     """A file outside every known format folder: kept whole with its reason, never guessed at."""
-    from lake_assets.ingest.router import _safe_name, ts_token
-
-    now = dt.datetime.now(dt.timezone.utc)
-    name = path.rsplit("/", 1)[-1]
-    target = join(spec.zones.rejected_files, "unknown", f"{_safe_name(name)}_{ts_token(now)}_{run_id}")
     detail = f"not under raw/<format>/ for one of {sorted(spec.formats)}"
-    storage.copy(path, target)
-    storage.write_text(target + ".reason.json", json.dumps(
-        {"source": path, "reason": "unknown_format", "detail": detail, "ingest_run_id": run_id}, indent=1))
+    written = reject_file_whole(storage, path, join(spec.zones.rejected_files, "unknown"),
+                                token=ts_token(dt.datetime.now(dt.timezone.utc)), run_id=run_id,
+                                reason="unknown_format", detail=detail)
     storage.delete(path)
-    return IngestResult(path, "unknown", "rejected", reason="unknown_format", detail=detail, written=[target])
+    return IngestResult(path, "unknown", "rejected", reason="unknown_format", detail=detail, written=written)
 
 
 def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:

@@ -75,6 +75,17 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]", "_", name) or "file"
 
 
+def reject_file_whole(storage: LakeStorage, source: str, folder: str, *, token: str, run_id: str,
+                      reason: str, detail: str, **info) -> list[str]:
+    """Keep a file that cannot be ingested, whole, in ``folder`` with its reason beside it."""
+    target = join(folder, f"{_safe_name(source.rsplit('/', 1)[-1])}_{token}_{run_id}")
+    storage.copy(source, target)
+    storage.write_text(target + ".reason.json", json.dumps(
+        {"source": source, "reason": reason, "detail": detail, "ingest_run_id": run_id, **info},
+        indent=1, sort_keys=True))
+    return [target, target + ".reason.json"]
+
+
 def _route(local: str, fmt: RawFormat, date_of: DateOf, ingest_ts: dt.datetime, limits: ReadLimits,
            work: str) -> tuple[dict[dt.date, str], dict[dt.date, int]]:
     """Spool the records of a local file into one file per partition date (bounded memory)."""
@@ -165,24 +176,21 @@ def ingest_file(
         storage.write_text(mpath, json.dumps(manifest, indent=1, sort_keys=True))
 
         try:
-            sinks, counts = _route(local, fmt, date_of, ingest_ts, limits, work)
-        except ExactParserNeeded:
-            # A value the fast parser cannot hold: start over with the exact one.
-            sinks, counts = _route(local, fmt, date_of, ingest_ts, replace(limits, json_backend="python"), work)
+            try:
+                sinks, counts = _route(local, fmt, date_of, ingest_ts, limits, work)
+            except ExactParserNeeded:
+                # A value the fast parser cannot hold: start over with the exact one.
+                sinks, counts = _route(local, fmt, date_of, ingest_ts, replace(limits, json_backend="python"), work)
         except UnreadableFile as exc:
             sinks, counts = {}, {}
             result.status, result.reason, result.detail = "rejected", exc.reason, exc.detail
 
         if result.status == "rejected":
-            target = join(zones.rejected_files, fmt.name, f"{_safe_name(name)}_{token}_{ingest_run_id}")
-            storage.copy(source, target)
-            storage.write_text(
-                target + ".reason.json",
-                json.dumps({"source": source, "reason": result.reason, "detail": result.detail,
-                            "format": fmt.name, "sha256": sha, "ingest_ts": ingest_ts.isoformat(),
-                            "ingest_run_id": ingest_run_id}, indent=1, sort_keys=True),
-            )
-            result.written = [target, target + ".reason.json"]
+            result.written = reject_file_whole(
+                storage, source, join(zones.rejected_files, fmt.name), token=token, run_id=ingest_run_id,
+                reason=result.reason, detail=result.detail, format=fmt.name, sha256=sha,
+                ingest_ts=ingest_ts.isoformat())
+            target = result.written[0]
             manifest.update(status="rejected", reason=result.reason, detail=result.detail,
                             rejected_path=target, records_by_date={})
         else:

@@ -620,3 +620,18 @@ def test_big_integer_in_a_json_array_is_ingested_exactly(local_lake):
     [validated] = [p for p in result.written if p.startswith("validated/")]
     lines = _gzip.decompress(local_lake.read_bytes(validated)).decode().splitlines()
     assert [json.loads(line)["trace_id"] for line in lines] == [123456789012345678901234567890] * 2
+
+
+def test_big_integer_then_corruption_is_rejected_whole_not_left_in_raw(local_lake):
+    """The exact re-read meets the same corruption: the file is rejected whole, not left to fail forever."""
+    import gzip as _gzip
+
+    record = {"timestamp": "2024-03-05T10:00:00Z", "service": "web", "request_id": "r1", "method": "GET",
+              "path": "/", "status": 200, "trace_id": 123456789012345678901234567890}
+    data = _gzip.compress(json.dumps([record] * 50).encode())
+    local_lake.write_bytes("raw/json_gzip/cut.json.gz", data[: len(data) - 12])
+    result = ingest_file(local_lake, "raw/json_gzip/cut.json.gz", JSON_GZIP, date_of, run_id="run-1", now=NOW)
+    assert result.status == "rejected" and result.reason in ("corrupt_gzip", "malformed_json")
+    assert local_lake.list_files("raw") == [] and local_lake.list_files("validated/json_gzip") == []
+    reason = json.loads(local_lake.read_text(result.written[1]))
+    assert reason["reason"] == result.reason and reason["format"] == "json_gzip"

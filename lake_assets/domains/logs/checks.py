@@ -66,8 +66,7 @@ def _days(context: AssetCheckExecutionContext) -> list[dt.date]:
                          "nullability, value ranges.")
 def processed_logs_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                           lake: LakeResource) -> AssetCheckResult:
-    frames = read_table(spark.spark_session, lake.storage, PROCESSED_TABLE, list(context.partition_keys),
-                        "processed_logs")
+    frames = _read(context, spark, lake, PROCESSED_TABLE, "processed_logs")
     return pandera_result({"access": ACCESS_PANDERA, "error": ERROR_PANDERA}, frames)
 
 
@@ -132,7 +131,7 @@ def processed_logs_reject_rate(context: AssetCheckExecutionContext, lake: LakeRe
              description="pandera (PySpark) schema of daily_activity.")
 def daily_activity_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                           lake: LakeResource) -> AssetCheckResult:
-    df = _read_daily_activity(context, spark, lake)
+    df = _read(context, spark, lake, DAILY_ACTIVITY_TABLE, "daily_activity")
     return pandera_result({"daily_activity": DAILY_ACTIVITY_PANDERA}, {"daily_activity": df})
 
 
@@ -140,12 +139,14 @@ def daily_activity_schema(context: AssetCheckExecutionContext, spark: LazyPySpar
              description="(date, service) is unique in daily_activity.")
 def daily_activity_unique_date_service(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                                        lake: LakeResource) -> AssetCheckResult:
-    return unique_key_result(_read_daily_activity(context, spark, lake), ["date", "service"])
+    return unique_key_result(_read(context, spark, lake, DAILY_ACTIVITY_TABLE, "daily_activity"),
+                             ["date", "service"])
 
 
-def _read_daily_activity(context: AssetCheckExecutionContext, spark: LazyPySparkResource, lake: LakeResource):
-    return read_table(spark.spark_session, lake.storage, DAILY_ACTIVITY_TABLE, list(context.partition_keys),
-                      "daily_activity")
+def _read(context: AssetCheckExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
+          table: dict, asset: str):
+    """The check's partitions of a lake table, as stored."""
+    return read_table(spark.spark_session, lake.storage, table, list(context.partition_keys), asset)
 
 
 @asset_check(asset=_REJECTS, partitions_def=daily_partitions,
@@ -153,8 +154,7 @@ def _read_daily_activity(context: AssetCheckExecutionContext, spark: LazyPySpark
                          "a reason and the stage that rejected it.")
 def rejected_log_records_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                                 lake: LakeResource) -> AssetCheckResult:
-    df = read_table(spark.spark_session, lake.storage, REJECTS_TABLE, list(context.partition_keys),
-                    "rejected_log_records")
+    df = _read(context, spark, lake, REJECTS_TABLE, "rejected_log_records")
     return pandera_result({"rejected": REJECTS_PANDERA}, {"rejected": df})
 
 
