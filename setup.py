@@ -18,6 +18,10 @@ setup(
         "boto3",
         "defusedxml",
         "ijson",
+        "pycountry",  # ISO 3166 countries and ISO 4217 currencies (commerce rules, dim_country)
+        "country_converter",  # UN regions for dim_country
+        "sqlalchemy>=2",  # the orders source database
+        "psycopg[binary]",  # PostgreSQL driver for sqlalchemy
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "moto[server]", "duckdb"],
