@@ -73,7 +73,7 @@ def run_lake(progress=_say):
     instance = DagsterInstance.get()
     return [
         run_domain(defs, instance, domain="logs", ingest_job="ingest_logs_job", build_job="logs_pipeline_job",
-                   validated_asset=validated_logs.key,
+                   validated_assets=LANDING.validated_assets,
                    list_raw=lambda: [f.path for f in LANDING.raw_files(storage)], progress=progress),
     ]
 

@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 
 from lake_assets.lake import LakeStorage, partition_path
 from lake_assets.lake.layout import join
+from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
 from lake_assets.spark import SparkStage, spark_paths
 
@@ -38,15 +39,22 @@ _PART = "lake_partition"
 
 def lake_table(prefix: str, *, partitioning: str = "ymd", date_column: str = "event_date",
                file_stem: str = "part-00000", subtables: tuple[str, ...] = (),
-               subtable_key: str = "") -> dict[str, Any]:
+               subtable_key: str = "", metrics: str | None = None,
+               rejects: Mapping[str, Any] | None = None, rules: tuple[str, ...] = ()) -> dict[str, Any]:
     """Definition metadata telling the IO manager where an asset's partitions live.
 
     ``date_column`` picks each row's partition; a name starting with ``_`` is
     dropped from the files. ``subtables`` split one asset into folders
     ``<subtable_key>=<name>`` holding DataFrames of different schemas (the asset
-    returns a mapping name -> DataFrame).
+    returns a mapping name -> DataFrame). An unpartitioned asset is one file,
+    ``<prefix>/<file_stem>.parquet``, replaced whole (a full refresh).
+
+    ``metrics`` names the metrics-zone dataset: each written partition then gets
+    its row count and null rates (from the file's footer), and, when ``rejects``
+    names the table holding the rows this one quarantined (written first, by the
+    same run), the quarantined count and the outcome of each of ``rules``.
     """
-    return {
+    meta = {
         "lake/prefix": prefix,
         "lake/partitioning": partitioning,
         "lake/date_column": date_column,
@@ -54,6 +62,20 @@ def lake_table(prefix: str, *, partitioning: str = "ymd", date_column: str = "ev
         "lake/subtables": ",".join(subtables),
         "lake/subtable_key": subtable_key,
     }
+    if metrics:
+        meta["lake/metrics_dataset"] = metrics
+    if rejects is not None:
+        meta.update({f"lake/rejects_{k.split('/', 1)[1]}": v for k, v in rejects.items()
+                     if k in ("lake/prefix", "lake/partitioning", "lake/file_stem")})
+        meta["lake/rules"] = "\n".join(rules)
+    return meta
+
+
+def _rejects_table(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    if "lake/rejects_prefix" not in meta:
+        return None
+    return lake_table(meta["lake/rejects_prefix"], partitioning=meta["lake/rejects_partitioning"],
+                      file_stem=meta["lake/rejects_file_stem"])
 
 
 def _table_prefixes(meta: Mapping[str, Any]) -> dict[str | None, str]:
@@ -64,10 +86,12 @@ def _table_prefixes(meta: Mapping[str, Any]) -> dict[str | None, str]:
     return {s: join(prefix, f"{meta['lake/subtable_key']}={s}") for s in subs}
 
 
-def partition_file(meta: Mapping[str, Any], key: str, subtable: str | None = None) -> str:
-    """The lake path of one partition's file of a table declared with :func:`lake_table`."""
-    return join(_table_prefixes(meta)[subtable], partition_path(meta["lake/partitioning"], key),
-                f"{meta['lake/file_stem']}.parquet")
+def partition_file(meta: Mapping[str, Any], key: str | None, subtable: str | None = None) -> str:
+    """The lake path of one partition's file (``key`` None: the unpartitioned table's file)."""
+    stem = f"{meta['lake/file_stem']}.parquet"
+    if key is None:
+        return join(_table_prefixes(meta)[subtable], stem)
+    return join(_table_prefixes(meta)[subtable], partition_path(meta["lake/partitioning"], key), stem)
 
 
 def _schema_metadata(df: DataFrame) -> TableSchema:
@@ -94,10 +118,7 @@ class LakeParquetIOManager(ConfigurableIOManager):
     # -- output ------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: DataFrame | Mapping[str, DataFrame]) -> None:
         meta = context.definition_metadata
-        keys = list(context.asset_partition_keys) if context.has_asset_partitions else []
-        if not keys:
-            raise ValueError(f"{context.asset_key.to_user_string()} is not partitioned: "
-                             "LakeParquetIOManager writes daily partitions only")
+        keys: list[str | None] = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         frames = obj if isinstance(obj, Mapping) else {None: obj}
         prefixes = _table_prefixes(meta)
         if set(frames) != set(prefixes):
@@ -110,17 +131,19 @@ class LakeParquetIOManager(ConfigurableIOManager):
             counts, preview = self._write(meta, sub, df, keys)
             total += sum(counts.values())
             for k, n in counts.items():
-                per_partition[f"{sub}/{k}" if sub else k] = n
+                label = "/".join(p for p in (sub, k) if p) or "rows"
+                per_partition[label] = n
             if preview is not None:
                 previews[sub or "rows"] = preview
         storage = self.lake.storage
         first = next(iter(frames.values()))
+        first_prefix = prefixes[next(iter(prefixes))]
         md: dict[str, Any] = {
             "dagster/row_count": total,
             "dagster/column_schema": _schema_metadata(first),
             "dagster/uri": MetadataValue.path(
-                storage.uri(join(prefixes[next(iter(prefixes))], partition_path(meta["lake/partitioning"], keys[0])))
-                if len(keys) == 1 else storage.uri(meta["lake/prefix"])
+                storage.uri(join(first_prefix, partition_path(meta["lake/partitioning"], keys[0])))
+                if len(keys) == 1 and keys[0] is not None else storage.uri(meta["lake/prefix"])
             ),
             "rows_per_partition": MetadataValue.json(per_partition),
         }
@@ -130,10 +153,47 @@ class LakeParquetIOManager(ConfigurableIOManager):
                 md[f"column_schema_{sub}"] = _schema_metadata(df)
         for name, text in previews.items():
             md[f"preview_{name}" if name != "rows" else "preview"] = MetadataValue.md(text)
+        if meta.get("lake/metrics_dataset"):
+            md.update(self._record_metrics(context, meta, keys))
         context.add_output_metadata(md)
 
+    def _record_metrics(self, context: OutputContext, meta: Mapping[str, Any],
+                        keys: list[str | None]) -> dict[str, Any]:
+        """Write each partition's metrics CSV; return the run's numbers as metadata (plotted by the UI)."""
+        storage = self.lake.storage
+        dataset, asset = meta["lake/metrics_dataset"], context.asset_key.path[-1]
+        rejects = _rejects_table(meta)
+        rules = [r for r in (meta.get("lake/rules") or "").split("\n") if r]
+        per_partition: dict[str, list[metrics.Metric]] = {}
+        for key in keys:
+            found: list[metrics.Metric] = []
+            rows = 0
+            for sub in _table_prefixes(meta):
+                part = metrics.footer_metrics(storage, partition_file(meta, key, sub),
+                                              prefix=f"{sub}." if sub else "")
+                rows += int(part[0].value)
+                found += part
+            if rejects is not None:
+                path = partition_file(rejects, key)
+                with storage.open_random(path) as fh:
+                    quarantined = pq.ParquetFile(fh).metadata.num_rows
+                found += [metrics.Metric("total_rows", rows + quarantined),
+                          metrics.Metric("quarantined_rows", quarantined),
+                          metrics.Metric("quarantine_rate",
+                                         round(quarantined / (rows + quarantined), 6) if rows + quarantined else 0.0)]
+                found += metrics.rule_metrics(metrics.reason_counts(storage, path), rules)
+            metrics.write_metrics(storage, dataset=dataset, asset=asset, partition=key,
+                                  run_id=context.run_id, metrics=found)
+            per_partition[key or ""] = found
+        summary = metrics.summarize(per_partition)
+        folder = metrics.metrics_path(dataset, asset, keys[0], context.run_id).rsplit("/", 2)[0]
+        return {**{f"metrics/{k}": v for k, v in summary.items()},
+                "metrics/files": MetadataValue.path(storage.uri(folder))}
+
     def _write(self, meta: Mapping[str, Any], sub: str | None, df: DataFrame,
-               keys: list[str]) -> tuple[dict[str, int], str | None]:
+               keys: list[str | None]) -> tuple[dict[str, int], str | None]:
+        if keys == [None]:
+            return self._write_whole(meta, sub, df)
         lake = self.lake.storage
         date_col = meta["lake/date_column"]
         out = df.withColumn(_PART, F.date_format(F.col(date_col), "yyyy-MM-dd"))
@@ -160,12 +220,8 @@ class LakeParquetIOManager(ConfigurableIOManager):
                 if len(files) > 1:
                     raise RuntimeError(f"Spark wrote {len(files)} files for partition {key}; expected one")
                 if files:
-                    with stage.storage.open_random(files[0].path) as fh:
-                        pf = pq.ParquetFile(fh)
-                        counts[key] = pf.metadata.num_rows
-                        if preview is None and counts[key] and self.preview_rows:
-                            batch = next(pf.iter_batches(batch_size=self.preview_rows))
-                            preview = _preview_md(pa.Table.from_batches([batch]).slice(0, self.preview_rows))
+                    counts[key], found = self._inspect(stage.storage, files[0].path, preview is None)
+                    preview = preview or found
                     stage.publish(files[0], dest)
                 else:
                     counts[key] = 0
@@ -173,6 +229,36 @@ class LakeParquetIOManager(ConfigurableIOManager):
             return counts, preview
         finally:
             stage.cleanup()
+
+    def _write_whole(self, meta: Mapping[str, Any], sub: str | None,
+                     df: DataFrame) -> tuple[dict[str, int], str | None]:
+        """An unpartitioned table: one file, replaced atomically (readers see old or new, whole)."""
+        lake = self.lake.storage
+        dest = partition_file(meta, None, sub)
+        stage = SparkStage.create(lake)
+        try:
+            df.coalesce(1).write.mode("overwrite").parquet(stage.spark_uri)
+            files = stage.files()
+            if len(files) > 1:
+                raise RuntimeError(f"Spark wrote {len(files)} files for {dest}; expected one")
+            if not files:
+                self._write_empty(lake, dest, df.schema)
+                return {"": 0}, None
+            rows, preview = self._inspect(stage.storage, files[0].path, True)
+            stage.publish(files[0], dest)
+            return {"": rows}, preview
+        finally:
+            stage.cleanup()
+
+    def _inspect(self, storage: LakeStorage, path: str, want_preview: bool) -> tuple[int, str | None]:
+        """Row count from a staged file's footer, and a preview of its first rows if wanted."""
+        with storage.open_random(path) as fh:
+            pf = pq.ParquetFile(fh)
+            rows = pf.metadata.num_rows
+            if not (want_preview and rows and self.preview_rows):
+                return rows, None
+            batch = next(pf.iter_batches(batch_size=self.preview_rows))
+            return rows, _preview_md(pa.Table.from_batches([batch]).slice(0, self.preview_rows))
 
     @staticmethod
     def _write_empty(lake: LakeStorage, dest: str, schema) -> None:
@@ -184,14 +270,18 @@ class LakeParquetIOManager(ConfigurableIOManager):
 
     # -- input -------------------------------------------------------------
     def load_input(self, context: InputContext) -> DataFrame | dict[str, DataFrame]:
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         return read_table(self.spark.spark_session, self.lake.storage,
-                          context.upstream_output.definition_metadata,
-                          list(context.asset_partition_keys), context.asset_key.to_user_string())
+                          context.upstream_output.definition_metadata, keys,
+                          context.asset_key.to_user_string())
 
 
-def read_table(spark, lake: LakeStorage, meta: Mapping[str, Any], keys: list[str],
+def read_table(spark, lake: LakeStorage, meta: Mapping[str, Any], keys: list[str | None],
                asset: str = "asset") -> DataFrame | dict[str, DataFrame]:
-    """The partitions ``keys`` of a table declared with :func:`lake_table` (a mapping for subtables)."""
+    """The partitions ``keys`` of a table declared with :func:`lake_table` (a mapping for subtables).
+
+    ``[None]`` reads an unpartitioned table.
+    """
     frames: dict[str | None, DataFrame] = {}
     for sub in _table_prefixes(meta):
         files = [partition_file(meta, k, sub) for k in keys]
@@ -204,7 +294,16 @@ def read_table(spark, lake: LakeStorage, meta: Mapping[str, Any], keys: list[str
     return frames[None] if None in frames else frames
 
 
-def partition_row_counts(lake: LakeStorage, meta: Mapping[str, Any], key: str) -> dict[str | None, int]:
+def read_partitions_present(spark, lake: LakeStorage, meta: Mapping[str, Any], schema) -> DataFrame:
+    """Every partition of a table that exists (for full refreshes), with ``schema``; empty if none."""
+    files = [f.path for f in lake.list_files(meta["lake/prefix"])
+             if f.name == f"{meta['lake/file_stem']}.parquet"]
+    if not files:
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).parquet(*spark_paths(lake, files))
+
+
+def partition_row_counts(lake: LakeStorage, meta: Mapping[str, Any], key: str | None) -> dict[str | None, int]:
     """Row counts of one partition from Parquet footers: no Spark, no data read."""
     out = {}
     for sub in _table_prefixes(meta):

@@ -87,18 +87,18 @@ def _outcome(job: str, result, partitions=None) -> RunOutcome:
     return out
 
 
-def _touched(result, asset_key) -> list[str]:
+def _touched(result, asset_keys) -> list[str]:
     keys = set()
     for event in result.all_events:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization
-            if mat.asset_key == asset_key and mat.partition:
+            if mat.asset_key in asset_keys and mat.partition:
                 keys.add(mat.partition)
     return sorted(keys)
 
 
 def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ingest_job: str,
-               build_job: str, validated_asset, batch_files: int = 200,
+               build_job: str, validated_assets, batch_files: int = 200,
                list_raw: Callable[[], list[str]],
                progress: Callable[[str], None] = lambda _: None,
                extra_dates: list[str] | None = None) -> DomainRun:
@@ -115,7 +115,7 @@ def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ing
             instance=instance, raise_on_error=False, tags={"lake/trigger": "lake run"},
         )
         out.runs.append(_outcome(ingest_job, result))
-        touched.update(_touched(result, validated_asset))
+        touched.update(_touched(result, set(validated_assets)))
         progress(f"{domain}: ingested {min(i + batch_files, len(paths))}/{len(paths)} file(s)")
     out.touched = sorted(touched)
     build = defs.resolve_job_def(build_job)

@@ -25,7 +25,7 @@ def run_lake(lake_root: str, instance):
     defs = build_defs(lake_root)
     storage = defs.resources["lake"].storage
     return run_domain(defs, instance, domain="logs", ingest_job="ingest_logs_job",
-                      build_job="logs_pipeline_job", validated_asset=validated_logs.key,
+                      build_job="logs_pipeline_job", validated_assets=[validated_logs.key],
                       list_raw=lambda: [f.path for f in LANDING.raw_files(storage)])
 
 

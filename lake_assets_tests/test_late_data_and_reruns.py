@@ -27,7 +27,7 @@ def drop(storage: LakeStorage, name: str, records: list[dict]) -> None:
 def lake_run(defs, instance):
     storage = defs.resources["lake"].storage
     return run_domain(defs, instance, domain="logs", ingest_job="ingest_logs_job", build_job="logs_pipeline_job",
-                      validated_asset=validated_logs.key,
+                      validated_assets=[validated_logs.key],
                       list_raw=lambda: [f.path for f in LANDING.raw_files(storage)])
 
 

@@ -54,6 +54,8 @@ class Record:
 
     text: str
     value: dict[str, Any] | None
+    #: Position in its file (0-based), where the reader knows it.
+    position: int = 0
 
 
 class _CountingReader(io.RawIOBase):
@@ -223,16 +225,20 @@ def read_xml_errors(stream: IO[bytes], limits: ReadLimits, root_tag: str = "erro
 class LineSink:
     """Writes the records of one partition, one per line, in a raw format's framing."""
 
-    def __init__(self, path: str, *, compress: bool = False, header: str = "", footer: str = "") -> None:
+    def __init__(self, path: str, *, compress: bool = False, header: str = "", footer: str = "",
+                 numbered: bool = False) -> None:
         raw = open(path, "wb")
         self._f = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) if compress else raw
         self._raw = raw
         self._footer = footer
+        self._numbered = numbered
         self.count = 0
         if header:
             self._f.write(header.encode("utf-8"))
 
     def write(self, record: Record) -> None:
+        if self._numbered:
+            self._f.write(f"{record.position}\t".encode("ascii"))
         self._f.write(record.text.encode("utf-8"))
         self._f.write(b"\n")
         self.count += 1
@@ -256,8 +262,17 @@ class RawFormat:
     header: str = ""
     footer: str = ""
 
+    #: The reader also takes the file's name (it tells formats apart by extension).
+    by_name: bool = False
+    #: Validated lines carry the record's position in its file (``<n>\t<text>``): delivery order.
+    numbered: bool = False
+
+    def records(self, stream: IO[bytes], limits: ReadLimits, name: str) -> Iterator[Record]:
+        return self.read(stream, limits, name) if self.by_name else self.read(stream, limits)
+
     def sink(self, path: str) -> LineSink:
-        return LineSink(path, compress=self.compress, header=self.header, footer=self.footer)
+        return LineSink(path, compress=self.compress, header=self.header, footer=self.footer,
+                        numbered=self.numbered)
 
 
 NDJSON = RawFormat("ndjson", read_ndjson, ".ndjson")

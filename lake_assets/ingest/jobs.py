@@ -46,10 +46,25 @@ class LandingSpec:
 
     name: str  # e.g. "logs"
     formats: Mapping[str, RawFormat]  # raw/<key>/ -> format
-    #: (record, ingest time, lake start date) -> partition date or None (ingest date)
-    date_of: Callable[[Record, dt.datetime, dt.date], "dt.date | None"]
-    validated_asset: AssetKey
+    #: (record, ingest time, lake start date) -> partition date or None (ingest date);
+    #: or one such function per format name.
+    date_of: "Callable[[Record, dt.datetime, dt.date], dt.date | None] | Mapping[str, Callable]"
+    #: The asset whose partitions ingestion fills; or one per format name.
+    validated_asset: "AssetKey | Mapping[str, AssetKey]"
     zones: Zones = Zones()
+
+    def dating(self, fmt: str, start: dt.date):
+        date_of = self.date_of[fmt] if isinstance(self.date_of, Mapping) else self.date_of
+        return functools.partial(date_of, start=start)
+
+    def asset_for(self, fmt: str) -> AssetKey:
+        return self.validated_asset[fmt] if isinstance(self.validated_asset, Mapping) else self.validated_asset
+
+    @property
+    def validated_assets(self) -> set[AssetKey]:
+        if isinstance(self.validated_asset, Mapping):
+            return set(self.validated_asset.values())
+        return {self.validated_asset}
 
     def raw_files(self, storage: LakeStorage) -> list[LakeFile]:
         """Everything waiting in the raw zone, including files in unknown folders."""
@@ -77,7 +92,6 @@ def ingest_paths(spec: LandingSpec, storage: LakeStorage, paths: list[str], *,
     spread over ``workers`` processes (default: ``LAKE_INGEST_WORKERS`` or one per
     core): each file is still ingested whole by one process.
     """
-    date_of = functools.partial(spec.date_of, start=start)
     known, results = [], []
     for path in paths:
         rel_to_raw = path[len(spec.zones.raw) + 1:] if path.startswith(spec.zones.raw + "/") else path
@@ -88,7 +102,7 @@ def ingest_paths(spec: LandingSpec, storage: LakeStorage, paths: list[str], *,
             known.append((path, fmt))
     workers = workers or int(os.environ.get("LAKE_INGEST_WORKERS") or os.cpu_count() or 1)
     workers = min(workers, len(known))
-    tasks = [(storage, path, fmt, date_of, run_id, spec.zones, limits) for path, fmt in known]
+    tasks = [(storage, path, fmt, spec.dating(fmt.name, start), run_id, spec.zones, limits) for path, fmt in known]
     if workers > 1 and sum(storage.sizes([p for p, _ in known])) >= parallel_min_bytes:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -122,7 +136,7 @@ def _log_result(log: Callable[[str], None], i: int, n: int, result: IngestResult
 def _reject_unknown(spec: LandingSpec, storage: LakeStorage, path: str, run_id: str) -> IngestResult:
     """A file outside every known format folder: kept whole with its reason, never guessed at."""
     detail = f"not under raw/<format>/ for one of {sorted(spec.formats)}"
-    written = reject_file_whole(storage, path, join(spec.zones.rejected_files, "unknown"),
+    written = reject_file_whole(storage, path, spec.zones.rejected_dir("unknown"),
                                 token=ts_token(dt.datetime.now(dt.timezone.utc)), run_id=run_id,
                                 reason="unknown_format", detail=detail)
     storage.delete(path)
@@ -138,15 +152,17 @@ def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
         paths = config.paths or [f.path for f in spec.raw_files(storage)]
         results = ingest_paths(spec, storage, [p for p in paths if storage.exists(p)],
                                run_id=context.run_id, start=start, log=context.log.info)
-        per_date: dict[str, dict[str, int]] = defaultdict(lambda: {"records": 0, "files": 0})
+        per_date: dict[tuple[AssetKey, str], dict[str, int]] = defaultdict(lambda: {"records": 0, "files": 0})
         for r in results:
+            if r.status != "ingested":
+                continue
             for day, n in r.records_by_date.items():
-                per_date[day]["records"] += n
-                per_date[day]["files"] += 1
-        for day in sorted(per_date):
+                per_date[(spec.asset_for(r.format), day)]["records"] += n
+                per_date[(spec.asset_for(r.format), day)]["files"] += 1
+        for key, day in sorted(per_date, key=lambda k: (k[0].to_user_string(), k[1])):
             context.log_event(AssetMaterialization(
-                asset_key=spec.validated_asset, partition=day,
-                metadata={"records": per_date[day]["records"], "files": per_date[day]["files"],
+                asset_key=key, partition=day,
+                metadata={"records": per_date[(key, day)]["records"], "files": per_date[(key, day)]["files"],
                           "ingest_run_id": context.run_id},
             ))
         rejected = [r for r in results if r.status == "rejected"]
@@ -154,7 +170,7 @@ def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
             context.log.warning(f"rejected whole: {r.source} ({r.reason}: {r.detail})")
         failed = [r for r in results if r.status == "failed"]
         context.log.info(f"ingested {len(results) - len(rejected)} file(s), rejected {len(rejected)}, "
-                         f"touched {len(per_date)} date(s)")
+                         f"touched {len({d for _, d in per_date})} date(s)")
         if failed:
             raise Failure(
                 f"{len(failed)} file(s) could not be ingested and stay in raw/ for a retry",

@@ -35,13 +35,39 @@ DateOf = Callable[[Record, dt.datetime], "dt.date | None"]
 
 @dataclass(frozen=True)
 class Zones:
-    """Where one domain's ingestion reads and writes, relative to the lake root."""
+    """Where one domain's ingestion reads and writes, relative to the lake root.
+
+    Folders are templates of the format's name (``{format}``), so a domain lays
+    out its zones as its contract says (the logs lake: ``validated/<format>/``;
+    the commerce lake: ``bronze/<dataset>/``, ``quarantine/<dataset>/_files/``).
+    ``archive_name`` names the unchanged copy of each ingested file from its
+    ``name`` (``stem`` + ``ext``), the ingestion ``token`` (UTC time) and ``run_id``.
+    """
 
     raw: str = "raw"
-    validated: str = "validated"
-    archive: str = "archive/validated"
-    rejected_files: str = "rejected/system/ingest"
-    manifests: str = "validated/_manifests"
+    validated: str = "validated/{format}"
+    archive: str = "archive/validated/{format}"
+    rejected_files: str = "rejected/system/ingest/{format}"
+    manifests: str = "validated/_manifests/{format}"
+    archive_name: str = "{name}_{token}_{run_id}"
+
+    def validated_dir(self, fmt: str) -> str:
+        return self.validated.format(format=fmt)
+
+    def archive_dir(self, fmt: str) -> str:
+        return self.archive.format(format=fmt)
+
+    def rejected_dir(self, fmt: str) -> str:
+        return self.rejected_files.format(format=fmt)
+
+    def manifest_dir(self, fmt: str) -> str:
+        return self.manifests.format(format=fmt)
+
+    def archive_file(self, fmt: str, name: str, token: str, run_id: str) -> str:
+        safe = _safe_name(name)
+        stem, dot, ext = safe.partition(".")
+        return join(self.archive_dir(fmt), self.archive_name.format(
+            name=safe, stem=stem, ext=dot + ext, token=token, run_id=run_id))
 
 
 @dataclass
@@ -86,14 +112,14 @@ def reject_file_whole(storage: LakeStorage, source: str, folder: str, *, token: 
     return [target, target + ".reason.json"]
 
 
-def _route(local: str, fmt: RawFormat, date_of: DateOf, ingest_ts: dt.datetime, limits: ReadLimits,
-           work: str) -> tuple[dict[dt.date, str], dict[dt.date, int]]:
+def _route(local: str, name: str, fmt: RawFormat, date_of: DateOf, ingest_ts: dt.datetime,
+           limits: ReadLimits, work: str) -> tuple[dict[dt.date, str], dict[dt.date, int]]:
     """Spool the records of a local file into one file per partition date (bounded memory)."""
     sinks: dict[dt.date, object] = {}
     counts: dict[dt.date, int] = {}
     try:
         with open(local, "rb") as raw:
-            for record in fmt.read(raw, limits):
+            for record in fmt.records(raw, limits, name):
                 day = date_of(record, ingest_ts) or ingest_ts.date()
                 sink = sinks.get(day)
                 if sink is None:
@@ -118,11 +144,11 @@ def _sha256(path: str) -> tuple[str, int]:
 
 def validated_file(zones: Zones, fmt: RawFormat, day: dt.date, sha: str) -> str:
     """The deterministic validated path of one file's records for one date."""
-    return join(zones.validated, fmt.name, partition_path("ymd", day), f"{sha}{fmt.extension}")
+    return join(zones.validated_dir(fmt.name), partition_path("ymd", day), f"{sha}{fmt.extension}")
 
 
 def manifest_path(zones: Zones, fmt: RawFormat, sha: str) -> str:
-    return join(zones.manifests, fmt.name, f"{sha}.json")
+    return join(zones.manifest_dir(fmt.name), f"{sha}.json")
 
 
 def read_manifest(storage: LakeStorage, rel: str) -> dict | None:
@@ -177,17 +203,18 @@ def ingest_file(
 
         try:
             try:
-                sinks, counts = _route(local, fmt, date_of, ingest_ts, limits, work)
+                sinks, counts = _route(local, name, fmt, date_of, ingest_ts, limits, work)
             except ExactParserNeeded:
                 # A value the fast parser cannot hold: start over with the exact one.
-                sinks, counts = _route(local, fmt, date_of, ingest_ts, replace(limits, json_backend="python"), work)
+                sinks, counts = _route(local, name, fmt, date_of, ingest_ts,
+                                       replace(limits, json_backend="python"), work)
         except UnreadableFile as exc:
             sinks, counts = {}, {}
             result.status, result.reason, result.detail = "rejected", exc.reason, exc.detail
 
         if result.status == "rejected":
             result.written = reject_file_whole(
-                storage, source, join(zones.rejected_files, fmt.name), token=token, run_id=ingest_run_id,
+                storage, source, zones.rejected_dir(fmt.name), token=token, run_id=ingest_run_id,
                 reason=result.reason, detail=result.detail, format=fmt.name, sha256=sha,
                 ingest_ts=ingest_ts.isoformat())
             target = result.written[0]
@@ -199,7 +226,7 @@ def ingest_file(
                 storage.put_file(sinks[day], rel, move=True)
                 result.written.append(rel)
             result.records_by_date = {d.isoformat(): counts[d] for d in sorted(counts)}
-            archive = join(zones.archive, fmt.name, f"{_safe_name(name)}_{token}_{ingest_run_id}")
+            archive = zones.archive_file(fmt.name, name, token, ingest_run_id)
             storage.copy(source, archive)
             result.written.append(archive)
             manifest.update(status="ingested", archive_path=archive,

@@ -45,7 +45,7 @@ def validated_files(storage: LakeStorage, days: list[dt.date], formats: tuple[Ra
     out = []
     for fmt in formats:
         for day in days:
-            for f in storage.list_files(join(zones.validated, fmt.name, partition_path("ymd", day))):
+            for f in storage.list_files(join(zones.validated_dir(fmt.name), partition_path("ymd", day))):
                 if not f.name.endswith(fmt.extension):
                     continue
                 sha = f.name[: -len(fmt.extension)]
@@ -64,11 +64,14 @@ def validated_files(storage: LakeStorage, days: list[dt.date], formats: tuple[Ra
 
 
 def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile], *,
-                        skip_lines: tuple[str, ...] = ()):
+                        skip_lines: tuple[str, ...] = (), numbered: bool = False):
     """One row per validated record: ``record`` text plus its lineage (TEXT_INPUT columns).
 
+    ``numbered`` files (``<position>\t<record>`` lines) also give each record's
+    ``position`` in its source file.
+
     Spark reads the files as text (gzip by extension); lineage joins in from the
-    manifests on each file's ``year=/month=/day=/<hash>`` tail, so it survives the
+    manifests on each file's ``<format>/year=/month=/day=/<hash>`` tail, so it survives the
     Arrow crossing's local copies.
     """
     from pyspark.sql import functions as F
@@ -77,8 +80,9 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
 
     lineage_schema = T.StructType([T.StructField("_file_key", T.StringType(), False)] + TEXT_INPUT_SCHEMA.fields[1:])
     if not files:
-        return spark.createDataFrame([], TEXT_INPUT_SCHEMA)
-    key_pattern = r"(year=\d{4}/month=\d{2}/day=\d{2}/[^/]+)$"
+        empty = spark.createDataFrame([], TEXT_INPUT_SCHEMA)
+        return empty.withColumn("position", F.lit(0).cast("bigint")) if numbered else empty
+    key_pattern = r"([^/]+/year=\d{4}/month=\d{2}/day=\d{2}/[^/]+)$"
     # From Arrow, so it is a local relation: no Python worker on the executors, any cluster.
     import pyarrow as pa
 
@@ -93,11 +97,38 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
     text = spark.read.text(spark_paths(storage, [f.path for f in files]))
     text = text.select(F.col("value").alias("record"),
                        F.regexp_extract(F.col("_metadata.file_path"), key_pattern, 1).alias("_file_key"))
+    if numbered:
+        parts = F.split(F.col("record"), "\t", 2)
+        text = text.select(parts[1].alias("record"), F.col("_file_key"),
+                           parts[0].try_cast("bigint").alias("position"))
     if skip_lines:
         text = text.where(~F.col("record").isin(*skip_lines))
     return text.join(F.broadcast(lineage), "_file_key").drop("_file_key")
 
 
 def _file_key(path: str) -> str:
+    # <format>/year=/month=/day=/<hash><ext>: the same bytes landed as two formats stay apart.
     parts = path.split("/")
-    return "/".join(parts[-4:])
+    return "/".join(parts[-5:])
+
+
+# -- Spark: one strict parse of a record's JSON text ----------------------------
+_SENTINEL = "lake:end-of-record:5b1e0c"
+
+
+def json_object(record):
+    """The record as a variant when it is exactly one JSON object, else null: one strict parse.
+
+    ``from_json`` and ``json_object_keys`` accept trailing text, a second object
+    and single quotes; ingestion (Python's ``json.loads``) calls those
+    malformed, so Spark must too. Wrapping the record in an array with a
+    sentinel after it makes the strict variant parser reject anything after the
+    object; every field is then read from this one parse.
+    """
+    from pyspark.sql import functions as F
+
+    parsed = F.try_parse_json(F.concat(F.lit("["), record, F.lit(f',"{_SENTINEL}"]')))
+    first = F.try_variant_get(parsed, "$[0]", "variant")
+    ok = (F.try_variant_get(parsed, "$[1]", "string") == F.lit(_SENTINEL)) \
+        & F.schema_of_variant(first).startswith("OBJECT")
+    return F.when(ok, first)

@@ -61,6 +61,18 @@ def validate_with_pandera(schema, df) -> dict[str, object]:
     return {"DATA": failures} if failures else {}
 
 
+def pandera_schema(struct, checks: dict[str, list] | None = None):
+    """A strict ``pandera.pyspark`` schema from a StructType (types and nullability) plus column checks."""
+    import pandera.pyspark as pa
+
+    checks = checks or {}
+    return pa.DataFrameSchema(
+        {f.name: pa.Column(f.dataType, nullable=f.nullable, checks=checks.get(f.name, []))
+         for f in struct.fields},
+        strict=True,
+    )
+
+
 def pandera_result(schemas: dict[str, object], frames: dict[str, object]) -> AssetCheckResult:
     """Validate each DataFrame with its ``pandera.pyspark`` schema; fail listing every error."""
     errors = {name: found for name, schema in schemas.items()

@@ -17,7 +17,6 @@ from dagster import (
     AssetKey,
     AssetOut,
     AssetSpec,
-    AutomationCondition,
     BackfillPolicy,
     Output,
     asset,
@@ -28,6 +27,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 
 from lake_assets import settings
+from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE  # noqa: F401  (re-exported)
 from lake_assets.domains.logs import contract
 from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing_sensor
 from lake_assets.ingest.validated import read_validated_text, validated_files
@@ -37,15 +37,6 @@ from lake_assets.resources import LakeResource
 
 GROUP = "logs"
 START_DATE = settings.start_date()
-
-#: Rebuild any partition whose upstream changed (not only the latest), once the
-#: upstream is present and idle.
-REBUILD_ON_UPSTREAM_CHANGE = (
-    AutomationCondition.any_deps_updated().since_last_handled()
-    & ~AutomationCondition.any_deps_missing()
-    & ~AutomationCondition.any_deps_in_progress()
-    & ~AutomationCondition.in_progress()
-).with_label("rebuild_on_upstream_change")
 
 validated_logs = AssetSpec(
     "validated_logs",
@@ -67,9 +58,11 @@ LANDING = LandingSpec(
 ingest_logs_job = build_ingest_job(LANDING, START_DATE)
 logs_landing_sensor = build_landing_sensor(LANDING, ingest_logs_job)
 
-PROCESSED_TABLE = lake_table("processed/logs", subtables=("access", "error"), subtable_key="log_type")
 REJECTS_TABLE = lake_table("rejected/data_quality", date_column="_partition_date", file_stem="part-processed")
-DAILY_ACTIVITY_TABLE = lake_table("analytics/daily_activity", partitioning="date", date_column="date")
+PROCESSED_TABLE = lake_table("processed/logs", subtables=("access", "error"), subtable_key="log_type",
+                             metrics="logs", rejects=REJECTS_TABLE, rules=contract.RULE_NAMES)
+DAILY_ACTIVITY_TABLE = lake_table("analytics/daily_activity", partitioning="date", date_column="date",
+                                  metrics="logs")
 
 
 @multi_asset(
@@ -110,16 +103,17 @@ def processed_logs(context: AssetExecutionContext, spark: LazyPySparkResource, l
     # Each parsed frame feeds two writes (valid rows, rejects): parse once.
     access, errors = access.persist(), errors.persist()
     try:
+        # Rejects first: processed's metrics read the rejects this run just wrote.
+        yield Output(
+            contract.rejected_rows(access).unionByName(contract.rejected_rows(errors)),
+            output_name="rejected_log_records",
+        )
         yield Output(
             {"access": contract.valid_rows(access, contract.ACCESS_SCHEMA),
              "error": contract.valid_rows(errors, contract.ERROR_SCHEMA)},
             output_name="processed_logs",
             metadata={"validated_files": len(access_files) + len(error_files),
                       "records_read": sum(f.records for f in access_files + error_files)},
-        )
-        yield Output(
-            contract.rejected_rows(access).unionByName(contract.rejected_rows(errors)),
-            output_name="rejected_log_records",
         )
     finally:
         access.unpersist()

@@ -24,19 +24,15 @@ from lake_assets.domains.logs.assets import (
 from lake_assets.ingest.validated import validated_files
 from lake_assets.io_managers import partition_file, partition_row_counts, read_table
 from lake_assets.partitions import daily_partitions
-from lake_assets.quality.checks import RateThresholds, pandera_result, rate_result, unique_key_result
+from lake_assets.quality.checks import (
+    RateThresholds,
+    pandera_result,
+    pandera_schema as _schema,
+    rate_result,
+    unique_key_result,
+)
 from lake_assets.quality.rules import REJECT_SCHEMA
 from lake_assets.resources import LakeResource
-
-
-def _schema(struct: T.StructType, checks: dict[str, list] | None = None) -> pa.DataFrameSchema:
-    """A strict pandera schema from the contract's StructType (types and nullability)."""
-    checks = checks or {}
-    return pa.DataFrameSchema(
-        {f.name: pa.Column(f.dataType, nullable=f.nullable, checks=checks.get(f.name, []))
-         for f in struct.fields},
-        strict=True,
-    )
 
 
 ACCESS_PANDERA = _schema(contract.ACCESS_SCHEMA, {

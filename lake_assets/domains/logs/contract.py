@@ -22,7 +22,7 @@ from lake_assets.domains.logs.fields import (  # noqa: F401  (re-exported: the c
     METHODS,
 )
 from lake_assets.ingest.formats import JSON_GZIP, NDJSON, XML_ERRORS, RawFormat, Record
-from lake_assets.ingest.validated import TEXT_INPUT_SCHEMA  # noqa: F401  (what parse_* read)
+from lake_assets.ingest.validated import TEXT_INPUT_SCHEMA, json_object  # noqa: F401  (what parse_* read)
 from lake_assets.quality.rules import Rule, reasons_column, reject_rows
 from lake_assets.quality.timestamps import event_time_column, parse_event_time
 
@@ -34,6 +34,13 @@ ERROR_FORMATS = (XML_ERRORS,)
 #: Rules that leave a record without an event date in the lake's range: such a
 #: record is routed to its ingest date, so it says nothing of that date's quality.
 UNDATED_RULES = ("malformed_record", "missing_field:timestamp", "invalid_timestamp", "timestamp_out_of_range")
+#: Every rule name, access then error, in contract order (the metrics zone reports each one's outcome).
+RULE_NAMES = tuple(dict.fromkeys([
+    "malformed_record", *(f"missing_field:{n}" for n in ACCESS_REQUIRED + ERROR_REQUIRED),
+    "invalid_timestamp", "timestamp_out_of_range", "invalid_status", "invalid_method",
+    "negative_value:bytes_sent", "negative_value:latency_ms", "invalid_type:bytes_sent",
+    "invalid_type:latency_ms", "invalid_level",
+]))
 
 ACCESS_SCHEMA = T.StructType([
     T.StructField("event_ts", T.TimestampType(), False),
@@ -102,25 +109,6 @@ def routing_date(record: Record, ingest_ts: dt.datetime, start: dt.date) -> dt.d
 
 
 # -- Spark: parsing and rules -----------------------------------------------
-_SENTINEL = "lake:end-of-record:5b1e0c"
-
-
-def json_object(record: Column) -> Column:
-    """The record as a variant when it is exactly one JSON object, else null: one strict parse.
-
-    ``from_json`` and ``json_object_keys`` accept trailing text, a second object
-    and single quotes; ingestion (Python's ``json.loads``) calls those
-    malformed, so Spark must too. Wrapping the record in an array with a
-    sentinel after it makes the strict variant parser reject anything after the
-    object; every field is then read from this one parse.
-    """
-    parsed = F.try_parse_json(F.concat(F.lit("["), record, F.lit(f',"{_SENTINEL}"]')))
-    first = F.try_variant_get(parsed, "$[0]", "variant")
-    ok = (F.try_variant_get(parsed, "$[1]", "string") == F.lit(_SENTINEL)) \
-        & F.schema_of_variant(first).startswith("OBJECT")
-    return F.when(ok, first)
-
-
 def _missing(value: Column, name: str, malformed: Column) -> Column:
     absent = value.isNull() if name in MAY_BE_EMPTY else (value.isNull() | (value == ""))
     return ~malformed & absent
