@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from lake_assets import settings
-from lake_assets.domains import logs
+from lake_assets.domains import commerce, logs
 from lake_assets.io_managers import LakeParquetIOManager
 from lake_assets.resources import LakeResource
 from lake_assets.spark import spark_resource_from_env
@@ -44,6 +44,7 @@ def build_defs(lake_root: str | None = None) -> Definitions:
     """The code location; ``lake_root`` overrides LAKE_ROOT (tests point it at a temporary lake)."""
     return Definitions.merge(
         logs.definitions(),
+        commerce.definitions(),
         Definitions(
             sensors=[lake_automation_sensor],
             resources=build_resources(lake_root),

@@ -91,8 +91,8 @@ class RateThresholds:
     error: float
 
     @classmethod
-    def from_env(cls, prefix: str = "LAKE_REJECT_RATE") -> "RateThresholds":
-        return cls(settings.env_float(f"{prefix}_WARN", 0.05), settings.env_float(f"{prefix}_ERROR", 0.25))
+    def from_env(cls, prefix: str = "LAKE_REJECT_RATE", warn: float = 0.05, error: float = 0.25) -> "RateThresholds":
+        return cls(settings.env_float(f"{prefix}_WARN", warn), settings.env_float(f"{prefix}_ERROR", error))
 
 
 def rate_result(rejected: int, total: int, thresholds: RateThresholds, **metadata) -> AssetCheckResult:

@@ -1,0 +1,259 @@
+"""The e-commerce lake: raw -> bronze -> silver (+ quarantine) -> gold dims, facts and marts.
+
+Bronze is filled by the ingestion job (sensor-driven): every readable file is
+copied unchanged to ``bronze/<dataset>/`` and its records routed by event date
+to ``bronze/_records/`` (what silver reads); unreadable files go whole to
+``quarantine/<dataset>/_files/``. Silver and the time-grained gold tables are
+daily partitions by ``event_date``; dims and ``user_ltv`` are full refreshes.
+Each Spark asset is built per dataset from its :class:`DatasetSpec`.
+"""
+
+import datetime as dt
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    AssetsDefinition,
+    AssetSpec,
+    BackfillPolicy,
+    Output,
+    asset,
+    define_asset_job,
+    multi_asset,
+)
+from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lake_assets import settings
+from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE
+from lake_assets.domains.commerce import gold, silver
+from lake_assets.domains.commerce.spec import DATASETS, DatasetSpec
+from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing_sensor
+from lake_assets.ingest.router import Zones
+from lake_assets.ingest.tabular import tabular_format
+from lake_assets.ingest.validated import read_validated_text, validated_files
+from lake_assets.io_managers import lake_table, read_partitions_present
+from lake_assets.partitions import daily_partitions
+from lake_assets.resources import LakeResource
+
+GROUP_BRONZE, GROUP_SILVER, GROUP_GOLD = "commerce_bronze", "commerce_silver", "commerce_gold"
+START_DATE = settings.start_date()
+
+#: raw/<dataset>/ -> any of the contract's formats.
+FORMATS = {name: tabular_format(name) for name in DATASETS}
+ZONES = Zones(
+    raw="raw",
+    validated="bronze/_records/{format}",
+    archive="bronze/{format}",
+    rejected_files="quarantine/{format}/_files",
+    manifests="bronze/_manifests/{format}",
+    archive_name="{stem}_{token}{ext}",
+)
+
+BRONZE = {
+    name: AssetSpec(
+        f"bronze_{name}", partitions_def=daily_partitions, group_name=GROUP_BRONZE,
+        kinds={"s3", "json", "csv", "parquet"},
+        description=f"Readable raw {name} files, copied unchanged into bronze/{name}/ and their records "
+                    f"routed by event date (bronze/_records/{name}/). Written by ingest_commerce_job "
+                    "(sensor-driven), not materialized directly.",
+        metadata={"lake/prefix": f"bronze/{name}"},
+    )
+    for name in DATASETS
+}
+
+
+def _routing_date(record, ingest_ts, start, *, dataset: str):
+    return silver.routing_date(DATASETS[dataset], record, ingest_ts, start)
+
+
+def _dating(dataset: str):
+    import functools
+
+    return functools.partial(_routing_date, dataset=dataset)
+
+
+LANDING = LandingSpec(
+    name="commerce",
+    formats=FORMATS,
+    date_of={name: _dating(name) for name in DATASETS},
+    validated_asset={name: BRONZE[name].key for name in DATASETS},
+    zones=ZONES,
+)
+ingest_commerce_job = build_ingest_job(LANDING, START_DATE)
+commerce_landing_sensor = build_landing_sensor(LANDING, ingest_commerce_job)
+
+QUARANTINE_TABLES = {
+    name: lake_table(f"quarantine/{name}", partitioning="event_date", date_column="_partition_date")
+    for name in DATASETS
+}
+SILVER_TABLES = {
+    name: lake_table(f"silver/{name}", partitioning="event_date", date_column="_event_date",
+                     metrics=name, rejects=QUARANTINE_TABLES[name], rules=spec.rule_names)
+    for name, spec in DATASETS.items()
+}
+
+
+def _gold(path: str, *, partitioned: bool = True, date_column: str = "_event_date") -> dict:
+    return lake_table(f"gold/{path}", partitioning="event_date", date_column=date_column, metrics="gold") \
+        if partitioned else lake_table(f"gold/{path}", metrics="gold")
+
+
+GOLD_TABLES = {
+    "dim_users": _gold("dim/dim_users", partitioned=False),
+    "dim_country": _gold("dim/dim_country", partitioned=False),
+    "dim_status": _gold("dim/dim_status", partitioned=False),
+    "dim_date": _gold("dim/dim_date", partitioned=False),
+    "fact_events": _gold("fact/fact_events"),
+    "fact_transactions": _gold("fact/fact_transactions"),
+    "fact_user_activity": _gold("fact/fact_user_activity", date_column="date"),
+    "daily_revenue": _gold("mart/daily_revenue", date_column="date"),
+    "daily_active_users": _gold("mart/daily_active_users", date_column="date"),
+    "user_ltv": _gold("mart/user_ltv", partitioned=False),
+}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def build_silver(spec: DatasetSpec) -> AssetsDefinition:
+    """silver_<dataset> and quarantine_<dataset> for a range of dates: one parse, one Spark job each."""
+    name = spec.name
+
+    @multi_asset(
+        name=f"build_silver_{name}",
+        outs={
+            f"quarantine_{name}": AssetOut(
+                key=AssetKey(f"quarantine_{name}"), io_manager_key="lake_io_manager", group_name=GROUP_SILVER,
+                metadata=QUARANTINE_TABLES[name], kinds={"spark", "parquet"},
+                automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+                description=f"Every {name} row that broke a rule (or lost deduplication): the first rule "
+                            f"(reason), all of them (reasons), the original record as JSON and its lineage.",
+            ),
+            f"silver_{name}": AssetOut(
+                key=AssetKey(f"silver_{name}"), io_manager_key="lake_io_manager", group_name=GROUP_SILVER,
+                metadata=SILVER_TABLES[name], kinds={"spark", "parquet"},
+                automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+                description=f"Canonical, typed, deduplicated {name} (silver/{name}/event_date=...), with "
+                            "_extra (unknown columns as JSON) and lineage.",
+            ),
+        },
+        deps=[BRONZE[name]],
+        partitions_def=daily_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+    )
+    def _silver(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource):
+        days = [dt.date.fromisoformat(k) for k in context.partition_keys]
+        storage = lake.storage
+        files = validated_files(storage, days, (FORMATS[name],), ZONES)
+        context.log.info(f"{len(days)} partition(s): {len(files)} bronze record file(s)")
+        records = read_validated_text(spark.spark_session, storage, files, numbered=True)
+        # Two writes (quarantine, silver) read the parse: parse once.
+        parsed = silver.parse(records, spec, START_DATE).persist()
+        now = _now()
+        try:
+            # Quarantine first: silver's metrics read the quarantine this run just wrote.
+            yield Output(silver.quarantined_rows(parsed, now), output_name=f"quarantine_{name}")
+            yield Output(silver.silver_rows(parsed, spec, now), output_name=f"silver_{name}",
+                         metadata={"bronze_files": len(files), "records_read": sum(f.records for f in files)})
+        finally:
+            parsed.unpersist()
+
+    return _silver
+
+
+SILVER_ASSETS = {name: build_silver(spec) for name, spec in DATASETS.items()}
+SILVER_KEYS = {name: AssetKey(f"silver_{name}") for name in DATASETS}
+
+_GOLD_KW = dict(io_manager_key="lake_io_manager", group_name=GROUP_GOLD, kinds={"spark", "parquet"},
+                automation_condition=REBUILD_ON_UPSTREAM_CHANGE)
+_DAILY_KW = dict(partitions_def=daily_partitions, backfill_policy=BackfillPolicy.single_run())
+
+
+@asset(deps=[SILVER_KEYS["users"]], metadata=GOLD_TABLES["dim_users"], **_GOLD_KW)
+def dim_users(spark: LazyPySparkResource, lake: LakeResource) -> DataFrame:
+    """SCD type 2 of users from every silver version (late and out-of-order ones included); key -1 = unknown."""
+    users = read_partitions_present(spark.spark_session, lake.storage, SILVER_TABLES["users"],
+                                    silver.silver_schema(DATASETS["users"]))
+    return gold.dim_users(users)
+
+
+@asset(metadata=GOLD_TABLES["dim_country"], **_GOLD_KW)
+def dim_country(spark: LazyPySparkResource) -> DataFrame:
+    """ISO 3166 countries (pycountry) with UN regions (country_converter)."""
+    return gold.dim_country(spark.spark_session)
+
+
+@asset(metadata=GOLD_TABLES["dim_status"], **_GOLD_KW)
+def dim_status(spark: LazyPySparkResource) -> DataFrame:
+    """Every allowed user status, transaction status and event type, described."""
+    return gold.dim_status(spark.spark_session)
+
+
+@asset(ins={"events": AssetIn(SILVER_KEYS["events"]), "dim_users": AssetIn("dim_users")},
+       metadata=GOLD_TABLES["fact_events"], **_GOLD_KW, **_DAILY_KW)
+def fact_events(events: DataFrame, dim_users: DataFrame) -> DataFrame:
+    """One row per event, with the user version valid at its time (point in time)."""
+    return gold.fact_events(events, dim_users)
+
+
+@asset(ins={"transactions": AssetIn(SILVER_KEYS["transactions"]), "dim_users": AssetIn("dim_users")},
+       metadata=GOLD_TABLES["fact_transactions"], **_GOLD_KW, **_DAILY_KW)
+def fact_transactions(transactions: DataFrame, dim_users: DataFrame) -> DataFrame:
+    """One row per transaction (refunds are their own), with the user version valid at its time."""
+    return gold.fact_transactions(transactions, dim_users)
+
+
+@asset(ins={"fact_events": AssetIn("fact_events"), "fact_transactions": AssetIn("fact_transactions")},
+       metadata=GOLD_TABLES["fact_user_activity"], **_GOLD_KW, **_DAILY_KW)
+def fact_user_activity(fact_events: DataFrame, fact_transactions: DataFrame) -> DataFrame:
+    """(user_id, date): events, distinct sessions, completed purchases."""
+    return gold.fact_user_activity(fact_events, fact_transactions)
+
+
+@asset(ins={"fact_transactions": AssetIn("fact_transactions"), "dim_users": AssetIn("dim_users")},
+       metadata=GOLD_TABLES["daily_revenue"], **_GOLD_KW, **_DAILY_KW)
+def daily_revenue(fact_transactions: DataFrame, dim_users: DataFrame) -> DataFrame:
+    """(date, country, currency): completed revenue and orders, refunds, average order value."""
+    return gold.daily_revenue(fact_transactions, dim_users)
+
+
+@asset(ins={"fact_events": AssetIn("fact_events"), "dim_users": AssetIn("dim_users")},
+       metadata=GOLD_TABLES["daily_active_users"], **_GOLD_KW, **_DAILY_KW)
+def daily_active_users(fact_events: DataFrame, dim_users: DataFrame) -> DataFrame:
+    """(date, country): distinct users with an event, counted in the country they had at each event."""
+    return gold.daily_active_users(fact_events, dim_users)
+
+
+@asset(deps=["fact_transactions"], metadata=GOLD_TABLES["user_ltv"], **_GOLD_KW)
+def user_ltv(spark: LazyPySparkResource, lake: LakeResource) -> DataFrame:
+    """(user_id, currency) over all time, rebuilt whole from every fact_transactions partition."""
+    tx = read_partitions_present(spark.spark_session, lake.storage, GOLD_TABLES["fact_transactions"],
+                                 gold.FACT_TRANSACTIONS)
+    return gold.user_ltv(tx)
+
+
+@asset(deps=["fact_events", "fact_transactions"], metadata=GOLD_TABLES["dim_date"], **_GOLD_KW)
+def dim_date(spark: LazyPySparkResource, lake: LakeResource) -> DataFrame:
+    """Every date from the first to the last fact date."""
+    session, storage = spark.spark_session, lake.storage
+    ev = read_partitions_present(session, storage, GOLD_TABLES["fact_events"], gold.FACT_EVENTS)
+    tx = read_partitions_present(session, storage, GOLD_TABLES["fact_transactions"], gold.FACT_TRANSACTIONS)
+    times = ev.select(F.col("ts").alias("t")).unionByName(tx.select(F.col("created_at").alias("t")))
+    return gold.dim_date(times)
+
+
+GOLD_ASSETS = [dim_users, dim_country, dim_status, dim_date, fact_events, fact_transactions,
+               fact_user_activity, daily_revenue, daily_active_users, user_ltv]
+
+#: Silver and gold for a range of dates, with the full refreshes they feed: what `lake run` runs.
+commerce_pipeline_job = define_asset_job(
+    "commerce_pipeline_job",
+    selection=[k for a in SILVER_ASSETS.values() for k in a.keys] + [a.key for a in GOLD_ASSETS],
+    partitions_def=daily_partitions,
+    description="Build commerce silver (+ quarantine), dims, facts and marts for a range of dates.",
+)
