@@ -42,21 +42,39 @@ def _say(msg: str) -> None:
 def cmd_generate(args) -> int:
     _setup_env(args)
     storage = _storage()
-    if args.domain != "logs":
-        print(f"unknown domain {args.domain!r}; known: logs", file=sys.stderr)
-        return 2
-    from lake_assets.domains.logs.generator import generate_logs
-
     today = dt.datetime.now(dt.timezone.utc).date()
-    start = dt.date.fromisoformat(args.start) if args.start else today - dt.timedelta(days=args.days)
+    start = dt.date.fromisoformat(args.start) if getattr(args, "start", None) else today - dt.timedelta(days=args.days)
+    end = start + dt.timedelta(days=args.days - 1)
+    now = dt.datetime.now(dt.timezone.utc)
     t0 = time.time()
-    gen = generate_logs(storage.write_bytes, start=start, days=args.days, records_per_day=args.records_per_day,
-                        bad_share=args.bad_share, bad_files=args.bad_files, seed=args.seed,
-                        now=dt.datetime.now(dt.timezone.utc))
-    _say(f"wrote {gen.files} raw file(s), {gen.records} records ({gen.bad_records} bad, "
-         f"{len(gen.bad_files)} unreadable file(s)) for {start}..{start + dt.timedelta(days=args.days - 1)} "
-         f"under {storage.uri('raw')} in {time.time() - t0:.1f}s")
+    if args.domain == "logs":
+        from lake_assets.domains.logs.generator import generate_logs
+
+        gen = generate_logs(storage.write_bytes, start=start, days=args.days, records_per_day=args.records_per_day,
+                            bad_share=args.bad_share, bad_files=args.bad_files, seed=args.seed, now=now)
+        _say(f"logs: wrote {gen.files} raw file(s), {gen.records} records ({gen.bad_records} bad, "
+             f"{len(gen.bad_files)} unreadable file(s)) for {start}..{end} "
+             f"under {storage.uri('raw')} in {time.time() - t0:.1f}s")
+    elif args.domain == "commerce":
+        from lake_assets.domains.commerce.generator import generate_commerce
+
+        gen = generate_commerce(storage.write_bytes, start=start, days=args.days, users=args.users,
+                                events_per_day=args.records_per_day, transactions_per_day=max(1, args.records_per_day // 5),
+                                bad_share=args.bad_share, bad_files=args.bad_files > 0, seed=args.seed, now=now)
+        rows = ", ".join(f"{n} {d}" for d, n in gen.rows.items())
+        _say(f"commerce: wrote {gen.files} raw file(s) ({rows}; {len(gen.bad_files)} unreadable) "
+             f"for {start}..{end} under {storage.uri('raw')} in {time.time() - t0:.1f}s")
+    elif args.domain == "orders":
+        from lake_assets.domains.orders.cli import generate as generate_orders
+
+        _say(generate_orders(args, start=start, days=args.days))
+    else:
+        print(f"unknown domain {args.domain!r}; known: {', '.join(DOMAINS)}", file=sys.stderr)
+        return 2
     return 0
+
+
+DOMAINS = ("logs", "commerce", "orders")
 
 
 # -- run -------------------------------------------------------------------
@@ -65,17 +83,26 @@ def run_lake(progress=_say):
     from dagster import DagsterInstance
 
     from lake_assets.definitions import build_defs
-    from lake_assets.domains.logs.assets import LANDING, validated_logs
+    from lake_assets.domains.commerce.assets import LANDING as COMMERCE_LANDING
+    from lake_assets.domains.logs.assets import LANDING as LOGS_LANDING
     from lake_assets.pipeline import run_domain
 
     storage = _storage()
     defs = build_defs(storage.root_uri)
     instance = DagsterInstance.get()
-    return [
-        run_domain(defs, instance, domain="logs", ingest_job="ingest_logs_job", build_job="logs_pipeline_job",
-                   validated_assets=LANDING.validated_assets,
-                   list_raw=lambda: [f.path for f in LANDING.raw_files(storage)], progress=progress),
-    ]
+    runs = []
+    for domain, landing in (("commerce", COMMERCE_LANDING), ("logs", LOGS_LANDING)):
+        runs.append(run_domain(
+            defs, instance, domain=domain, ingest_job=f"ingest_{domain}_job", build_job=f"{domain}_pipeline_job",
+            validated_assets=landing.validated_assets,
+            list_raw=lambda landing=landing: [f.path for f in landing.raw_files(storage)], progress=progress))
+    try:
+        from lake_assets.domains.orders.cli import run as run_orders
+    except ImportError:
+        run_orders = None
+    if run_orders is not None:
+        runs.append(run_orders(defs, instance, progress=progress))
+    return runs
 
 
 def _report(runs) -> int:
@@ -135,6 +162,33 @@ def print_summary(storage) -> None:
         files, rows = _zone_rows(storage, prefix)
         print(f"  {label:<44} {files:>7} {rows:>10}")
 
+    for label, prefix in [("bronze/ (commerce, files as received)", "bronze"),
+                          ("quarantine/<dataset>/_files/ (whole files)", None)]:
+        if prefix:
+            n = len(storage.list_files(prefix))
+        else:
+            n = sum(1 for d in ("events", "users", "transactions")
+                    for f in storage.list_files(f"quarantine/{d}/_files", hidden=True)
+                    if not f.path.endswith(".reason.json"))
+        print(f"  {label:<44} {n:>7} {'':>10}")
+    for table in ("silver/events", "silver/users", "silver/transactions", "quarantine/events",
+                  "quarantine/users", "quarantine/transactions", "gold/dim/dim_users", "gold/fact/fact_events",
+                  "gold/fact/fact_transactions", "gold/mart/daily_revenue", "gold/mart/daily_active_users",
+                  "gold/mart/user_ltv"):
+        files, rows = _zone_rows(storage, table)
+        print(f"  {table + '/':<44} {files:>7} {rows:>10}")
+    metrics_files = len([f for f in storage.list_files("metrics") if f.path.endswith(".csv")])
+    print(f"  {'metrics/ (one CSV per materialization)':<44} {metrics_files:>7} {'':>10}")
+
+    quarantined: Counter = Counter()
+    for d in ("events", "users", "transactions"):
+        for table in _read_tables(storage, f"quarantine/{d}", ["reason"]):
+            quarantined.update(f"{d}: {r}" for r in table.column("reason").to_pylist())
+    if quarantined:
+        print("\nQuarantined commerce rows by reason (first rule broken):")
+        for reason, n in quarantined.most_common():
+            print(f"  {reason:<48} {n:>8}")
+
     counts: Counter = Counter()
     for table in _read_tables(storage, "rejected/data_quality", ["reason"]):
         counts.update(table.column("reason").to_pylist())
@@ -152,6 +206,15 @@ def print_summary(storage) -> None:
             print(f"  {info.get('source', '?'):<48} {info.get('reason')}")
 
     import pyarrow as pa
+
+    revenue = [t for t in _read_tables(storage, "gold/mart/daily_revenue") if t.num_rows]
+    if revenue:
+        table = pa.concat_tables(revenue).sort_by([("date", "ascending"), ("revenue", "descending")])
+        cols = ["date", "country", "currency", "revenue", "orders", "refunded_amount", "avg_order_value"]
+        print(f"\nGold preview (gold/mart/daily_revenue, {table.num_rows} rows):")
+        print("  " + " ".join(f"{c:>15}" for c in cols))
+        for row in table.select(cols).slice(0, 8).to_pylist():
+            print("  " + " ".join(f"{v!s:>15}" for v in row.values()))
 
     tables = [t for t in _read_tables(storage, "analytics/daily_activity") if t.num_rows]
     if tables:
@@ -176,18 +239,22 @@ def _read_tables(storage, prefix: str, columns: list[str] | None = None):
 
 def cmd_demo(args) -> int:
     _setup_env(args)
-    args.domain = "logs"
     args.start = None
-    code = cmd_generate(args)
-    if code:
-        return code
+    for domain in DOMAINS:
+        args.domain = domain
+        code = cmd_generate(args)
+        if code:
+            return code
     code = cmd_run(args)
-    print_summary(_storage())
+    storage = _storage()
+    print_summary(storage)
     print(f"""
 Next:
   open the UI on these runs:   .venv/bin/lake ui      (then http://127.0.0.1:3000)
-  look at the files:           {_storage().root_uri}
-  rejected rows with reasons:  {_storage().uri('rejected/data_quality')}
+  look at the files:           {storage.root_uri}
+  quarantined rows (commerce): {storage.uri('quarantine')}
+  rejected rows (logs):        {storage.uri('rejected/data_quality')}
+  metrics CSVs:                {storage.uri('metrics')}
 """)
     return code
 
@@ -223,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=7)
 
     g = sub.add_parser("generate", help="write synthetic raw files into raw/")
-    g.add_argument("domain", choices=["logs"])
+    g.add_argument("domain", choices=list(DOMAINS))
+    g.add_argument("--users", type=int, default=200, help="commerce: distinct users")
     gen_args(g, 7, 2000)
     g.add_argument("--start", help="first event date (default: DAYS days ago)")
     g.set_defaults(func=cmd_generate)
@@ -231,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="ingest raw/ and build every touched partition to gold")
     r.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("demo", help="generate a week of sample data, run it, print a summary")
+    d = sub.add_parser("demo", help="generate a week of sample data for every domain, run it, print a summary")
     gen_args(d, 7, 2000)
+    d.add_argument("--users", type=int, default=200, help="commerce: distinct users")
     d.set_defaults(func=cmd_demo)
 
     u = sub.add_parser("ui", help="open the Dagster UI on the lake's instance")

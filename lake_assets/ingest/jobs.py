@@ -40,6 +40,10 @@ from lake_assets.lake.layout import join
 from lake_assets.resources import LakeResource
 
 
+#: raw/ folders some landing zone reads: a catch-all zone leaves them to their owner.
+_CLAIMED_FOLDERS: set[str] = set()
+
+
 @dataclass(frozen=True)
 class LandingSpec:
     """One domain's landing zone: its formats and how its records are dated."""
@@ -52,6 +56,11 @@ class LandingSpec:
     #: The asset whose partitions ingestion fills; or one per format name.
     validated_asset: "AssetKey | Mapping[str, AssetKey]"
     zones: Zones = Zones()
+    #: Also take (and reject whole, as unknown) files in raw/ folders no landing zone claims.
+    claims_unknown: bool = False
+
+    def __post_init__(self) -> None:
+        _CLAIMED_FOLDERS.update(join(self.zones.raw, f) for f in self.formats)
 
     def dating(self, fmt: str, start: dt.date):
         date_of = self.date_of[fmt] if isinstance(self.date_of, Mapping) else self.date_of
@@ -67,8 +76,14 @@ class LandingSpec:
         return {self.validated_asset}
 
     def raw_files(self, storage: LakeStorage) -> list[LakeFile]:
-        """Everything waiting in the raw zone, including files in unknown folders."""
-        return storage.list_files(self.zones.raw)
+        """The files waiting in this zone's raw folders (and in unclaimed ones, for a catch-all zone).
+
+        Several domains share ``raw/``; each reads its own folders.
+        """
+        mine = tuple(join(self.zones.raw, f) + "/" for f in self.formats)
+        claimed = tuple(p + "/" for p in _CLAIMED_FOLDERS)
+        return [f for f in storage.list_files(self.zones.raw)
+                if f.path.startswith(mine) or (self.claims_unknown and not f.path.startswith(claimed))]
 
 
 class IngestConfig(Config):

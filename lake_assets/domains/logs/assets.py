@@ -54,6 +54,8 @@ LANDING = LandingSpec(
     formats=contract.FORMATS,
     date_of=contract.routing_date,
     validated_asset=validated_logs.key,
+    # Files in raw/ folders no domain reads are kept whole in rejected/system/ingest/unknown/.
+    claims_unknown=True,
 )
 ingest_logs_job = build_ingest_job(LANDING, START_DATE)
 logs_landing_sensor = build_landing_sensor(LANDING, ingest_logs_job)
