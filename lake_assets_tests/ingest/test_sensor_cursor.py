@@ -51,6 +51,7 @@ def sensors():
         formats={"ndjson": NDJSON, "json_gzip": JSON_GZIP, "xml_errors": XML_ERRORS},
         date_of=lambda record, ts, start: None,
         validated_asset=AssetKey("validated_logs"),
+        claims_unknown=True,
     )
     job = build_ingest_job(spec, dt.date(2024, 1, 1))
     built = {}
@@ -151,6 +152,22 @@ def test_sensor_ignores_hidden_files_and_requests_unknown_folders(tick, lake_roo
     # A hidden file becoming newer than the cursor is still not requested.
     put(lake_root, "raw/ndjson/.upload-in-progress", 40)
     assert isinstance(tick(result.cursor), SkipReason)
+
+
+def test_landing_zones_sharing_raw_read_only_their_own_folders(lake_root):
+    """Two domains share raw/: each lists its own folders; the catch-all one takes unclaimed folders."""
+    from lake_assets.lake import LakeStorage
+
+    put(lake_root, "raw/ndjson/a.ndjson", 10)
+    put(lake_root, "raw/orders_feed/b.csv", 10, b"a,b\n")
+    put(lake_root, "raw/mystery/c.bin", 10)
+    other = LandingSpec(name="feed", formats={"orders_feed": NDJSON}, date_of=lambda r, ts, start: None,
+                        validated_asset=AssetKey("validated_feed"))
+    catch_all = LandingSpec(name="logs", formats={"ndjson": NDJSON}, date_of=lambda r, ts, start: None,
+                            validated_asset=AssetKey("validated_logs"), claims_unknown=True)
+    storage = LakeStorage(lake_root)
+    assert [f.path for f in other.raw_files(storage)] == ["raw/orders_feed/b.csv"]
+    assert sorted(f.path for f in catch_all.raw_files(storage)) == ["raw/mystery/c.bin", "raw/ndjson/a.ndjson"]
 
 
 def test_sensor_with_no_raw_folder_skips(tick):
