@@ -171,7 +171,9 @@ def _read_parquet(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
                 text = _dumps(row)
                 if len(text) > limits.max_record_bytes:
                     raise UnreadableFile("record_too_large", f"row {position} exceeds {limits.max_record_bytes} bytes")
-                yield Record(text, row, position)
+                # The value is what the text says (ISO text, decimal strings): ingestion dates
+                # the record from it, and the parser takes text and numbers, not datetimes.
+                yield Record(text, json.loads(text), position)
                 position += 1
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise UnreadableFile("corrupt_parquet", str(exc) or type(exc).__name__) from exc

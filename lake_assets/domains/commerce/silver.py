@@ -25,12 +25,15 @@ from lake_assets.quality.timestamps import event_time_column, parse_event_time
 
 _MIN_TS = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 LINEAGE = ("_source_file", "_ingest_run_id", "_loaded_at")
+#: What "trimmed" strips, in Python (routing) and Spark (silver) alike: Spark's ``trim`` alone
+#: strips only spaces, Python's ``strip()`` all Unicode whitespace.
+WHITESPACE = " \t\n\r\f\v"
 
 
 # -- Python: the date ingestion routes a record to ----------------------------
 def _clean(value: object) -> object:
     if isinstance(value, str):
-        value = value.strip()
+        value = value.strip(WHITESPACE)
         return None if value in NULL_TOKENS else value
     return value
 
@@ -68,7 +71,7 @@ def silver_schema(spec: DatasetSpec) -> T.StructType:
 # -- Spark: parse, rules, dedup -------------------------------------------------------
 def _text(obj: Column, name: str) -> Column:
     """A field as trimmed text (numbers keep their JSON form), null tokens nulled."""
-    raw = F.trim(F.try_variant_get(obj, f"$['{name}']", "string"))
+    raw = F.btrim(F.try_variant_get(obj, f"$['{name}']", "string"), F.lit(WHITESPACE))
     return F.when(~raw.isin(*NULL_TOKENS), raw)
 
 
@@ -89,12 +92,23 @@ def _any(conditions: list[Column]) -> Column:
 
 def parse(records: DataFrame, spec: DatasetSpec, start: dt.date) -> DataFrame:
     """Records (validated text with lineage) -> typed columns, ``reasons`` (incl. duplicate) and lineage."""
+    lineage = ["record", "routed_date", "source_format", "source_file", "ingest_run_id", "ingest_ts", "position"]
+    known = list(spec.known_names)
+    # Three projections, each reading the previous one's columns: every field is read, trimmed
+    # and cast once (inlined into each rule, the plan grows per rule and takes seconds to optimize).
     obj = json_object(F.col("record"))
-    df = records.withColumn("_obj", obj)
-    obj = F.col("_obj")
-    malformed = obj.isNull()
-    text = {c.name: F.coalesce(*[_text(obj, n) for n in c.names]) for c in spec.columns}
-    typed = {c.name: _cast(text[c.name], c.type) for c in spec.columns}
+    extras = F.map_filter(F.try_variant_get(F.col("_obj"), "$", "map<string,variant>"),
+                          lambda k, v: ~k.isin(*known))
+    step = records.select(*lineage, obj.alias("_obj"))
+    step = step.select(
+        *lineage, F.col("_obj").isNull().alias("_malformed"),
+        *[F.coalesce(*[_text(F.col("_obj"), n) for n in c.names]).alias(f"_text_{c.name}") for c in spec.columns],
+        F.when(F.size(extras) > 0, F.to_json(extras)).alias("_extra"),
+    )
+    text = {c.name: F.col(f"_text_{c.name}") for c in spec.columns}
+    step = step.select("*", *[_cast(text[c.name], c.type).alias(c.name) for c in spec.columns])
+    typed = {c.name: F.col(c.name) for c in spec.columns}
+    malformed = F.col("_malformed")
     ingest_ts = F.col("ingest_ts")
 
     rules = [Rule("malformed_record", malformed),
@@ -117,15 +131,7 @@ def parse(records: DataFrame, spec: DatasetSpec, start: dt.date) -> DataFrame:
         elif c.needs_at:
             rules.append(Rule(f"invalid_value:{c.name}", value.isNotNull() & ~value.contains("@")))
     reasons = F.coalesce(reasons_column(rules), F.array().cast("array<string>"))
-
-    known = list(spec.known_names)
-    extras = F.map_filter(F.try_variant_get(obj, "$", "map<string,variant>"), lambda k, v: ~k.isin(*known))
-    parsed = df.select(
-        *[typed[c.name].alias(c.name) for c in spec.columns],
-        F.when(F.size(extras) > 0, F.to_json(extras)).alias("_extra"),
-        "record", "routed_date", "source_format", "source_file", "ingest_run_id", "ingest_ts", "position",
-        reasons.alias("reasons"),
-    )
+    parsed = step.select(*[c.name for c in spec.columns], "_extra", *lineage, reasons.alias("reasons"))
     return _flag_duplicates(parsed, spec)
 
 
