@@ -65,9 +65,14 @@ def cmd_generate(args) -> int:
         _say(f"commerce: wrote {gen.files} raw file(s) ({rows}; {len(gen.bad_files)} unreadable) "
              f"for {start}..{end} under {storage.uri('raw')} in {time.time() - t0:.1f}s")
     elif args.domain == "orders":
-        from lake_assets.domains.orders.cli import generate as generate_orders
+        from lake_assets.domains.orders.generator import generate_order_days
+        from lake_assets.domains.orders.source import OrdersSourceResource
 
-        _say(generate_orders(args, start=start, days=args.days))
+        url = OrdersSourceResource.from_env().url
+        days = generate_order_days(url, days=args.days, new_orders=args.orders_per_day, seed=args.seed)
+        _say(f"orders: simulated {len(days)} business day(s) in {_mask(url)}: "
+             f"{sum(d.rows for d in days)} row change(s), {sum(d.invalid_rows for d in days)} invalid, "
+             f"{sum(d.same_ts_rows for d in days)} sharing an updated_at")
     else:
         print(f"unknown domain {args.domain!r}; known: {', '.join(DOMAINS)}", file=sys.stderr)
         return 2
@@ -75,6 +80,12 @@ def cmd_generate(args) -> int:
 
 
 DOMAINS = ("logs", "commerce", "orders")
+
+
+def _mask(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 # -- run -------------------------------------------------------------------
@@ -96,12 +107,9 @@ def run_lake(progress=_say):
             defs, instance, domain=domain, ingest_job=f"ingest_{domain}_job", build_job=f"{domain}_pipeline_job",
             validated_assets=landing.validated_assets,
             list_raw=lambda landing=landing: [f.path for f in landing.raw_files(storage)], progress=progress))
-    try:
-        from lake_assets.domains.orders.cli import run as run_orders
-    except ImportError:
-        run_orders = None
-    if run_orders is not None:
-        runs.append(run_orders(defs, instance, progress=progress))
+    from lake_assets.domains.orders.run import run_orders
+
+    runs.append(run_orders(defs, instance, progress=progress))
     return runs
 
 
@@ -127,8 +135,12 @@ def cmd_run(args) -> int:
     t0 = time.time()
     runs = run_lake()
     for d in runs:
-        _say(f"{d.domain}: {d.files} file(s) ingested, {len(d.touched)} partition(s) built "
-             f"in {len(d.runs)} run(s)")
+        if d.domain == "orders":
+            _say(f"orders: {d.landed_rows} changed row(s) landed, {len(d.landing_sets)} landing set(s) validated "
+                 f"({d.valid_rows} valid, {d.discarded_rows} discarded) in {len(d.runs)} run(s)")
+        else:
+            _say(f"{d.domain}: {d.files} file(s) ingested, {len(d.touched)} partition(s) built "
+                 f"in {len(d.runs)} run(s)")
     code = _report(runs)
     _say(("done" if code == 0 else "finished with failures") + f" in {time.time() - t0:.1f}s; "
          f"runs recorded in {os.environ['DAGSTER_HOME']}")
@@ -174,7 +186,7 @@ def print_summary(storage) -> None:
     for table in ("silver/events", "silver/users", "silver/transactions", "quarantine/events",
                   "quarantine/users", "quarantine/transactions", "gold/dim/dim_users", "gold/fact/fact_events",
                   "gold/fact/fact_transactions", "gold/mart/daily_revenue", "gold/mart/daily_active_users",
-                  "gold/mart/user_ltv"):
+                  "gold/mart/user_ltv", "silver/staging/orders", "discarded/orders"):
         files, rows = _zone_rows(storage, table)
         print(f"  {table + '/':<44} {files:>7} {rows:>10}")
     metrics_files = len([f for f in storage.list_files("metrics") if f.path.endswith(".csv")])
@@ -292,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("generate", help="write synthetic raw files into raw/")
     g.add_argument("domain", choices=list(DOMAINS))
     g.add_argument("--users", type=int, default=200, help="commerce: distinct users")
+    g.add_argument("--orders-per-day", type=int, default=200, help="orders: new orders per simulated day")
     gen_args(g, 7, 2000)
     g.add_argument("--start", help="first event date (default: DAYS days ago)")
     g.set_defaults(func=cmd_generate)
@@ -302,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="generate a week of sample data for every domain, run it, print a summary")
     gen_args(d, 7, 2000)
     d.add_argument("--users", type=int, default=200, help="commerce: distinct users")
+    d.add_argument("--orders-per-day", type=int, default=200, help="orders: new orders per simulated day")
     d.set_defaults(func=cmd_demo)
 
     u = sub.add_parser("ui", help="open the Dagster UI on the lake's instance")

@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from lake_assets import settings
-from lake_assets.domains import commerce, logs
+from lake_assets.domains import commerce, logs, orders
 from lake_assets.io_managers import LakeParquetIOManager
 from lake_assets.resources import LakeResource
 from lake_assets.spark import spark_resource_from_env
@@ -45,6 +45,7 @@ def build_defs(lake_root: str | None = None) -> Definitions:
     return Definitions.merge(
         logs.definitions(),
         commerce.definitions(),
+        orders.definitions(),
         Definitions(
             sensors=[lake_automation_sensor],
             resources=build_resources(lake_root),

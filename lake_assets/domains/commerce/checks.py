@@ -24,14 +24,16 @@ from pyspark.sql import types as T
 from lake_assets.domains.commerce import gold, silver
 from lake_assets.domains.commerce.assets import (
     FORMATS,
+    START_DATE,
     GOLD_TABLES,
     QUARANTINE_TABLES,
     SILVER_TABLES,
     ZONES,
 )
 from lake_assets.domains.commerce.spec import DATASETS, DatasetSpec
-from lake_assets.ingest.validated import validated_files
-from lake_assets.io_managers import partition_row_counts, read_table
+from lake_assets.ingest.formats import Record
+from lake_assets.ingest.validated import ValidatedFile, validated_files
+from lake_assets.io_managers import partition_file, partition_row_counts, read_table
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality import metrics
 from lake_assets.quality.checks import RateThresholds, pandera_schema, rate_result, validate_with_pandera
@@ -132,8 +134,37 @@ def _silver_pandera(spec: DatasetSpec) -> pa.DataFrameSchema:
     return _pandera(silver.silver_schema(spec), checks)
 
 
-def _accounting(lake: LakeResource, spec: DatasetSpec, keys: list[str]) -> dict[str, dict[str, int]]:
-    """Per date: records ingestion routed there, and rows silver and quarantine hold (footers only)."""
+def _undated_quarantined(lake: LakeResource, spec: DatasetSpec, key: str, files: list[ValidatedFile]) -> int:
+    """Quarantined rows filed under this date only because they had no usable date (their ingest date).
+
+    Re-dates each quarantined record exactly as ingestion routed it (same function, same ingest time).
+    """
+    import json
+
+    import pyarrow.parquet as pq
+
+    ingest_ts = {f.ingest_run_id: f.ingest_ts for f in files}
+    with lake.storage.open_random(partition_file(QUARANTINE_TABLES[spec.name], key)) as fh:
+        rows = pq.read_table(fh, columns=["record", "ingest_run_id"]).to_pylist()
+    undated = 0
+    for row in rows:
+        try:
+            value = json.loads(row["record"])
+        except (TypeError, ValueError):
+            value = None
+        ts = ingest_ts.get(row["ingest_run_id"])
+        record = Record(row["record"] or "", value if isinstance(value, dict) else None)
+        if ts is None or silver.routing_date(spec, record, ts, START_DATE) is None:
+            undated += 1
+    return undated
+
+
+def _accounting(lake: LakeResource, spec: DatasetSpec, keys: list[str],
+                undated: bool = False) -> dict[str, dict[str, int]]:
+    """Per date: records ingestion routed there, and rows silver and quarantine hold (footers only).
+
+    With ``undated``, also the quarantined rows that landed there for want of a usable date.
+    """
     days = [dt.date.fromisoformat(k) for k in keys]
     files = validated_files(lake.storage, days, (FORMATS[spec.name],), ZONES)
     out = {}
@@ -144,6 +175,8 @@ def _accounting(lake: LakeResource, spec: DatasetSpec, keys: list[str]) -> dict[
             "silver": partition_row_counts(lake.storage, SILVER_TABLES[spec.name], key)[None],
             "quarantined": partition_row_counts(lake.storage, QUARANTINE_TABLES[spec.name], key)[None],
         }
+        if undated:
+            out[key]["undated"] = _undated_quarantined(lake, spec, key, [f for f in files if f.day == day])
     return out
 
 
@@ -163,14 +196,17 @@ def silver_checks(spec: DatasetSpec) -> list[AssetChecksDefinition]:
         return _recorded(context, lake, name, asset, f"{asset}_every_row_accounted", result, lost)
 
     @asset_check(name=f"{asset}_quarantine_rate", asset=AssetKey(asset), partitions_def=daily_partitions,
-                 blocking=True, description="Share of the partition's rows quarantined: WARN above "
+                 blocking=True, description="Share of the partition's dated rows quarantined: WARN above "
                  "LAKE_QUARANTINE_RATE_WARN (default 0.10), ERROR (blocks gold) above LAKE_QUARANTINE_RATE_ERROR "
-                 "(default 0.30).")
+                 "(default 0.30). Rows without a usable date land on their ingest date and are reported "
+                 "apart (undated_quarantined), not counted against it.")
     def quarantine_rate(context: AssetCheckExecutionContext, lake: LakeResource):
-        counts = _accounting(lake, spec, list(context.partition_keys))
-        quarantined = sum(c["quarantined"] for c in counts.values())
+        counts = _accounting(lake, spec, list(context.partition_keys), undated=True)
+        undated = sum(c["undated"] for c in counts.values())
+        quarantined = sum(c["quarantined"] for c in counts.values()) - undated
         total = quarantined + sum(c["silver"] for c in counts.values())
-        result = rate_result(quarantined, total, RateThresholds.from_env("LAKE_QUARANTINE_RATE", 0.10, 0.30))
+        result = rate_result(quarantined, total, RateThresholds.from_env("LAKE_QUARANTINE_RATE", 0.10, 0.30),
+                             undated_quarantined=undated)
         return _recorded(context, lake, name, asset, f"{asset}_quarantine_rate", result, quarantined)
 
     reject_struct = T.StructType([f for f in REJECT_SCHEMA.fields if not f.name.startswith("_")])

@@ -121,7 +121,8 @@ def parse(records: DataFrame, spec: DatasetSpec, start: dt.date) -> DataFrame:
                                           | (typed[n] > ingest_ts + F.expr("INTERVAL 1 DAY")))
                   for n in spec.timestamp_columns]
     rules.append(Rule("impossible_timestamp", _any(impossible)))
-    rules.append(Rule("before_lake_start", F.to_date(typed[spec.date_column]) < F.lit(start)))
+    # Possible but older than the lake's first partition (an impossible one is reported as such only).
+    rules.append(Rule("before_lake_start", ~_any(impossible) & (F.to_date(typed[spec.date_column]) < F.lit(start))))
     for c in spec.columns:
         value = typed[c.name]
         if c.allowed:

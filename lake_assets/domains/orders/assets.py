@@ -1,0 +1,243 @@
+"""Orders as Dagster: the scheduled extraction, the landing sensor, the validation assets.
+
+* ``orders_extract_job`` (on ``orders_extract_schedule``, hourly by default)
+  materializes ``orders_landing``: what changed in the source since the watermark,
+  landed in ``bronze/landing/orders/extracted_at=.../`` (the seed's Glue job 1).
+* ``orders_landing_sensor`` sees each committed landing set (its manifest) and
+  starts ``orders_validate_job`` for it (the seed's S3 event + Lambda), which
+  materializes ``orders_silver``, ``orders_discarded`` and ``orders_archive``
+  (the seed's Glue job 2). Sets are validated one run at a time, oldest first:
+  each run rewrites silver partitions, and two at once could overwrite each
+  other's merge.
+"""
+
+import json
+import os
+import time
+
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    Config,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    RunsFilter,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    asset,
+    define_asset_job,
+    multi_asset,
+    schedule,
+    sensor,
+)
+from dagster_pyspark import LazyPySparkResource
+from pydantic import Field
+
+from lake_assets.domains.orders import zones
+from lake_assets.domains.orders.extract import extract_orders
+from lake_assets.domains.orders.source import OrdersSourceResource, masked
+from lake_assets.lake.layout import join
+from lake_assets.quality import metrics
+from lake_assets.resources import LakeResource
+
+GROUP = "orders"
+DATASET = "orders"
+PENDING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+           DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+
+#: ORDERS_EXTRACT_CRON (default hourly, UTC); ORDERS_SCHEDULE_STATUS=stopped starts it switched off.
+EXTRACT_CRON = os.environ.get("ORDERS_EXTRACT_CRON") or "0 * * * *"
+SCHEDULE_STATUS = (DefaultScheduleStatus.STOPPED
+                   if (os.environ.get("ORDERS_SCHEDULE_STATUS") or "running").lower() == "stopped"
+                   else DefaultScheduleStatus.RUNNING)
+
+
+def _metrics_metadata(found: list[metrics.Metric]) -> dict:
+    return {f"metrics/{m.name}": m.value for m in found}
+
+
+@asset(
+    name="orders_landing",
+    group_name=GROUP,
+    kinds={"sql", "parquet"},
+    metadata={"lake/prefix": zones.LANDING},
+    description="Bronze: the orders rows changed since the watermark, one folder per extraction run "
+    "(bronze/landing/orders/extracted_at=.../part-*.parquet + _manifest.json). The watermark "
+    "(etl_watermarks) moves only after the set is committed.",
+)
+def orders_landing(context: AssetExecutionContext, lake: LakeResource,
+                   orders_source: OrdersSourceResource) -> MaterializeResult:
+    """Incremental extraction: everything the source changed since the mark, landed at least once."""
+    storage = lake.storage
+    r = extract_orders(orders_source, storage, run_id=context.run_id, log=context.log.info)
+    per_file = {p: metrics.footer_metrics(storage, p) for p in r.files}
+    found = [metrics.Metric(k, v) for k, v in metrics.summarize(per_file).items()] if per_file \
+        else [metrics.Metric("rows", 0)]
+    found += [metrics.Metric("read_rows", r.read_rows), metrics.Metric("skipped_rows", r.skipped_rows),
+              metrics.Metric("files", len(r.files))]
+    metrics.write_metrics(storage, dataset=DATASET, asset="orders_landing", partition=None,
+                          run_id=context.run_id, metrics=found)
+    return MaterializeResult(metadata={
+        "dagster/row_count": r.rows,
+        "landing_set": r.set_name or "",
+        "dagster/uri": MetadataValue.path(storage.uri(r.landing or zones.LANDING)),
+        "watermark_from": str(r.previous_mark or ""),
+        "watermark_to": str(r.new_mark or ""),
+        "window": f"{r.window_low or '-inf'} .. {r.window_high}",
+        "lag_seconds": orders_source.lag_seconds,
+        "source": masked(orders_source.url),
+        **_metrics_metadata(found),
+    })
+
+
+class ValidateOrdersConfig(Config):
+    """Which landing set to validate; empty: every committed set waiting in the landing zone, oldest first."""
+
+    landing_set: str = Field(default="", description="e.g. extracted_at=2024-03-01T100000.000000Z")
+
+
+SILVER_SPEC = AssetSpec(
+    "orders_silver", deps=["orders_landing"], group_name=GROUP, kinds={"spark", "parquet"},
+    metadata={"lake/prefix": zones.SILVER},
+    description="Silver: the current state of every valid order (one row per order_id), partitioned "
+    "silver/staging/orders/order_date=YYYY-MM-DD/. What analysts query.")
+DISCARDED_SPEC = AssetSpec(
+    "orders_discarded", deps=["orders_landing"], group_name=GROUP, kinds={"spark", "parquet"},
+    metadata={"lake/prefix": zones.DISCARDED},
+    description="Every extracted row that broke a rule, with reason and reasons, one file per landing set "
+    "(discarded/orders/extracted_at=.../).")
+ARCHIVE_SPEC = AssetSpec(
+    "orders_archive", deps=["orders_landing"], group_name=GROUP, kinds={"parquet"},
+    metadata={"lake/prefix": zones.ARCHIVE},
+    description="The landing sets, unchanged (archive/orders/extracted_at=.../): the source of truth.")
+
+
+@multi_asset(name="validate_orders", specs=[SILVER_SPEC, DISCARDED_SPEC, ARCHIVE_SPEC], can_subset=False,
+             pool="orders_silver")
+def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig, spark: LazyPySparkResource,
+                    lake: LakeResource):
+    """Route landing sets: valid rows into silver's current state, the rest discarded, the set archived."""
+    from lake_assets.domains.orders.validate import RULE_NAMES, validate_set
+
+    storage = lake.storage
+    names = [config.landing_set] if config.landing_set else zones.committed_sets(storage)
+    session = spark.spark_session
+    results = [validate_set(session, storage, n, log=context.log.info) for n in names]
+    rows = sum(r.rows for r in results)
+    valid = sum(r.valid for r in results)
+    discarded = sum(r.discarded for r in results)
+    written = sorted({d for r in results for d in r.silver_written})
+    removed = sorted({d for r in results for d in r.silver_removed} - set(written))
+    run_id = context.run_id
+
+    silver_found: list[metrics.Metric] = []
+    per_day = {}
+    for day in written:
+        per_day[day] = metrics.footer_metrics(storage, zones.silver_file(day))
+        metrics.write_metrics(storage, dataset=DATASET, asset="orders_silver", partition=day, run_id=run_id,
+                              metrics=per_day[day])
+    silver_found = [metrics.Metric(k, v) for k, v in metrics.summarize(per_day).items()] if per_day else []
+    silver_found += [metrics.Metric("landed_rows", rows), metrics.Metric("valid_rows", valid)]
+    sets = MetadataValue.json([r.set_name for r in results])
+    yield MaterializeResult(asset_key=SILVER_SPEC.key, metadata={
+        "landing_sets": sets, "partitions_rewritten": MetadataValue.json(written),
+        "partitions_emptied": MetadataValue.json(removed), "dagster/uri": MetadataValue.path(storage.uri(zones.SILVER)),
+        **_metrics_metadata(silver_found)})
+
+    reasons: dict[str, int] = {}
+    for r in results:
+        path = zones.discarded_file(r.set_name)
+        if storage.is_file(path):
+            for k, v in metrics.reason_counts(storage, path).items():
+                reasons[k] = reasons.get(k, 0) + v
+    disc_found = [metrics.Metric("total_rows", rows), metrics.Metric("quarantined_rows", discarded),
+                  metrics.Metric("quarantine_rate", round(discarded / rows, 6) if rows else 0.0)]
+    disc_found += metrics.rule_metrics(reasons, RULE_NAMES)
+    metrics.write_metrics(storage, dataset=DATASET, asset="orders_discarded", partition=None, run_id=run_id,
+                          metrics=disc_found)
+    yield MaterializeResult(asset_key=DISCARDED_SPEC.key, metadata={
+        "landing_sets": sets, "dagster/row_count": discarded, "reasons": MetadataValue.json(reasons),
+        "dagster/uri": MetadataValue.path(storage.uri(zones.DISCARDED)), **_metrics_metadata(disc_found)})
+
+    arch_found = [metrics.Metric("rows", rows), metrics.Metric("files", sum(len(r.archived) for r in results))]
+    metrics.write_metrics(storage, dataset=DATASET, asset="orders_archive", partition=None, run_id=run_id,
+                          metrics=arch_found)
+    yield MaterializeResult(asset_key=ARCHIVE_SPEC.key, metadata={
+        "landing_sets": sets, "dagster/row_count": rows,
+        "dagster/uri": MetadataValue.path(storage.uri(zones.ARCHIVE)), **_metrics_metadata(arch_found)})
+
+
+orders_extract_job = define_asset_job(
+    "orders_extract_job", selection=["orders_landing"], tags={"lake/domain": "orders"},
+    description="Land what changed in the orders source since the watermark, then advance it.")
+orders_validate_job = define_asset_job(
+    "orders_validate_job", selection=["orders_silver", "orders_discarded", "orders_archive"],
+    tags={"lake/domain": "orders"},
+    description="Validate landing sets: silver (current valid orders), discarded (with reasons), archive.")
+
+
+def _pending_run(instance, job_name: str) -> str | None:
+    records = instance.get_run_records(RunsFilter(job_name=job_name, statuses=PENDING), limit=1)
+    return records[0].dagster_run.run_id if records else None
+
+
+@schedule(name="orders_extract_schedule", job=orders_extract_job, cron_schedule=EXTRACT_CRON,
+          execution_timezone="UTC", default_status=SCHEDULE_STATUS,
+          description="Incremental orders extraction (ORDERS_EXTRACT_CRON, default hourly); a tick is "
+                      "skipped while the previous extraction still runs.")
+def orders_extract_schedule(context: ScheduleEvaluationContext):
+    busy = _pending_run(context.instance, "orders_extract_job")
+    if busy:
+        return SkipReason(f"extraction run {busy} has not finished")
+    return RunRequest(tags={"lake/trigger": "schedule"})
+
+
+def build_landing_sensor(*, minimum_interval_seconds: int = 30, retry_after_seconds: int = 900):
+    """One validation run per committed landing set (run_key = its folder), oldest first, one at a time.
+
+    The cursor remembers the sets requested that still wait in the landing zone
+    (validation archives what it is done with, so it stays small); a set still
+    waiting ``retry_after_seconds`` after its request (its run failed) is requested
+    again. A folder without its manifest is an extraction in progress (or one that
+    crashed before committing): never requested.
+    """
+
+    @sensor(name="orders_landing_sensor", job=orders_validate_job, minimum_interval_seconds=minimum_interval_seconds,
+            default_status=DefaultSensorStatus.RUNNING,
+            description="Watches bronze/landing/orders/ for committed landing sets and validates each.")
+    def _sensor(context: SensorEvaluationContext, lake: LakeResource):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        requested: dict[str, float] = cursor.get("requested", {})
+        waiting = zones.committed_sets(lake.storage)
+        requested = {k: t for k, t in requested.items() if k in waiting}
+        now = time.time()
+        fresh = [s for s in waiting if s not in requested or now - requested[s] >= retry_after_seconds]
+        if not fresh:
+            context.update_cursor(json.dumps({"requested": requested}))
+            return SkipReason(f"no new landing set in {zones.LANDING}/")
+        busy = _pending_run(context.instance, orders_validate_job.name)
+        if busy:
+            context.update_cursor(json.dumps({"requested": requested}))
+            return SkipReason(f"{len(fresh)} set(s) wait for validation run {busy} to finish")
+        name = fresh[0]
+        retry = name in requested
+        requested[name] = now
+        return SensorResult(
+            run_requests=[RunRequest(
+                run_key=join(zones.LANDING, name) + (f"#retry@{int(now)}" if retry else ""),
+                run_config={"ops": {"validate_orders": {"config": {"landing_set": name}}}},
+                tags={"lake/landing_set": name, "lake/trigger": "landing sensor"},
+            )],
+            cursor=json.dumps({"requested": requested}),
+        )
+
+    return _sensor
+
+
+orders_landing_sensor = build_landing_sensor()

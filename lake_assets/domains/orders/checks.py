@@ -1,0 +1,128 @@
+"""Asset checks of the orders lake; each records its outcome in the metrics zone.
+
+* ``orders_landing_watermark_monotonic``: the committed marks never go back, and
+  ``etl_watermarks`` holds the last one (state store, no Spark);
+* ``orders_silver_unique_order_id``: silver is a current state, one row per order;
+* ``orders_silver_rows_accounted``: every archived (extracted) row is in silver or
+  discarded, or was superseded there by a newer version of its order;
+* ``orders_silver_freshness``: the newest change in the source has reached the lake
+  (silver, or discarded with reasons) within ``ORDERS_FRESHNESS_MAX_LAG_SECONDS``.
+"""
+
+import datetime as dt
+import os
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+)
+from dagster_pyspark import LazyPySparkResource
+
+from lake_assets.domains.orders.assets import DATASET
+from lake_assets.domains.orders.source import OrdersSourceResource
+from lake_assets.quality.checks import unique_key_result
+from lake_assets.quality.metrics import record_check
+from lake_assets.resources import LakeResource
+
+DEFAULT_FRESHNESS_LAG_SECONDS = 7200
+
+
+def _instant(micros: int | None) -> dt.datetime | None:
+    return None if micros is None else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(
+        microseconds=micros)
+
+
+def _record(context: AssetCheckExecutionContext, lake: LakeResource, asset: str, check: str,
+            result: AssetCheckResult, count: float) -> AssetCheckResult:
+    record_check(lake.storage, dataset=DATASET, asset=asset, partitions=None, run_id=context.run.run_id,
+                 check_name=check, passed=result.passed, count=count)
+    return result
+
+
+@asset_check(asset="orders_landing", description="The watermark never moves back: every committed mark is at "
+             "least the one before, and etl_watermarks holds the last.")
+def orders_landing_watermark_monotonic(context: AssetCheckExecutionContext, lake: LakeResource,
+                                       orders_source: OrdersSourceResource) -> AssetCheckResult:
+    from lake_assets.domains.orders.extract import history, read_state
+
+    entries = history(orders_source)
+    marks = [e["high_water_mark"] for e in entries]
+    backwards = [{"run_id": b["run_id"], "mark": str(b["high_water_mark"]), "after": str(a["high_water_mark"])}
+                 for a, b in zip(entries, entries[1:])
+                 if a["high_water_mark"] is not None and (b["high_water_mark"] is None
+                                                          or b["high_water_mark"] < a["high_water_mark"])]
+    current = read_state(orders_source).mark
+    stale = bool(marks) and current != marks[-1]
+    result = AssetCheckResult(passed=not backwards and not stale, metadata={
+        "commits": len(entries), "current_mark": str(current or ""), "last_committed": str(marks[-1] if marks else ""),
+        "moved_back": MetadataValue.json(backwards)})
+    return _record(context, lake, "orders_landing", "orders_landing_watermark_monotonic", result, len(backwards) + int(stale))
+
+
+@asset_check(asset="orders_silver", blocking=True, description="order_id is unique in silver (a current state).")
+def orders_silver_unique_order_id(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
+                                  lake: LakeResource) -> AssetCheckResult:
+    from lake_assets.domains.orders.validate import read_silver
+
+    result = unique_key_result(read_silver(spark.spark_session, lake.storage), ["order_id"])
+    return _record(context, lake, "orders_silver", "orders_silver_unique_order_id", result, len(result.metadata["duplicate_keys_sample"].value))
+
+
+@asset_check(asset="orders_silver", blocking=True,
+             description="Every extracted row (archive/orders) is in silver or discarded, or superseded "
+                         "there by a newer version of the same order.")
+def orders_silver_rows_accounted(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
+                                 lake: LakeResource) -> AssetCheckResult:
+    from pyspark.sql import functions as F
+
+    from lake_assets.domains.orders.validate import read_archive, read_discarded, read_silver
+
+    session, storage = spark.spark_session, lake.storage
+    known = (read_silver(session, storage).select("order_id", "updated_at")
+             .unionByName(read_discarded(session, storage).select("order_id", "updated_at"))
+             .groupBy("order_id").agg(F.max("updated_at").alias("_newest")))
+    archive = read_archive(session, storage)
+    joined = archive.join(known, archive["order_id"].eqNullSafe(known["order_id"]), "left")
+    missing = joined.where(known["_newest"].isNull() | (known["_newest"] < archive["updated_at"]))
+    counts = archive.agg(F.count(F.lit(1)).alias("n")).first()["n"], missing.count()
+    sample = [f"{r['order_id']}@{r['updated_at']}" for r in
+              missing.select(archive["order_id"], archive["updated_at"]).limit(10).collect()] if counts[1] else []
+    result = AssetCheckResult(passed=counts[1] == 0, metadata={
+        "extracted_rows": counts[0], "unaccounted_rows": counts[1], "unaccounted_sample": MetadataValue.json(sample)})
+    return _record(context, lake, "orders_silver", "orders_silver_rows_accounted", result, counts[1])
+
+
+@asset_check(asset="orders_silver", description="The source's newest updated_at has reached the lake (silver, or "
+             "discarded with reasons) within ORDERS_FRESHNESS_MAX_LAG_SECONDS (default 7200); WARN otherwise.")
+def orders_silver_freshness(context: AssetCheckExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
+                            orders_source: OrdersSourceResource) -> AssetCheckResult:
+    from pyspark.sql import functions as F
+
+    from lake_assets.domains.orders.validate import read_discarded, read_silver
+
+    limit = float(os.environ.get("ORDERS_FRESHNESS_MAX_LAG_SECONDS") or DEFAULT_FRESHNESS_LAG_SECONDS)
+    session, storage = spark.spark_session, lake.storage
+    newest = F.unix_micros(F.max("updated_at"))  # an instant, whatever the driver's local zone
+    silver_newest = _instant(read_silver(session, storage).agg(newest).first()[0])
+    lake_newest = _instant(read_silver(session, storage).select("updated_at")
+                           .unionByName(read_discarded(session, storage).select("updated_at"))
+                           .agg(newest).first()[0])
+    source_newest = orders_source.source_newest()
+    if source_newest is None:
+        lag = 0.0
+    elif lake_newest is None:
+        lag = float("inf")
+    else:
+        lag = max((source_newest - lake_newest).total_seconds(), 0.0)
+    result = AssetCheckResult(passed=lag <= limit, severity=AssetCheckSeverity.WARN, metadata={
+        "source_newest_updated_at": str(source_newest or ""), "lake_newest_updated_at": str(lake_newest or ""),
+        "silver_newest_updated_at": str(silver_newest or ""),
+        "lag_seconds": lag if lag != float("inf") else -1.0, "max_lag_seconds": limit})
+    return _record(context, lake, "orders_silver", "orders_silver_freshness", result, lag if lag != float("inf") else -1.0)
+
+
+ORDERS_CHECKS = [orders_landing_watermark_monotonic, orders_silver_unique_order_id, orders_silver_rows_accounted,
+                 orders_silver_freshness]
