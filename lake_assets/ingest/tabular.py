@@ -40,9 +40,9 @@ def _dumps(value: Any) -> str:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-        return value.isoformat()
+        # A timestamp without a zone (pandas' default) is UTC, as the contracts say every date is.
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+        return aware.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):

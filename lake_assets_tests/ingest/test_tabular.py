@@ -226,3 +226,20 @@ def test_tabular_format_sink_writes_numbered_gzipped_json_lines(tmp_path):
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     assert [line.split("\t", 1)[0] for line in lines] == ["2", "1", "0"]
     assert [json.loads(line.split("\t", 1)[1]) for line in lines] == ROWS[::-1]
+
+
+def test_parquet_timestamp_without_zone_is_read_as_utc():
+    """pandas writes zone-less timestamps by default; the contracts say every date is UTC."""
+    import datetime as _dt
+    import io as _io
+
+    import pyarrow as _pa
+    import pyarrow.parquet as _pq
+
+    from lake_assets.ingest.formats import ReadLimits as _Limits
+    from lake_assets.ingest.tabular import read_any as _read_any
+
+    buf = _io.BytesIO()
+    _pq.write_table(_pa.table({"ts": _pa.array([_dt.datetime(2024, 3, 1, 23, 30)], _pa.timestamp("us"))}), buf)
+    (record,) = list(_read_any(_io.BufferedReader(_io.BytesIO(buf.getvalue())), _Limits(), "naive.parquet"))
+    assert record.value == {"ts": "2024-03-01T23:30:00Z"}

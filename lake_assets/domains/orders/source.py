@@ -156,7 +156,10 @@ def create_db_engine(url: str, *, create: bool = True) -> Engine:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     elif parsed.get_backend_name() == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": int(os.environ.get("ORDERS_DB_CONNECT_TIMEOUT", "10"))}
+        # The session's time zone is UTC whatever the server's default: a `timestamp without time
+        # zone` column compared with the (timestamptz) watermark is then read as UTC, never shifted.
+        kwargs["connect_args"] = {"connect_timeout": int(os.environ.get("ORDERS_DB_CONNECT_TIMEOUT", "10")),
+                                  "options": "-c TimeZone=UTC"}
     return sa.create_engine(url, **kwargs)
 
 
@@ -206,6 +209,13 @@ class OrdersSourceResource(ConfigurableResource):
     @cached_property
     def state_engine(self) -> Engine:
         return create_db_engine(self.state_url)
+
+    def teardown_after_execution(self, context) -> None:
+        """Close the run's connection pools (a new resource, and new engines, serve each run)."""
+        for name in ("engine", "state_engine"):
+            engine = self.__dict__.pop(name, None)
+            if engine is not None:
+                engine.dispose()
 
     def ensure_state_tables(self) -> None:
         try:
