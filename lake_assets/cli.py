@@ -100,16 +100,25 @@ def run_lake(progress=_say):
 
     storage = _storage()
     defs = build_defs(storage.root_uri)
-    instance = DagsterInstance.get()
     runs = []
-    for domain, landing in (("commerce", COMMERCE_LANDING), ("logs", LOGS_LANDING)):
-        runs.append(run_domain(
-            defs, instance, domain=domain, ingest_job=f"ingest_{domain}_job", build_job=f"{domain}_pipeline_job",
-            validated_assets=landing.validated_assets,
-            list_raw=lambda landing=landing: [f.path for f in landing.raw_files(storage)], progress=progress))
-    from lake_assets.domains.orders.run import run_orders
+    # Entered, so Dagster's definitions-state storage is this live instance's.
+    with DagsterInstance.get() as instance:
+        for domain, landing in (("commerce", COMMERCE_LANDING), ("logs", LOGS_LANDING)):
+            runs.append(run_domain(
+                defs, instance, domain=domain, ingest_job=f"ingest_{domain}_job",
+                build_job=f"{domain}_pipeline_job", validated_assets=landing.validated_assets,
+                list_raw=lambda landing=landing: [f.path for f in landing.raw_files(storage)], progress=progress))
+        from lake_assets.domains.orders.run import run_orders
+        from lake_assets.domains.orders.source import OrdersSourceResource, sqlite_file
 
-    runs.append(run_orders(defs, instance, progress=progress))
+        url = OrdersSourceResource.from_env().url
+        path = sqlite_file(url)
+        if not os.environ.get("ORDERS_DB_URL") and path and not os.path.exists(path):
+            # Nothing configured and no embedded database yet: there is no orders source to pull.
+            progress("orders: no source database (ORDERS_DB_URL unset, no embedded database; "
+                     "`lake generate orders` creates one): skipped")
+        else:
+            runs.append(run_orders(defs, instance, progress=progress))
     return runs
 
 
