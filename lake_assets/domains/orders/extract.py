@@ -230,8 +230,13 @@ def extract_orders(source: OrdersSourceResource, storage: LakeStorage, *, run_id
                     part_rows.append(len(fresh))
                     landed += len(fresh)
                     log(f"landed {landed} row(s) in {len(files)} file(s) ({read_rows} read)")
-    except sa.exc.SQLAlchemyError as exc:
-        raise unreachable("source", source.url, exc) from exc
+    except BaseException as exc:
+        # No manifest, no landing set: the parts written so far go, and a retry writes its own.
+        if files:
+            storage.delete_dir(folder)
+        if isinstance(exc, sa.exc.SQLAlchemyError):
+            raise unreachable("source", source.url, exc) from exc
+        raise
 
     new_mark = max([m for m in (state.mark, newest) if m is not None], default=None)
     if files:

@@ -234,3 +234,27 @@ def test_generated_days_are_consecutive_and_never_after_now(tmp_path, readers):
     again = f"sqlite:///{tmp_path}/t.db"
     generate_order_days(again, days=3, new_orders=50, seed=2, now=now, invalid_share=0.2)
     assert readers.source_rows(again) == rows
+
+
+def test_a_failure_mid_extraction_leaves_no_partial_landing_set(db_urls, make_env, monkeypatch):
+    """Parts written before an error are removed: no folder without a manifest is left behind."""
+    env = make_env(*db_urls, chunk_rows=20)
+    generate_orders(env.source.url, day=DAY, new_orders=70, seed=5)
+    real_write = extract_mod._write_part
+    calls = []
+
+    def fail_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(extract_mod, "_write_part", fail_on_third)
+    with pytest.raises(OSError, match="disk full"):
+        env.extract()
+    monkeypatch.undo()
+    assert len(calls) == 3
+    assert env.storage.list_files("bronze/landing/orders", hidden=True) == []
+    assert read_state(env.source).mark is None
+    retry = env.extract()
+    assert retry.rows == 70 and len(landed_rows(env.storage)) == 70
