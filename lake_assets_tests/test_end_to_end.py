@@ -92,6 +92,31 @@ def test_end_to_end_local_lake(lake_root, spark, instance):
     # The archive holds the original bytes.
     archived = storage.list_files("archive/validated/ndjson")[0]
     assert storage.read_bytes(archived.path)
+    assert_metrics_zone(storage, builds[0].run_id, START.isoformat())
+
+
+def assert_metrics_zone(storage: LakeStorage, run_id: str, day: str) -> None:
+    """The shared metrics zone: processed_logs' counts, null rates, rule and check outcomes for the day."""
+    from lake_assets.domains.logs.contract import RULE_NAMES
+    from lake_assets.quality.metrics import read_metrics
+
+    m = read_metrics(storage, f"metrics/logs/processed_logs/event_date={day}/{run_id}.csv")
+    access = read_zone(storage, f"processed/logs/log_type=access/year={day[:4]}/month={day[5:7]}/day={day[8:]}")
+    rejected = read_zone(storage, f"rejected/data_quality/year={day[:4]}/month={day[5:7]}/day={day[8:]}")
+    assert int(m["access.rows"]["value"]) == access.num_rows
+    assert int(m["quarantined_rows"]["value"]) == rejected.num_rows
+    nulls = access.column("user_agent").null_count / access.num_rows
+    assert abs(float(m["access.null_rate.user_agent"]["value"]) - nulls) < 1e-6
+    broken = {r: 0 for r in RULE_NAMES}
+    for reasons in rejected.column("reasons").to_pylist():
+        for r in set(reasons):
+            broken[r] += 1
+    for rule, n in broken.items():
+        assert (int(m[f"rule.{rule}"]["value"]), m[f"rule.{rule}"]["outcome"]) == (n, "failed" if n else "passed")
+    for check in ("processed_logs_schema", "processed_logs_count_conservation", "processed_logs_reject_rate"):
+        assert m[f"check.{check}"]["outcome"] == "passed"
+    gold = read_metrics(storage, f"metrics/logs/daily_activity/event_date={day}/{run_id}.csv")
+    assert gold["check.daily_activity_unique_date_service"]["outcome"] == "passed"
 
 
 def test_end_to_end_s3_lake(s3_lake_root, moto_server, s3_keys, spark, instance):

@@ -165,6 +165,18 @@ def record_check(storage: LakeStorage, *, dataset: str, asset: str, partitions: 
                       metrics=check_metrics(check_name, passed, count))
 
 
+def recorded(context, storage: LakeStorage, result, *, dataset: str, asset: str, name: str,
+             partitions: list[str] | None, count: float | None = None):
+    """Record an asset check's result in the metrics zone and hand it back (``return recorded(...)``).
+
+    ``count`` defaults to 0 for a passing check and 1 for a failing one.
+    """
+    record_check(storage, dataset=dataset, asset=asset, partitions=partitions, run_id=context.run.run_id,
+                 check_name=name, passed=result.passed,
+                 count=count if count is not None else (0 if result.passed else 1))
+    return result
+
+
 def summarize(per_partition: Mapping[str, list[Metric]]) -> dict[str, float]:
     """The numbers of several partitions as one set of Dagster metadata (counts summed, rates weighted)."""
     totals: dict[str, float] = {}

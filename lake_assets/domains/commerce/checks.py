@@ -48,11 +48,9 @@ def _keys(context: AssetCheckExecutionContext, partitioned: bool) -> list[str | 
 
 def _recorded(context: AssetCheckExecutionContext, lake: LakeResource, dataset: str, asset: str,
               name: str, result: AssetCheckResult, count: float = 0, partitioned: bool = True) -> AssetCheckResult:
-    keys = _keys(context, partitioned)
-    metrics.record_check(lake.storage, dataset=dataset, asset=asset,
-                         partitions=[k for k in keys if k is not None] or None,
-                         run_id=context.run.run_id, check_name=name, passed=result.passed, count=count)
-    return result
+    keys = [k for k in _keys(context, partitioned) if k is not None] or None
+    return metrics.recorded(context, lake.storage, result, dataset=dataset, asset=asset, name=name,
+                            partitions=keys, count=count)
 
 
 def _read(context: AssetCheckExecutionContext, spark: LazyPySparkResource, lake: LakeResource,

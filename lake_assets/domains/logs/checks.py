@@ -31,6 +31,7 @@ from lake_assets.quality.checks import (
     rate_result,
     unique_key_result,
 )
+from lake_assets.quality.metrics import recorded
 from lake_assets.quality.rules import REJECT_SCHEMA
 from lake_assets.resources import LakeResource
 
@@ -53,6 +54,13 @@ _PROCESSED = processed_logs.keys_by_output_name["processed_logs"]
 _REJECTS = processed_logs.keys_by_output_name["rejected_log_records"]
 
 
+def _record(context: AssetCheckExecutionContext, lake: LakeResource, asset: str,
+            result: AssetCheckResult) -> AssetCheckResult:
+    """The check's outcome, also merged into the metrics zone of each partition it checked."""
+    return recorded(context, lake.storage, result, dataset="logs", asset=asset,
+                    name=context.check_specs[0].name, partitions=list(context.partition_keys))
+
+
 def _days(context: AssetCheckExecutionContext) -> list[dt.date]:
     return [dt.date.fromisoformat(k) for k in context.partition_keys]
 
@@ -63,7 +71,8 @@ def _days(context: AssetCheckExecutionContext) -> list[dt.date]:
 def processed_logs_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                           lake: LakeResource) -> AssetCheckResult:
     frames = _read(context, spark, lake, PROCESSED_TABLE, "processed_logs")
-    return pandera_result({"access": ACCESS_PANDERA, "error": ERROR_PANDERA}, frames)
+    return _record(context, lake, "processed_logs",
+                   pandera_result({"access": ACCESS_PANDERA, "error": ERROR_PANDERA}, frames))
 
 
 def _undated_rejects(lake: LakeResource, key: str) -> int:
@@ -106,8 +115,8 @@ def processed_logs_count_conservation(context: AssetCheckExecutionContext,
               if c["valid_access"] + c["valid_error"] + c["rejected"] != c["records_read"]}
     total = {k: sum(c[k] for c in counts.values()) for k in ("records_read", "valid_access", "valid_error", "rejected")}
     broken = {d: {k: v for k, v in c.items() if k != "undated_rejected"} for d, c in broken.items()}
-    return AssetCheckResult(passed=not broken, metadata={
-        **total, "mismatched_partitions": MetadataValue.json(broken)})
+    return _record(context, lake, "processed_logs", AssetCheckResult(passed=not broken, metadata={
+        **total, "mismatched_partitions": MetadataValue.json(broken)}))
 
 
 @asset_check(asset=_PROCESSED, partitions_def=daily_partitions, blocking=True,
@@ -120,7 +129,8 @@ def processed_logs_reject_rate(context: AssetCheckExecutionContext, lake: LakeRe
     undated = sum(c["undated_rejected"] for c in counts.values())
     rejected = sum(c["rejected"] for c in counts.values()) - undated
     total = sum(c["records_read"] for c in counts.values()) - undated
-    return rate_result(rejected, total, RateThresholds.from_env(), undated_rejected=undated)
+    return _record(context, lake, "processed_logs",
+                   rate_result(rejected, total, RateThresholds.from_env(), undated_rejected=undated))
 
 
 @asset_check(asset=daily_activity, partitions_def=daily_partitions, blocking=True,
@@ -128,15 +138,17 @@ def processed_logs_reject_rate(context: AssetCheckExecutionContext, lake: LakeRe
 def daily_activity_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                           lake: LakeResource) -> AssetCheckResult:
     df = _read(context, spark, lake, DAILY_ACTIVITY_TABLE, "daily_activity")
-    return pandera_result({"daily_activity": DAILY_ACTIVITY_PANDERA}, {"daily_activity": df})
+    return _record(context, lake, "daily_activity",
+                   pandera_result({"daily_activity": DAILY_ACTIVITY_PANDERA}, {"daily_activity": df}))
 
 
 @asset_check(asset=daily_activity, partitions_def=daily_partitions, blocking=True,
              description="(date, service) is unique in daily_activity.")
 def daily_activity_unique_date_service(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                                        lake: LakeResource) -> AssetCheckResult:
-    return unique_key_result(_read(context, spark, lake, DAILY_ACTIVITY_TABLE, "daily_activity"),
-                             ["date", "service"])
+    return _record(context, lake, "daily_activity",
+                   unique_key_result(_read(context, spark, lake, DAILY_ACTIVITY_TABLE, "daily_activity"),
+                                     ["date", "service"]))
 
 
 def _read(context: AssetCheckExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
@@ -151,7 +163,7 @@ def _read(context: AssetCheckExecutionContext, spark: LazyPySparkResource, lake:
 def rejected_log_records_schema(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
                                 lake: LakeResource) -> AssetCheckResult:
     df = _read(context, spark, lake, REJECTS_TABLE, "rejected_log_records")
-    return pandera_result({"rejected": REJECTS_PANDERA}, {"rejected": df})
+    return _record(context, lake, "rejected_log_records", pandera_result({"rejected": REJECTS_PANDERA}, {"rejected": df}))
 
 
 LOGS_CHECKS = [rejected_log_records_schema, processed_logs_schema, processed_logs_count_conservation, processed_logs_reject_rate,
