@@ -95,6 +95,7 @@ def run_lake(progress=_say):
 
     from lake_assets.definitions import build_defs
     from lake_assets.domains.commerce.assets import LANDING as COMMERCE_LANDING
+    from lake_assets.domains.commerce.assets import dates_to_rebuild
     from lake_assets.domains.logs.assets import LANDING as LOGS_LANDING
     from lake_assets.pipeline import run_domain
 
@@ -103,11 +104,13 @@ def run_lake(progress=_say):
     runs = []
     # Entered, so Dagster's definitions-state storage is this live instance's.
     with DagsterInstance.get() as instance:
+        widen = {"commerce": lambda touched: dates_to_rebuild(storage, touched)}
         for domain, landing in (("commerce", COMMERCE_LANDING), ("logs", LOGS_LANDING)):
             runs.append(run_domain(
                 defs, instance, domain=domain, ingest_job=f"ingest_{domain}_job",
                 build_job=f"{domain}_pipeline_job", validated_assets=landing.validated_assets,
-                list_raw=lambda landing=landing: [f.path for f in landing.raw_files(storage)], progress=progress))
+                list_raw=lambda landing=landing: [f.path for f in landing.raw_files(storage)], progress=progress,
+                widen=widen.get(domain)))
         from lake_assets.domains.orders.run import run_orders
         from lake_assets.domains.orders.source import OrdersSourceResource, sqlite_file
 

@@ -101,8 +101,13 @@ def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ing
                build_job: str, validated_assets, batch_files: int = 200,
                list_raw: Callable[[], list[str]],
                progress: Callable[[str], None] = lambda _: None,
-               extra_dates: list[str] | None = None) -> DomainRun:
-    """Ingest all of ``raw/`` in batches, then build each touched range of dates to gold."""
+               extra_dates: list[str] | None = None,
+               widen: Callable[[list[str]], list[str]] | None = None) -> DomainRun:
+    """Ingest all of ``raw/`` in batches, then build each touched range of dates to gold.
+
+    ``widen`` adds the dates a domain must rebuild along with the touched ones (commerce: the
+    neighbours whose deduplication winners a new record may change).
+    """
     out = DomainRun(domain)
     paths = list_raw()
     out.files = len(paths)
@@ -117,7 +122,7 @@ def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ing
         out.runs.append(_outcome(ingest_job, result))
         touched.update(_touched(result, set(validated_assets)))
         progress(f"{domain}: ingested {min(i + batch_files, len(paths))}/{len(paths)} file(s)")
-    out.touched = sorted(touched)
+    out.touched = sorted(widen(sorted(touched)) if widen and touched else touched)
     build = defs.resolve_job_def(build_job)
     for start, end in contiguous_ranges(out.touched):
         n = (dt.date.fromisoformat(end) - dt.date.fromisoformat(start)).days + 1

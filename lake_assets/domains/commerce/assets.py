@@ -9,16 +9,21 @@ Each Spark asset is built per dataset from its :class:`DatasetSpec`.
 """
 
 import datetime as dt
+import os
+import warnings
 
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetIn,
     AssetKey,
     AssetOut,
     AssetsDefinition,
     AssetSpec,
+    AutomationCondition,
     BackfillPolicy,
     Output,
+    TimeWindowPartitionMapping,
     asset,
     define_asset_job,
     multi_asset,
@@ -41,6 +46,9 @@ from lake_assets.resources import LakeResource
 
 GROUP_BRONZE, GROUP_SILVER, GROUP_GOLD = "commerce_bronze", "commerce_silver", "commerce_gold"
 START_DATE = settings.start_date()
+#: Duplicates are looked for this many days either side of the dates being built, so a re-delivery
+#: whose timestamp moved across midnight meets its original whatever the build's range.
+DEDUP_WINDOW_DAYS = int(os.environ.get("LAKE_DEDUP_WINDOW_DAYS") or 1)
 
 #: raw/<dataset>/ -> any of the contract's formats.
 FORMATS = {name: tabular_format(name) for name in DATASETS}
@@ -116,6 +124,38 @@ GOLD_TABLES = {
 }
 
 
+def _bronze_window():
+    """Silver of a date reads bronze of the dates around it (deduplication), so depends on them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # allow_nonexistent_upstream_partitions is a beta parameter
+        return TimeWindowPartitionMapping(start_offset=-DEDUP_WINDOW_DAYS, end_offset=DEDUP_WINDOW_DAYS,
+                                          allow_nonexistent_upstream_partitions=True)
+
+
+#: A silver date is rebuilt when bronze of any date in its window changes; neighbours without
+#: bronze are normal (no data that day), so unlike the shared condition a missing one does not block.
+REBUILD_ON_BRONZE_CHANGE = (
+    AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("rebuild_on_bronze_change")
+
+
+def window_days(days: list[dt.date]) -> list[dt.date]:
+    """The dates whose bronze records a build of ``days`` reads: each day and its dedup window."""
+    k = DEDUP_WINDOW_DAYS
+    return sorted({d + dt.timedelta(days=i) for d in days for i in range(-k, k + 1)
+                   if d + dt.timedelta(days=i) >= START_DATE})
+
+
+def dates_to_rebuild(storage, touched: list[str]) -> list[str]:
+    """Touched dates plus the neighbours holding bronze records: their winners may have changed."""
+    days = [dt.date.fromisoformat(k) for k in touched]
+    near = [d for d in window_days(days) if d.isoformat() not in touched]
+    held = {f.day for f in validated_files(storage, near, tuple(FORMATS.values()), ZONES)}
+    return sorted(set(touched) | {d.isoformat() for d in held})
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -130,36 +170,40 @@ def build_silver(spec: DatasetSpec) -> AssetsDefinition:
             f"quarantine_{name}": AssetOut(
                 key=AssetKey(f"quarantine_{name}"), io_manager_key="lake_io_manager", group_name=GROUP_SILVER,
                 metadata=QUARANTINE_TABLES[name], kinds={"spark", "parquet"},
-                automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+                automation_condition=REBUILD_ON_BRONZE_CHANGE,
                 description=f"Every {name} row that broke a rule (or lost deduplication): the first rule "
                             f"(reason), all of them (reasons), the original record as JSON and its lineage.",
             ),
             f"silver_{name}": AssetOut(
                 key=AssetKey(f"silver_{name}"), io_manager_key="lake_io_manager", group_name=GROUP_SILVER,
                 metadata=SILVER_TABLES[name], kinds={"spark", "parquet"},
-                automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+                automation_condition=REBUILD_ON_BRONZE_CHANGE,
                 description=f"Canonical, typed, deduplicated {name} (silver/{name}/event_date=...), with "
                             "_extra (unknown columns as JSON) and lineage.",
             ),
         },
-        deps=[BRONZE[name]],
+        deps=[AssetDep(BRONZE[name], partition_mapping=_bronze_window())],
         partitions_def=daily_partitions,
         backfill_policy=BackfillPolicy.single_run(),
     )
     def _silver(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource):
         days = [dt.date.fromisoformat(k) for k in context.partition_keys]
         storage = lake.storage
-        files = validated_files(storage, days, (FORMATS[name],), ZONES)
-        context.log.info(f"{len(days)} partition(s): {len(files)} bronze record file(s)")
+        # The run's dates and their dedup window: neighbours decide winners, only the run's dates are written.
+        files = validated_files(storage, window_days(days), (FORMATS[name],), ZONES)
+        own = [f for f in files if f.day in set(days)]
+        context.log.info(f"{len(days)} partition(s): {len(own)} bronze record file(s), "
+                         f"{len(files) - len(own)} more within {DEDUP_WINDOW_DAYS} day(s) for deduplication")
         records = read_validated_text(spark.spark_session, storage, files, numbered=True)
         # Two writes (quarantine, silver) read the parse: parse once.
-        parsed = silver.parse(records, spec, START_DATE).persist()
+        parsed = silver.parse(records, spec, START_DATE)
+        parsed = parsed.where(F.col("routed_date").isin(*days)).persist()
         now = _now()
         try:
             # Quarantine first: silver's metrics read the quarantine this run just wrote.
             yield Output(silver.quarantined_rows(parsed, now), output_name=f"quarantine_{name}")
             yield Output(silver.silver_rows(parsed, spec, now), output_name=f"silver_{name}",
-                         metadata={"bronze_files": len(files), "records_read": sum(f.records for f in files)})
+                         metadata={"bronze_files": len(own), "records_read": sum(f.records for f in own)})
         finally:
             parsed.unpersist()
 

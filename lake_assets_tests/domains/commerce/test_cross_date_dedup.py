@@ -1,0 +1,123 @@
+"""Deduplication across dates built in separate runs: a re-delivery whose timestamp moved across midnight.
+
+The first run builds 2024-03-01; a later file re-delivers a transaction now dated 2024-03-02 (the
+latest delivery wins) and an event now dated 2024-03-01 23:59:50 (the earliest ts wins). `lake run`
+rebuilds the touched date with its neighbours that hold bronze records, so each key ends up in
+silver once, on the winner's date, and the loser is quarantined as `duplicate`.
+"""
+import datetime as dt
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from lake_assets.lake import LakeStorage
+
+D1, D2 = dt.date(2024, 3, 1), dt.date(2024, 3, 2)
+
+
+def rows(storage: LakeStorage, prefix: str) -> list[dict]:
+    out = []
+    for f in storage.list_files(prefix):
+        if f.path.endswith(".parquet"):
+            with storage.open_random(f.path) as fh:
+                table = pq.read_table(fh)
+            day = f.path.split("event_date=", 1)[1][:10]
+            out += [{**r, "_day": day} for r in table.to_pylist()]
+    return out
+
+
+@pytest.fixture
+def run(lake_root, instance, spark, monkeypatch):
+    # Three-row days: one duplicate is a third of a partition, well above the default ERROR rate.
+    monkeypatch.setenv("LAKE_QUARANTINE_RATE_ERROR", "1.0")
+    monkeypatch.setenv("LAKE_QUARANTINE_RATE_WARN", "1.0")
+    from lake_assets.definitions import build_defs
+    from lake_assets.domains.commerce.assets import LANDING, dates_to_rebuild
+    from lake_assets.pipeline import run_domain
+
+    defs = build_defs(lake_root)
+    storage = defs.resources["lake"].storage
+
+    def _run(widen: bool = True):
+        out = run_domain(defs, instance, domain="commerce", ingest_job="ingest_commerce_job",
+                         build_job="commerce_pipeline_job", validated_assets=LANDING.validated_assets,
+                         list_raw=lambda: [f.path for f in LANDING.raw_files(storage)],
+                         widen=(lambda touched: dates_to_rebuild(storage, touched)) if widen else None)
+        assert out.success, [r.failures for r in out.runs]
+        return out
+
+    def _build(day: dt.date):
+        from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+        from lake_assets.pipeline import QUIET
+
+        result = defs.resolve_job_def("commerce_pipeline_job").execute_in_process(
+            run_config=QUIET, instance=instance, raise_on_error=False,
+            tags={ASSET_PARTITION_RANGE_START_TAG: day.isoformat(), ASSET_PARTITION_RANGE_END_TAG: day.isoformat()})
+        assert result.success
+
+    return storage, _run, _build
+
+
+def keys(storage: LakeStorage, zone: str, key: str) -> list[tuple]:
+    if zone.startswith("silver"):
+        return sorted((r[key], r["_day"]) for r in rows(storage, zone))
+    return sorted((json.loads(r["record"]).get(key) or json.loads(r["record"]).get("eventId")
+                   or json.loads(r["record"]).get("txn_id"), r["_day"], r["reason"]) for r in rows(storage, zone))
+
+
+def test_redelivery_across_midnight_is_kept_once_on_the_winners_date(run):
+    storage, lake_run, build = run
+    storage.write_text("raw/transactions/2024-03-01_001.csv",
+                       "transaction_id,user_id,amount,currency,status,created_at\n"
+                       "t1,u1,10.00,USD,pending,2024-03-01T23:59:59Z\n"
+                       "t2,u1,5.00,USD,completed,2024-03-01T12:00:00Z\n")
+    storage.write_text("raw/events/2024-03-01_001.ndjson", "\n".join(json.dumps(e) for e in [
+        {"event_id": "e1", "user_id": "u1", "event_type": "login", "ts": "2024-03-02T00:00:30Z"},
+        {"event_id": "e2", "user_id": "u1", "event_type": "logout", "ts": "2024-03-01T10:00:00Z"},
+    ]) + "\n")
+    assert lake_run().touched == [D1.isoformat(), D2.isoformat()]
+
+    # t1 re-delivered, corrected past midnight and completed: ingestion touches 2024-03-02 only;
+    # `lake run` rebuilds 2024-03-01 with it (it holds bronze within the window), 2024-03-03 has none.
+    storage.write_text("raw/transactions/2024-03-02_001.csv",
+                       "txn_id,userId,total,currency,status,created\n"
+                       "t1,u1,10.00,USD,completed,2024-03-02T00:00:01Z\n")
+    second = lake_run()
+    assert second.touched == [D1.isoformat(), D2.isoformat()]
+    tx = rows(storage, "silver/transactions")
+    assert sorted((r["transaction_id"], r["_day"], r["status"]) for r in tx) == [
+        ("t1", "2024-03-02", "completed"), ("t2", "2024-03-01", "completed")]
+    assert keys(storage, "quarantine/transactions", "transaction_id") == [("t1", "2024-03-01", "duplicate")]
+    facts = rows(storage, "gold/fact/fact_transactions")
+    assert sorted((r["transaction_id"], r["_day"]) for r in facts) == [("t1", "2024-03-02"), ("t2", "2024-03-01")]
+    revenue = {r["_day"]: str(r["revenue"]) for r in rows(storage, "gold/mart/daily_revenue")}
+    assert revenue == {"2024-03-01": "5.00", "2024-03-02": "10.00"}
+
+    # e1 re-sent with an earlier clock reading (2024-03-01): the earliest ts wins. Built without the
+    # widening, only 2024-03-01 is rebuilt and 2024-03-02 still holds the old copy ...
+    storage.write_text("raw/events/2024-03-02_001.ndjson", json.dumps(
+        {"eventId": "e1", "userId": "u1", "type": "login", "timestamp": "2024-03-01T23:59:50Z"}) + "\n")
+    assert lake_run(widen=False).touched == [D1.isoformat()]
+    assert keys(storage, "silver/events", "event_id") == [("e1", "2024-03-01"), ("e1", "2024-03-02"),
+                                                         ("e2", "2024-03-01")]
+    # ... and rebuilding 2024-03-02 alone (as automation does: its window's bronze changed) reads its
+    # neighbours, so the later copy loses there too.
+    build(D2)
+    assert keys(storage, "silver/events", "event_id") == [("e1", "2024-03-01"), ("e2", "2024-03-01")]
+    assert keys(storage, "quarantine/events", "event_id") == [("e1", "2024-03-02", "duplicate")]
+    (e1,) = [r for r in rows(storage, "silver/events") if r["event_id"] == "e1"]
+    assert e1["ts"] == dt.datetime(2024, 3, 1, 23, 59, 50, tzinfo=dt.timezone.utc)
+
+
+def test_dates_to_rebuild_adds_only_neighbours_holding_bronze(run):
+    from lake_assets.domains.commerce.assets import dates_to_rebuild
+
+    storage, lake_run, _ = run
+    storage.write_text("raw/users/2024-03-05_001.csv",
+                       "user_id,email,country,status,created_at,updated_at\n"
+                       "u1,a@x.io,DE,active,2024-03-05T08:00:00Z,2024-03-05T08:00:00Z\n")
+    lake_run()
+    assert dates_to_rebuild(storage, ["2024-03-06"]) == ["2024-03-05", "2024-03-06"]
+    assert dates_to_rebuild(storage, ["2024-03-09"]) == ["2024-03-09"]
