@@ -121,3 +121,17 @@ def test_dates_to_rebuild_adds_only_neighbours_holding_bronze(run):
     lake_run()
     assert dates_to_rebuild(storage, ["2024-03-06"]) == ["2024-03-05", "2024-03-06"]
     assert dates_to_rebuild(storage, ["2024-03-09"]) == ["2024-03-09"]
+
+
+def test_new_bronze_for_a_date_asks_to_rebuild_its_window(lake_root, instance):
+    """Automation: bronze of 2024-03-02 changing requests silver of 03-01, 03-02 and 03-03."""
+    from dagster import AssetKey, AssetMaterialization, evaluate_automation_conditions
+
+    from lake_assets.definitions import build_defs
+
+    defs = build_defs(lake_root)
+    tick0 = evaluate_automation_conditions(defs=defs, instance=instance)
+    instance.report_runless_asset_event(AssetMaterialization("bronze_transactions", partition=D2.isoformat()))
+    tick1 = evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick0.cursor)
+    assert tick1.get_requested_partitions(AssetKey("silver_transactions")) == {"2024-03-01", "2024-03-02", "2024-03-03"}
+    assert tick1.get_requested_partitions(AssetKey("silver_events")) == set()
