@@ -104,11 +104,15 @@ def _read_json(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
     backend = ijson.get_backend(limits.json_backend)
     prefix = "item" if head.startswith(b"[") else ""
     try:
-        for position, value in enumerate(backend.items(stream, prefix, use_float=True, multiple_values=True)):
+        # Numbers with a fraction or exponent come as Decimal, kept digit for digit (a float would round a
+        # 17-digit amount and write 1e400 as Infinity); they are written as JSON strings of those digits,
+        # which silver casts like any string-typed number, and the value routing dates is that same text.
+        for position, value in enumerate(backend.items(stream, prefix, use_float=False, multiple_values=True)):
             text = _dumps(value)
             if len(text) > limits.max_record_bytes:
                 raise UnreadableFile("record_too_large", f"record {position} exceeds {limits.max_record_bytes} bytes")
-            yield Record(text, value if isinstance(value, dict) else None, position)
+            exact = json.loads(text) if isinstance(value, dict) else None
+            yield Record(text, exact, position)
     except ijson.JSONError as exc:
         message = str(exc)
         if "overflow" in message.lower() and limits.json_backend != "python":

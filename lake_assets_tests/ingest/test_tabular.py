@@ -243,3 +243,15 @@ def test_parquet_timestamp_without_zone_is_read_as_utc():
     _pq.write_table(_pa.table({"ts": _pa.array([_dt.datetime(2024, 3, 1, 23, 30)], _pa.timestamp("us"))}), buf)
     (record,) = list(_read_any(_io.BufferedReader(_io.BytesIO(buf.getvalue())), _Limits(), "naive.parquet"))
     assert record.value == {"ts": "2024-03-01T23:30:00Z"}
+
+
+def test_json_numbers_keep_every_digit():
+    """A 17-digit amount or an exponent survives a JSON array whole (as the digits' text)."""
+    import io as _io
+
+    from lake_assets.ingest.formats import ReadLimits as _Limits
+    from lake_assets.ingest.tabular import read_any as _read_any
+
+    data = b'[{"amount": 1234567890123456.78, "big": 1e400, "n": 3, "ts": 1709380800000}]'
+    (record,) = list(_read_any(_io.BufferedReader(_io.BytesIO(data)), _Limits(), "a.json"))
+    assert record.value == {"amount": "1234567890123456.78", "big": "1E+400", "n": 3, "ts": 1709380800000}
