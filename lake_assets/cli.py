@@ -66,11 +66,11 @@ def cmd_generate(args) -> int:
              f"for {start}..{end} under {storage.uri('raw')} in {time.time() - t0:.1f}s")
     elif args.domain == "orders":
         from lake_assets.domains.orders.generator import generate_order_days
-        from lake_assets.domains.orders.source import OrdersSourceResource
+        from lake_assets.domains.orders.source import OrdersSourceResource, masked
 
         url = OrdersSourceResource.from_env().url
         days = generate_order_days(url, days=args.days, new_orders=args.orders_per_day, seed=args.seed)
-        _say(f"orders: simulated {len(days)} business day(s) in {_mask(url)}: "
+        _say(f"orders: simulated {len(days)} business day(s) in {masked(url)}: "
              f"{sum(d.rows for d in days)} row change(s), {sum(d.invalid_rows for d in days)} invalid, "
              f"{sum(d.same_ts_rows for d in days)} sharing an updated_at")
     else:
@@ -80,12 +80,6 @@ def cmd_generate(args) -> int:
 
 
 DOMAINS = ("logs", "commerce", "orders")
-
-
-def _mask(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 # -- run -------------------------------------------------------------------

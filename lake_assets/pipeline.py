@@ -66,7 +66,8 @@ def contiguous_ranges(keys: list[str]) -> list[tuple[str, str]]:
     return [(a.isoformat(), b.isoformat()) for a, b in ranges]
 
 
-def _outcome(job: str, result, partitions=None) -> RunOutcome:
+def run_outcome(job: str, result, partitions=None) -> RunOutcome:
+    """What a finished in-process run did: success, step times, failures, failed and warned checks."""
     out = RunOutcome(job=job, run_id=result.run_id, success=result.success, partitions=partitions)
     for event in result.all_events:
         etype = event.event_type
@@ -119,7 +120,7 @@ def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ing
             run_config={**QUIET, "ops": {f"ingest_{domain}": {"config": {"paths": batch}}}},
             instance=instance, raise_on_error=False, tags={"lake/trigger": "lake run"},
         )
-        out.runs.append(_outcome(ingest_job, result))
+        out.runs.append(run_outcome(ingest_job, result))
         touched.update(_touched(result, set(validated_assets)))
         progress(f"{domain}: ingested {min(i + batch_files, len(paths))}/{len(paths)} file(s)")
     out.touched = sorted(widen(sorted(touched)) if widen and touched else touched)
@@ -132,5 +133,5 @@ def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ing
             tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end,
                   "lake/trigger": "lake run"},
         )
-        out.runs.append(_outcome(build_job, result, (start, end)))
+        out.runs.append(run_outcome(build_job, result, (start, end)))
     return out

@@ -10,6 +10,7 @@ as text and keep each record's original text.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -166,11 +167,20 @@ def read_json_gzip(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
     if not head.startswith(b"["):
         yield from read_ndjson(inflated, limits)
         return
-    try:
+    with json_errors(limits):
         backend = ijson.get_backend(limits.json_backend)
         for value in backend.items(inflated, "item", use_float=True):
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
             yield Record(text, value if isinstance(value, dict) else None)
+
+
+@contextlib.contextmanager
+def json_errors(limits: ReadLimits) -> Iterator[None]:
+    """Streamed JSON's errors as reasons: an integer the fast parser cannot hold asks for the exact one."""
+    import ijson
+
+    try:
+        yield
     except ijson.JSONError as exc:
         message = str(exc)
         if "overflow" in message.lower() and limits.json_backend != "python":

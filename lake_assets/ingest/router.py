@@ -113,14 +113,20 @@ def reject_file_whole(storage: LakeStorage, source: str, folder: str, *, token: 
 
 
 def _route(local: str, name: str, fmt: RawFormat, date_of: DateOf, ingest_ts: dt.datetime,
-           limits: ReadLimits, work: str) -> tuple[dict[dt.date, str], dict[dt.date, int]]:
-    """Spool the records of a local file into one file per partition date (bounded memory)."""
+           limits: ReadLimits, work: str) -> tuple[dict[dt.date, str], dict[dt.date, int], int]:
+    """Spool the records of a local file into one file per partition date (bounded memory).
+
+    Also counts the undated records (no date the lake can hold): they land on the ingest date.
+    """
     sinks: dict[dt.date, object] = {}
     counts: dict[dt.date, int] = {}
+    undated = 0
     try:
         with open(local, "rb") as raw:
             for record in fmt.records(raw, limits, name):
-                day = date_of(record, ingest_ts) or ingest_ts.date()
+                day = date_of(record, ingest_ts)
+                if day is None:
+                    day, undated = ingest_ts.date(), undated + 1
                 sink = sinks.get(day)
                 if sink is None:
                     sink = sinks[day] = fmt.sink(os.path.join(work, f"{day.isoformat()}{fmt.extension}"))
@@ -129,7 +135,7 @@ def _route(local: str, name: str, fmt: RawFormat, date_of: DateOf, ingest_ts: dt
     finally:
         for sink in sinks.values():
             sink.close()
-    return {d: os.path.join(work, f"{d.isoformat()}{fmt.extension}") for d in sinks}, counts
+    return {d: os.path.join(work, f"{d.isoformat()}{fmt.extension}") for d in sinks}, counts, undated
 
 
 def _sha256(path: str) -> tuple[str, int]:
@@ -203,13 +209,13 @@ def ingest_file(
 
         try:
             try:
-                sinks, counts = _route(local, name, fmt, date_of, ingest_ts, limits, work)
+                sinks, counts, undated = _route(local, name, fmt, date_of, ingest_ts, limits, work)
             except ExactParserNeeded:
                 # A value the fast parser cannot hold: start over with the exact one.
-                sinks, counts = _route(local, name, fmt, date_of, ingest_ts,
-                                       replace(limits, json_backend="python"), work)
+                sinks, counts, undated = _route(local, name, fmt, date_of, ingest_ts,
+                                                replace(limits, json_backend="python"), work)
         except UnreadableFile as exc:
-            sinks, counts = {}, {}
+            sinks, counts, undated = {}, {}, 0
             result.status, result.reason, result.detail = "rejected", exc.reason, exc.detail
 
         if result.status == "rejected":
@@ -231,6 +237,8 @@ def ingest_file(
             result.written.append(archive)
             manifest.update(status="ingested", archive_path=archive,
                             records_by_date=result.records_by_date,
+                            # Of those, records with no date the lake can hold (routed to the ingest date).
+                            undated_by_date={ingest_ts.date().isoformat(): undated} if undated else {},
                             validated_files=[p for p in result.written if p != archive])
         # A file an earlier attempt published but this one did not (it can only differ if the
         # routing rules changed in between) must not be counted twice.

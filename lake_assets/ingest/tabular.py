@@ -20,7 +20,6 @@ import json
 from typing import IO, Any, Iterator
 
 from lake_assets.ingest.formats import (
-    ExactParserNeeded,
     RawFormat,
     ReadLimits,
     Record,
@@ -28,6 +27,7 @@ from lake_assets.ingest.formats import (
     _CappedInflater,
     _json_object,
     _lines,
+    json_errors,
 )
 
 PARQUET_MAGIC = b"PAR1"
@@ -76,10 +76,7 @@ def read_any(stream: IO[bytes], limits: ReadLimits, name: str) -> Iterator[Recor
     if lower.endswith(".gz") or lower.endswith(".gzip") or head.startswith(GZIP_MAGIC):
         lower = lower.rsplit(".", 1)[0] if lower.endswith((".gz", ".gzip")) else lower
         buffered = io.BufferedReader(_CappedInflater(buffered, limits), 1 << 20)
-        try:
-            head = buffered.peek(4096)[:4096]
-        except UnreadableFile:
-            raise
+        head = buffered.peek(4096)[:4096]
         if not head and "parquet" not in lower:
             return
     else:
@@ -103,25 +100,15 @@ def _read_json(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
     head = stream.peek(4096)[:4096].lstrip()
     backend = ijson.get_backend(limits.json_backend)
     prefix = "item" if head.startswith(b"[") else ""
-    try:
-        # Numbers with a fraction or exponent come as Decimal, kept digit for digit (a float would round a
-        # 17-digit amount and write 1e400 as Infinity); they are written as JSON strings of those digits,
-        # which silver casts like any string-typed number, and the value routing dates is that same text.
+    # Numbers with a fraction or exponent come as Decimal, kept digit for digit (a float would round a
+    # 17-digit amount and write 1e400 as Infinity); they are written as JSON strings of those digits,
+    # which silver casts like any string-typed number, and the value routing dates is that same text.
+    with json_errors(limits):
         for position, value in enumerate(backend.items(stream, prefix, use_float=False, multiple_values=True)):
             text = _dumps(value)
             if len(text) > limits.max_record_bytes:
                 raise UnreadableFile("record_too_large", f"record {position} exceeds {limits.max_record_bytes} bytes")
-            exact = json.loads(text) if isinstance(value, dict) else None
-            yield Record(text, exact, position)
-    except ijson.JSONError as exc:
-        message = str(exc)
-        if "overflow" in message.lower() and limits.json_backend != "python":
-            raise ExactParserNeeded(message) from exc
-        if "utf8" in message.lower() or "utf-8" in message.lower():
-            raise UnreadableFile("not_utf8", message) from exc
-        raise UnreadableFile("malformed_json", message) from exc
-    except UnicodeDecodeError as exc:
-        raise UnreadableFile("not_utf8", str(exc)) from exc
+            yield Record(text, json.loads(text) if isinstance(value, dict) else None, position)
 
 
 def _read_delimited(stream: IO[bytes], limits: ReadLimits, delimiter: str) -> Iterator[Record]:

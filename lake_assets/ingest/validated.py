@@ -26,6 +26,8 @@ TEXT_INPUT_SCHEMA = T.StructType([
     T.StructField("ingest_run_id", T.StringType(), False),
     T.StructField("ingest_ts", T.TimestampType(), False),
 ])
+#: The same, for numbered validated files: each record's position in its source file too.
+NUMBERED_INPUT_SCHEMA = T.StructType(TEXT_INPUT_SCHEMA.fields + [T.StructField("position", T.LongType(), False)])
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class ValidatedFile:
     ingest_run_id: str
     ingest_ts: dt.datetime
     records: int
+    #: Of ``records``, those with no date the lake can hold (only ever on the ingest date).
+    undated: int = 0
 
 
 def validated_files(storage: LakeStorage, days: list[dt.date], formats: tuple[RawFormat, ...],
@@ -59,6 +63,7 @@ def validated_files(storage: LakeStorage, days: list[dt.date], formats: tuple[Ra
                     ingest_run_id=manifest["ingest_run_id"],
                     ingest_ts=dt.datetime.fromisoformat(manifest["ingest_ts"]),
                     records=int(manifest.get("records_by_date", {}).get(day.isoformat(), 0)),
+                    undated=int(manifest.get("undated_by_date", {}).get(day.isoformat(), 0)),
                 ))
     return out
 
@@ -80,8 +85,7 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
 
     lineage_schema = T.StructType([T.StructField("_file_key", T.StringType(), False)] + TEXT_INPUT_SCHEMA.fields[1:])
     if not files:
-        empty = spark.createDataFrame([], TEXT_INPUT_SCHEMA)
-        return empty.withColumn("position", F.lit(0).cast("bigint")) if numbered else empty
+        return spark.createDataFrame([], NUMBERED_INPUT_SCHEMA if numbered else TEXT_INPUT_SCHEMA)
     key_pattern = r"([^/]+/year=\d{4}/month=\d{2}/day=\d{2}/[^/]+)$"
     # From Arrow, so it is a local relation: no Python worker on the executors, any cluster.
     import pyarrow as pa

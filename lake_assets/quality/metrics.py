@@ -178,24 +178,25 @@ def recorded(context, storage: LakeStorage, result, *, dataset: str, asset: str,
 
 
 def summarize(per_partition: Mapping[str, list[Metric]]) -> dict[str, float]:
-    """The numbers of several partitions as one set of Dagster metadata (counts summed, rates weighted)."""
+    """The numbers of several partitions as one set of Dagster metadata.
+
+    Counts are summed; a null rate is weighted by its table's rows (``<prefix>null_rate.<col>``
+    by ``<prefix>rows``); the quarantine rate is recomputed from the summed counts.
+    """
     totals: dict[str, float] = {}
-    rows_by_prefix: dict[str, float] = {}
-    weighted: dict[str, float] = {}
-    for metrics in per_partition.values():
-        rows = {m.name[: -len("rows")]: m.value for m in metrics if m.name.endswith("rows") and "." not in m.name}
-        for m in metrics:
-            if ".null_rate." in f".{m.name}" or m.name.startswith("null_rate."):
-                prefix = m.name.split("null_rate.", 1)[0]
-                n = rows.get(prefix, 0)
-                weighted[m.name] = weighted.get(m.name, 0.0) + m.value * n
-                rows_by_prefix[m.name] = rows_by_prefix.get(m.name, 0.0) + n
-            elif m.name.endswith("_rate"):
-                continue  # recomputed below from the summed counts
-            else:
+    weighted: dict[str, list[float]] = {}  # name -> [sum of rate * rows, sum of rows]
+    for found in per_partition.values():
+        rows = {m.name[: -len("rows")]: m.value for m in found if m.name.endswith("rows")}
+        for m in found:
+            if "null_rate." in m.name:
+                n = rows.get(m.name.split("null_rate.", 1)[0], 0)
+                acc = weighted.setdefault(m.name, [0.0, 0.0])
+                acc[0] += m.value * n
+                acc[1] += n
+            elif not m.name.endswith("_rate"):
                 totals[m.name] = totals.get(m.name, 0) + m.value
-    for name, w in weighted.items():
-        totals[name] = round(w / rows_by_prefix[name], 6) if rows_by_prefix[name] else 0.0
+    for name, (w, n) in weighted.items():
+        totals[name] = round(w / n, 6) if n else 0.0
     if "quarantined_rows" in totals and "total_rows" in totals:
         totals["quarantine_rate"] = round(totals["quarantined_rows"] / totals["total_rows"], 6) \
             if totals["total_rows"] else 0.0

@@ -171,6 +171,9 @@ def test_undatable_and_out_of_range_records_land_under_the_ingest_date(local_lak
     assert records == {"2024-03-10": undated, "2024-01-01": [dated[0]], "2024-03-11": [dated[1]]}
     assert result.records_by_date == {"2024-01-01": 1, "2024-03-10": 9, "2024-03-11": 1}
     assert "raw/ndjson/mixed.ndjson" not in tree(lake_root)
+    # The manifest says how many of the ingest date's records are there for want of a date.
+    manifest = json.loads(local_lake.read_text(f"validated/_manifests/ndjson/{result.sha256}.json"))
+    assert manifest["undated_by_date"] == {"2024-03-10": 9}
 
 
 def test_ingest_date_is_the_utc_date_whatever_the_zone_of_now(local_lake, lake_root):

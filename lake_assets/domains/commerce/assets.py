@@ -9,6 +9,7 @@ Each Spark asset is built per dataset from its :class:`DatasetSpec`.
 """
 
 import datetime as dt
+import functools
 import os
 import warnings
 
@@ -74,20 +75,10 @@ BRONZE = {
 }
 
 
-def _routing_date(record, ingest_ts, start, *, dataset: str):
-    return silver.routing_date(DATASETS[dataset], record, ingest_ts, start)
-
-
-def _dating(dataset: str):
-    import functools
-
-    return functools.partial(_routing_date, dataset=dataset)
-
-
 LANDING = LandingSpec(
     name="commerce",
     formats=FORMATS,
-    date_of={name: _dating(name) for name in DATASETS},
+    date_of={name: functools.partial(silver.routing_date, spec) for name, spec in DATASETS.items()},
     validated_asset={name: BRONZE[name].key for name in DATASETS},
     zones=ZONES,
 )

@@ -24,16 +24,14 @@ from pyspark.sql import types as T
 from lake_assets.domains.commerce import gold, silver
 from lake_assets.domains.commerce.assets import (
     FORMATS,
-    START_DATE,
     GOLD_TABLES,
     QUARANTINE_TABLES,
     SILVER_TABLES,
     ZONES,
 )
 from lake_assets.domains.commerce.spec import DATASETS, DatasetSpec
-from lake_assets.ingest.formats import Record
-from lake_assets.ingest.validated import ValidatedFile, validated_files
-from lake_assets.io_managers import partition_file, partition_row_counts, read_table
+from lake_assets.ingest.validated import validated_files
+from lake_assets.io_managers import partition_row_counts, read_table
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality import metrics
 from lake_assets.quality.checks import RateThresholds, pandera_schema, rate_result, validate_with_pandera
@@ -72,10 +70,6 @@ def _orphans(df: DataFrame, column: str, ref: DataFrame, ref_column: str, sample
         ref.select(F.col(ref_column).alias(column)).distinct(), column, "left_anti")
     found = [str(r[column]) for r in missing.limit(sample).collect()]
     return (missing.count() if found else 0), found
-
-
-def _pandera(struct: T.StructType, checks: dict[str, list] | None = None) -> pa.DataFrameSchema:
-    return pandera_schema(struct, checks)
 
 
 def _schema_check(asset: str, dataset: str, table: dict, schema: pa.DataFrameSchema, *, blocking: bool,
@@ -129,40 +123,12 @@ def _silver_pandera(spec: DatasetSpec) -> pa.DataFrameSchema:
             checks[c.name] = [pa.Check.isin(list(c.allowed))]
         elif c.non_negative:
             checks[c.name] = [pa.Check.ge(0)]
-    return _pandera(silver.silver_schema(spec), checks)
+    return pandera_schema(silver.silver_schema(spec), checks)
 
 
-def _undated_quarantined(lake: LakeResource, spec: DatasetSpec, key: str, files: list[ValidatedFile]) -> int:
-    """Quarantined rows filed under this date only because they had no usable date (their ingest date).
-
-    Re-dates each quarantined record exactly as ingestion routed it (same function, same ingest time).
-    """
-    import json
-
-    import pyarrow.parquet as pq
-
-    ingest_ts = {f.ingest_run_id: f.ingest_ts for f in files}
-    with lake.storage.open_random(partition_file(QUARANTINE_TABLES[spec.name], key)) as fh:
-        rows = pq.read_table(fh, columns=["record", "ingest_run_id"]).to_pylist()
-    undated = 0
-    for row in rows:
-        try:
-            value = json.loads(row["record"])
-        except (TypeError, ValueError):
-            value = None
-        ts = ingest_ts.get(row["ingest_run_id"])
-        record = Record(row["record"] or "", value if isinstance(value, dict) else None)
-        if ts is None or silver.routing_date(spec, record, ts, START_DATE) is None:
-            undated += 1
-    return undated
-
-
-def _accounting(lake: LakeResource, spec: DatasetSpec, keys: list[str],
-                undated: bool = False) -> dict[str, dict[str, int]]:
-    """Per date: records ingestion routed there, and rows silver and quarantine hold (footers only).
-
-    With ``undated``, also the quarantined rows that landed there for want of a usable date.
-    """
+def _accounting(lake: LakeResource, spec: DatasetSpec, keys: list[str]) -> dict[str, dict[str, int]]:
+    """Per date: records ingestion routed there (and how many for want of a usable date, all
+    quarantined), and rows silver and quarantine hold: manifests and Parquet footers only."""
     days = [dt.date.fromisoformat(k) for k in keys]
     files = validated_files(lake.storage, days, (FORMATS[spec.name],), ZONES)
     out = {}
@@ -172,9 +138,8 @@ def _accounting(lake: LakeResource, spec: DatasetSpec, keys: list[str],
             "records_read": sum(f.records for f in files if f.day == day),
             "silver": partition_row_counts(lake.storage, SILVER_TABLES[spec.name], key)[None],
             "quarantined": partition_row_counts(lake.storage, QUARANTINE_TABLES[spec.name], key)[None],
+            "undated": sum(f.undated for f in files if f.day == day),
         }
-        if undated:
-            out[key]["undated"] = _undated_quarantined(lake, spec, key, [f for f in files if f.day == day])
     return out
 
 
@@ -199,7 +164,7 @@ def silver_checks(spec: DatasetSpec) -> list[AssetChecksDefinition]:
                  "(default 0.30). Rows without a usable date land on their ingest date and are reported "
                  "apart (undated_quarantined), not counted against it.")
     def quarantine_rate(context: AssetCheckExecutionContext, lake: LakeResource):
-        counts = _accounting(lake, spec, list(context.partition_keys), undated=True)
+        counts = _accounting(lake, spec, list(context.partition_keys))
         undated = sum(c["undated"] for c in counts.values())
         quarantined = sum(c["quarantined"] for c in counts.values()) - undated
         total = quarantined + sum(c["silver"] for c in counts.values())
@@ -214,7 +179,7 @@ def silver_checks(spec: DatasetSpec) -> list[AssetChecksDefinition]:
                     description=f"({', '.join(spec.primary_key)}) is unique in the partitions checked."),
         accounted,
         quarantine_rate,
-        _schema_check(f"quarantine_{name}", name, QUARANTINE_TABLES[name], _pandera(reject_struct),
+        _schema_check(f"quarantine_{name}", name, QUARANTINE_TABLES[name], pandera_schema(reject_struct),
                       blocking=False, partitioned=True),
     ]
 
@@ -268,7 +233,7 @@ def gold_checks() -> list[AssetChecksDefinition]:
     out: list[AssetChecksDefinition] = [dim_users_scd2]
     for asset, struct, partitioned, unique, refs in specs:
         checks = {f.name: [pa.Check.ge(0)] for f in struct.fields if f.name in non_negative}
-        out.append(_schema_check(asset, "gold", t[asset], _pandera(struct, checks), blocking=True,
+        out.append(_schema_check(asset, "gold", t[asset], pandera_schema(struct, checks), blocking=True,
                                  partitioned=partitioned))
         what = f"({', '.join(unique)}) unique" + "".join(f"; every {c} in {a}" for c, _, a, _ in refs)
         out.append(_keys_check(asset, "gold", t[asset], unique, refs=refs, partitioned=partitioned,

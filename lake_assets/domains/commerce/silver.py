@@ -19,12 +19,11 @@ from pyspark.sql import types as T
 
 from lake_assets.domains.commerce.spec import MIN_TIMESTAMP, NULL_TOKENS, DatasetSpec
 from lake_assets.ingest.formats import Record
-from lake_assets.ingest.validated import json_object
+from lake_assets.ingest.validated import NUMBERED_INPUT_SCHEMA, json_object
 from lake_assets.quality.rules import Rule, reasons_column, reject_rows
 from lake_assets.quality.timestamps import event_time_column, parse_event_time
 
 _MIN_TS = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
-LINEAGE = ("_source_file", "_ingest_run_id", "_loaded_at")
 #: What "trimmed" strips, in Python (routing) and Spark (silver) alike: Spark's ``trim`` alone
 #: strips only spaces, Python's ``strip()`` all Unicode whitespace.
 WHITESPACE = " \t\n\r\f\v"
@@ -57,9 +56,8 @@ def _spark_type(name: str) -> T.DataType:
 
 def silver_schema(spec: DatasetSpec) -> T.StructType:
     """Silver's columns: canonical (typed) plus ``_extra`` and lineage."""
-    fields = [T.StructField(c.name, _spark_type(c.type), c.nullable or False) for c in spec.columns]
-    for c in spec.primary_key:  # primary keys are never null in silver
-        fields[[f.name for f in fields].index(c)].nullable = False
+    # Required columns (primary keys among them) are never null in silver: a null one is quarantined.
+    fields = [T.StructField(c.name, _spark_type(c.type), c.nullable) for c in spec.columns]
     return T.StructType(fields + [
         T.StructField("_extra", T.StringType(), True),
         T.StructField("_source_file", T.StringType(), False),
@@ -92,7 +90,7 @@ def _any(conditions: list[Column]) -> Column:
 
 def parse(records: DataFrame, spec: DatasetSpec, start: dt.date) -> DataFrame:
     """Records (validated text with lineage) -> typed columns, ``reasons`` (incl. duplicate) and lineage."""
-    lineage = ["record", "routed_date", "source_format", "source_file", "ingest_run_id", "ingest_ts", "position"]
+    lineage = NUMBERED_INPUT_SCHEMA.fieldNames()
     known = list(spec.known_names)
     # Three projections, each reading the previous one's columns: every field is read, trimmed
     # and cast once (inlined into each rule, the plan grows per rule and takes seconds to optimize).
@@ -131,6 +129,8 @@ def parse(records: DataFrame, spec: DatasetSpec, start: dt.date) -> DataFrame:
             rules.append(Rule(f"invalid_value:{c.name}", value < 0))
         elif c.needs_at:
             rules.append(Rule(f"invalid_value:{c.name}", value.isNotNull() & ~value.contains("@")))
+    # The spec lists the same rules for the metrics zone and the docs: they must not drift apart.
+    assert [r.name for r in rules] + ["duplicate"] == list(spec.rule_names), "spec.rule_names is out of date"
     reasons = F.coalesce(reasons_column(rules), F.array().cast("array<string>"))
     parsed = step.select(*[c.name for c in spec.columns], "_extra", *lineage, reasons.alias("reasons"))
     return _flag_duplicates(parsed, spec)

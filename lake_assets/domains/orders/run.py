@@ -11,7 +11,7 @@ from typing import Callable
 from dagster import DagsterEventType, DagsterInstance, Definitions
 
 from lake_assets.domains.orders import zones
-from lake_assets.pipeline import QUIET, RunOutcome, _outcome
+from lake_assets.pipeline import QUIET, RunOutcome, run_outcome
 
 
 @dataclass
@@ -50,7 +50,7 @@ def run_orders(defs: Definitions, instance: DagsterInstance,
     extract = defs.resolve_job_def("orders_extract_job")
     result = extract.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False,
                                         tags={"lake/trigger": "lake run"})
-    out.runs.append(_outcome("orders_extract_job", result))
+    out.runs.append(run_outcome("orders_extract_job", result))
     if not result.success:
         progress(f"orders: extraction failed: {'; '.join(out.runs[-1].failures)}")
         return out
@@ -64,7 +64,7 @@ def run_orders(defs: Definitions, instance: DagsterInstance,
         result = validate.execute_in_process(
             run_config={**QUIET, "ops": {"validate_orders": {"config": {"landing_set": name}}}},
             instance=instance, raise_on_error=False, tags={"lake/trigger": "lake run", "lake/landing_set": name})
-        out.runs.append(_outcome("orders_validate_job", result))
+        out.runs.append(run_outcome("orders_validate_job", result))
         out.landing_sets.append(name)
         silver = _materialization_metadata(result, "orders_silver")
         discarded = _materialization_metadata(result, "orders_discarded")

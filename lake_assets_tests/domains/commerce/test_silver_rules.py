@@ -14,7 +14,6 @@ from decimal import Decimal
 
 import pytest
 
-from lake_assets.domains.commerce import reference
 from lake_assets.domains.commerce.spec import EVENTS, TRANSACTIONS, USERS
 
 UTC = dt.timezone.utc
@@ -272,19 +271,10 @@ DEDUP_EXPECTED = {  # (dataset, winner case) -> losers
 
 # -- Spark: one DataFrame per dataset, collected once ---------------------------------------
 def _input(spark, cases: list[Case]):
-    from pyspark.sql import types as T
+    from lake_assets.ingest.validated import NUMBERED_INPUT_SCHEMA
 
-    schema = T.StructType([
-        T.StructField("record", T.StringType(), False),
-        T.StructField("routed_date", T.DateType(), False),
-        T.StructField("source_format", T.StringType(), False),
-        T.StructField("source_file", T.StringType(), False),
-        T.StructField("ingest_run_id", T.StringType(), False),
-        T.StructField("ingest_ts", T.TimestampType(), False),
-        T.StructField("position", T.LongType(), False),
-    ])
     rows = [(c.record, ROUTED, c.dataset, c.source_file, RUN_ID, c.ingest_ts, c.position) for c in cases]
-    return spark.createDataFrame(rows, schema)
+    return spark.createDataFrame(rows, NUMBERED_INPUT_SCHEMA)
 
 
 def _as_json(df, tag: str):
