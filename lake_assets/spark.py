@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -50,9 +51,16 @@ def spark_config_from_env() -> dict[str, str]:
     if remote:
         conf["spark.remote"] = remote
         return conf
+    master = os.environ.get("SPARK_MASTER", "local[*]")
+    cores = local_cores(master)
+    if cores:
+        # Input splits: several per core, so a heavy split does not leave the other cores idle.
+        conf["spark.sql.files.minPartitionNum"] = str(SPLITS_PER_CORE * cores)
+        # A cached frame is read back once or twice per run: compressing it costs more than it saves here.
+        conf["spark.sql.inMemoryColumnarStorage.compressed"] = "false"
     conf.update(
         {
-            "spark.master": os.environ.get("SPARK_MASTER", "local[*]"),
+            "spark.master": master,
             "spark.driver.host": os.environ.get("SPARK_DRIVER_HOST", "127.0.0.1"),
             "spark.driver.bindAddress": os.environ.get("SPARK_DRIVER_BIND_ADDRESS", "127.0.0.1"),
             "spark.ui.enabled": os.environ.get("SPARK_UI_ENABLED", "false"),
@@ -68,6 +76,20 @@ def spark_config_from_env() -> dict[str, str]:
         if key.startswith("SPARK_CONF_"):
             conf[key[len("SPARK_CONF_"):].replace("__", ".")] = value
     return conf
+
+
+#: Input splits per local core (``spark.sql.files.minPartitionNum``).
+SPLITS_PER_CORE = 8
+
+
+def local_cores(master: str) -> int | None:
+    """The cores of a ``local``, ``local[N]`` or ``local[*]`` master (None for a cluster)."""
+    m = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master.strip())
+    if not m:
+        return None
+    if m.group(1) == "*":
+        return os.cpu_count() or 1
+    return int(m.group(1) or 1)
 
 
 class LakeSparkResource(LazyPySparkResource):

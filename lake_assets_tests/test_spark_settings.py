@@ -37,3 +37,32 @@ def test_unreachable_connect_server_fails_fast_with_a_clear_message():
     # Raised before any session is built: pyspark's Connect client would retry for ten minutes.
     with pytest.raises(ConnectionError, match=f"no Spark Connect server answers at 127.0.0.1:{port}"):
         resource.spark_session
+
+
+@pytest.mark.parametrize("master, cores", [("local", 1), ("local[3]", 3), ("local[4, 2]", 4),
+                                            ("spark://10.0.0.5:7077", None), ("yarn", None)])
+def test_local_masters_get_several_input_splits_per_core(monkeypatch, master, cores):
+    from lake_assets.spark import SPLITS_PER_CORE, local_cores
+
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    monkeypatch.setenv("SPARK_MASTER", master)
+    assert local_cores(master) == cores
+    conf = spark_config_from_env()
+    if cores is None:
+        # A cluster's own parallelism decides: nothing is imposed on it.
+        assert "spark.sql.files.minPartitionNum" not in conf
+        assert "spark.sql.inMemoryColumnarStorage.compressed" not in conf
+    else:
+        assert conf["spark.sql.files.minPartitionNum"] == str(SPLITS_PER_CORE * cores)
+        assert conf["spark.sql.inMemoryColumnarStorage.compressed"] == "false"
+
+
+def test_local_star_counts_this_machines_cores(monkeypatch):
+    import os
+
+    from lake_assets.spark import local_cores
+
+    assert local_cores("local[*]") == os.cpu_count()
+    monkeypatch.setenv("SPARK_MASTER", "local[2]")
+    monkeypatch.setenv("SPARK_CONF_spark__sql__files__minPartitionNum", "5")
+    assert spark_config_from_env()["spark.sql.files.minPartitionNum"] == "5"  # an explicit setting wins

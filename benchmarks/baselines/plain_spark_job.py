@@ -37,6 +37,16 @@ NUMBER = r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?\z"
 MIN_EPOCH, MAX_EPOCH = -62135596800, 253402300799
 
 
+def local_cores(master: str) -> int | None:
+    """Cores of a local[N]/local[*]/local master; None for a cluster."""
+    import re
+
+    m = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master.strip())
+    if not m:
+        return None
+    return (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1) or 1)
+
+
 def spark_session(master: str, shuffle_partitions: int, driver_memory: str):
     """The same session settings our pipeline uses (spark.py), so only the job's shape differs."""
     from pyspark.sql import SparkSession
@@ -56,6 +66,9 @@ def spark_session(master: str, shuffle_partitions: int, driver_memory: str):
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.locality.wait": "0s",
+        # As ours: several input splits per local core.
+        **({"spark.sql.files.minPartitionNum": str(8 * local_cores(master)),
+            "spark.sql.inMemoryColumnarStorage.compressed": "false"} if local_cores(master) else {}),
     }.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -28,6 +28,15 @@ def reasons_column(rules: Sequence[Rule]) -> Column:
     return F.filter(flags, lambda x: x.isNotNull())
 
 
+def record_text_for_rejects(parsed: DataFrame) -> DataFrame:
+    """``record`` kept only on rows that broke a rule (null on valid rows).
+
+    Valid rows leave as typed columns and rejects keep the record's text, so a
+    parse cached for both writes need not hold a second copy of the whole input.
+    """
+    return parsed.withColumn("record", F.when(F.size("reasons") > 0, F.col("record")))
+
+
 #: The columns of every reject row, whatever the domain.
 REJECT_SCHEMA = T.StructType(
     [

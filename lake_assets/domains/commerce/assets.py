@@ -43,6 +43,7 @@ from lake_assets.ingest.tabular import tabular_format
 from lake_assets.ingest.validated import read_validated_text, validated_files
 from lake_assets.io_managers import lake_table, read_partitions_present
 from lake_assets.partitions import daily_partitions
+from lake_assets.quality.rules import record_text_for_rejects
 from lake_assets.resources import LakeResource
 
 GROUP_BRONZE, GROUP_SILVER, GROUP_GOLD = "commerce_bronze", "commerce_silver", "commerce_gold"
@@ -188,7 +189,7 @@ def build_silver(spec: DatasetSpec) -> AssetsDefinition:
         records = read_validated_text(spark.spark_session, storage, files, numbered=True)
         # Two writes (quarantine, silver) read the parse: parse once.
         parsed = silver.parse(records, spec, START_DATE)
-        parsed = parsed.where(F.col("routed_date").isin(*days)).persist()
+        parsed = record_text_for_rejects(parsed.where(F.col("routed_date").isin(*days))).persist()
         now = _now()
         try:
             # Quarantine first: silver's metrics read the quarantine this run just wrote.

@@ -33,6 +33,7 @@ from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing
 from lake_assets.ingest.validated import read_validated_text, validated_files
 from lake_assets.io_managers import lake_table
 from lake_assets.partitions import daily_partitions
+from lake_assets.quality.rules import record_text_for_rejects
 from lake_assets.resources import LakeResource
 
 GROUP = "logs"
@@ -103,7 +104,7 @@ def processed_logs(context: AssetExecutionContext, spark: LazyPySparkResource, l
         START_DATE,
     )
     # Each parsed frame feeds two writes (valid rows, rejects): parse once.
-    access, errors = access.persist(), errors.persist()
+    access, errors = record_text_for_rejects(access).persist(), record_text_for_rejects(errors).persist()
     try:
         # Rejects first: processed's metrics read the rejects this run just wrote.
         yield Output(

@@ -22,7 +22,7 @@ from lake_assets.domains.logs.fields import (  # noqa: F401  (re-exported: the c
     METHODS,
 )
 from lake_assets.ingest.formats import JSON_GZIP, NDJSON, XML_ERRORS, RawFormat, Record
-from lake_assets.ingest.validated import TEXT_INPUT_SCHEMA, json_object  # noqa: F401  (what parse_* read)
+from lake_assets.ingest.validated import TEXT_INPUT_SCHEMA, json_get, json_object  # noqa: F401  (what parse_* read)
 from lake_assets.quality.rules import Rule, reasons_column, reject_rows
 from lake_assets.quality.timestamps import event_time_column, parse_event_time
 
@@ -124,19 +124,37 @@ def _timestamp_rules(ts: Column, malformed: Column, missing_ts: Column,
 
 
 def parse_access(text: DataFrame, start: dt.date) -> DataFrame:
-    """Validated access records -> typed columns plus ``reasons`` (empty when valid)."""
-    df = text.withColumn("_obj", json_object(F.col("record")))
+    """Validated access records -> typed columns plus ``reasons`` (empty when valid).
+
+    Three projections, each reading the one before: the record is parsed once,
+    each field read once and typed once. Inlined into every rule that uses
+    them, the same expressions were evaluated several times per row (Spark
+    does not share work across the branches of the rules' conditionals).
+    """
+    lineage = ["record", "routed_date", "source_format", "source_file", "ingest_run_id", "ingest_ts"]
     obj = F.col("_obj")
-    # Every field as text, whatever its JSON type (numbers and nested values keep their JSON form).
-    c = {n: F.try_variant_get(obj, f"$.{n}", "string") for n in ACCESS_FIELDS}
-    malformed = obj.isNull()
+    extras = F.map_filter(json_get(obj, "$", "map<string,variant>"), lambda k, v: ~k.isin(*ACCESS_FIELDS))
+    # 1. The one strict parse; 2. every field as text (numbers and nested values keep their JSON form).
+    step = text.select(*lineage, json_object(F.col("record")).alias("_obj"))
+    step = step.select(
+        *lineage, obj.isNull().alias("_malformed"),
+        *[json_get(obj, f"$.{n}", "string").alias(n) for n in ACCESS_FIELDS],
+        F.when(F.size(extras) > 0, F.to_json(extras)).alias("attributes"),
+    )
+    c = {n: F.col(n) for n in ACCESS_FIELDS}
+    # 3. Typed once.
+    step = step.select(
+        "*",
+        event_time_column(c["timestamp"]).alias("event_ts"),
+        F.when(c["status"].rlike(r"^\d{1,3}$"), c["status"].try_cast("int")).alias("_status"),
+        F.upper(c["method"]).alias("_method"),
+        c["bytes_sent"].try_cast("bigint").alias("_bytes_sent"),
+        c["latency_ms"].try_cast("double").alias("_latency_ms"),
+    )
+    ts, status, method = F.col("event_ts"), F.col("_status"), F.col("_method")
+    bytes_sent, latency = F.col("_bytes_sent"), F.col("_latency_ms")
+    malformed = F.col("_malformed")
     missing = {n: _missing(c[n], n, malformed) for n in ACCESS_REQUIRED}
-    ts = event_time_column(c["timestamp"])
-    status_ok = c["status"].rlike(r"^\d{1,3}$")
-    status = F.when(status_ok, c["status"].try_cast("int"))
-    method = F.upper(c["method"])
-    bytes_sent = c["bytes_sent"].try_cast("bigint")
-    latency = c["latency_ms"].try_cast("double")
     rules = [Rule("malformed_record", malformed)]
     rules += [Rule(f"missing_field:{n}", missing[n]) for n in ACCESS_REQUIRED]
     rules += _timestamp_rules(ts, malformed, missing["timestamp"], F.col("ingest_ts"), start)
@@ -149,22 +167,17 @@ def parse_access(text: DataFrame, start: dt.date) -> DataFrame:
         Rule("invalid_type:bytes_sent", c["bytes_sent"].isNotNull() & bytes_sent.isNull()),
         Rule("invalid_type:latency_ms", c["latency_ms"].isNotNull() & (latency.isNull() | F.isnan(latency))),
     ]
-    extras = F.map_filter(F.try_variant_get(obj, "$", "map<string,variant>"), lambda k, v: ~k.isin(*ACCESS_FIELDS))
-    return df.select(
+    return step.select(
         ts.alias("event_ts"),
         F.to_date(ts).alias("event_date"),
-        c["service"].alias("service"),
-        c["host"].alias("host"),
-        c["request_id"].alias("request_id"),
-        c["client_ip"].alias("client_ip"),
-        c["user_id"].alias("user_id"),
+        *[c[n].alias(n) for n in ("service", "host", "request_id", "client_ip", "user_id")],
         method.alias("method"),
         c["path"].alias("path"),
         status.alias("status"),
         bytes_sent.alias("bytes_sent"),
         latency.alias("latency_ms"),
         c["user_agent"].alias("user_agent"),
-        F.when(F.size(extras) > 0, F.to_json(extras)).alias("attributes"),
+        "attributes",
         "record", "routed_date", "source_format", "source_file", "ingest_run_id",
         reasons_column(rules).alias("reasons"),
     )

@@ -84,6 +84,10 @@ ACCESS_CASES: dict[str, tuple[str, list[str]]] = {
     "malformed_trailing_text": (access() + " trailing", ["malformed_record"]),
     "malformed_two_objects": (access() + "{}", ["malformed_record"]),
     "malformed_single_quotes": (access().replace('"', "'"), ["malformed_record"]),
+    "malformed_comma_then_object": (access() + ', {"a": 1}', ["malformed_record"]),
+    "malformed_closing_bracket_after": (access() + "]", ["malformed_record"]),
+    "malformed_whitespace_then_array": (" \t" + json.dumps([BASE]), ["malformed_record"]),
+    "valid_leading_and_trailing_whitespace": (" \t" + access() + " \r", []),
     # every required field missing: an empty object
     "empty_object": ("{}", [f"missing_field:{f}" for f in ACCESS_REQUIRED]),
     # several missing, in a scrambled record order: reported in the contract's table order
