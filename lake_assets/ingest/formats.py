@@ -136,9 +136,13 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+#: One decoder for every record (``json.loads`` with an option builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _json_object(text: str) -> dict | None:
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -238,7 +242,9 @@ class LineSink:
     def __init__(self, path: str, *, compress: bool = False, header: str = "", footer: str = "",
                  numbered: bool = False) -> None:
         raw = open(path, "wb")
-        self._f = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) if compress else raw
+        self._gz = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) if compress else None
+        # Records are small: buffer them so gzip compresses (and the OS writes) in large blocks.
+        self._f = io.BufferedWriter(self._gz or raw, 1 << 20)
         self._raw = raw
         self._footer = footer
         self._numbered = numbered
@@ -248,16 +254,16 @@ class LineSink:
 
     def write(self, record: Record) -> None:
         if self._numbered:
-            self._f.write(f"{record.position}\t".encode("ascii"))
-        self._f.write(record.text.encode("utf-8"))
-        self._f.write(b"\n")
+            self._f.write(f"{record.position}\t{record.text}\n".encode("utf-8"))
+        else:
+            self._f.write((record.text + "\n").encode("utf-8"))
         self.count += 1
 
     def close(self) -> None:
         if self._footer:
             self._f.write(self._footer.encode("utf-8"))
-        self._f.close()
-        if self._raw is not self._f:
+        self._f.close()  # flushes into, and closes, the gzip stream or the file
+        if not self._raw.closed:
             self._raw.close()
 
 
