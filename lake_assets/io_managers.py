@@ -108,6 +108,160 @@ def _preview_md(table: pa.Table) -> str:
     return head + "".join("| " + " | ".join(cell(r[c]) for c in cols) + " |\n" for r in rows)
 
 
+def write_table(storage: LakeStorage, meta: Mapping[str, Any], obj: DataFrame | Mapping[str, DataFrame],
+                keys: list[str | None], *, asset: str, run_id: str, preview_rows: int = 5) -> dict[str, Any]:
+    """Write an asset's DataFrame(s) to its partitions ``keys``, publish them, and file its metrics.
+
+    What the IO manager does on output, as a function, so a Spark step running
+    elsewhere (a Pipes script on EMR or Glue) writes the lake the same way.
+    Returns the materialization metadata.
+    """
+    frames = obj if isinstance(obj, Mapping) else {None: obj}
+    prefixes = _table_prefixes(meta)
+    if set(frames) != set(prefixes):
+        raise ValueError(f"{asset} returned tables {sorted(map(str, frames))}, "
+                         f"declared {sorted(map(str, prefixes))}")
+    total = 0
+    per_partition: dict[str, int] = {}
+    previews: dict[str, str] = {}
+    for sub, df in frames.items():
+        counts, preview = _write(storage, meta, sub, df, keys, preview_rows)
+        total += sum(counts.values())
+        for k, n in counts.items():
+            label = "/".join(p for p in (sub, k) if p) or "rows"
+            per_partition[label] = n
+        if preview is not None:
+            previews[sub or "rows"] = preview
+    first = next(iter(frames.values()))
+    first_prefix = prefixes[next(iter(prefixes))]
+    md: dict[str, Any] = {
+        "dagster/row_count": total,
+        "dagster/column_schema": _schema_metadata(first),
+        "dagster/uri": MetadataValue.path(
+            storage.uri(join(first_prefix, partition_path(meta["lake/partitioning"], keys[0])))
+            if len(keys) == 1 and keys[0] is not None else storage.uri(meta["lake/prefix"])
+        ),
+        "rows_per_partition": MetadataValue.json(per_partition),
+    }
+    for sub, df in frames.items():
+        if sub:
+            md[f"rows_{sub}"] = sum(v for k, v in per_partition.items() if k.startswith(f"{sub}/"))
+            md[f"column_schema_{sub}"] = _schema_metadata(df)
+    for name, text in previews.items():
+        md[f"preview_{name}" if name != "rows" else "preview"] = MetadataValue.md(text)
+    if meta.get("lake/metrics_dataset"):
+        md.update(_record_metrics(storage, meta, keys, asset, run_id))
+    return md
+
+
+def _record_metrics(storage: LakeStorage, meta: Mapping[str, Any], keys: list[str | None],
+                    asset: str, run_id: str) -> dict[str, Any]:
+    """Write each partition's metrics CSV; return the run's numbers as metadata (plotted by the UI)."""
+    dataset = meta["lake/metrics_dataset"]
+    rejects = _rejects_table(meta)
+    rules = [r for r in (meta.get("lake/rules") or "").split("\n") if r]
+    per_partition: dict[str, list[metrics.Metric]] = {}
+    for key in keys:
+        found: list[metrics.Metric] = []
+        rows = 0
+        for sub in _table_prefixes(meta):
+            part = metrics.footer_metrics(storage, partition_file(meta, key, sub),
+                                          prefix=f"{sub}." if sub else "")
+            rows += int(part[0].value)
+            found += part
+        if rejects is not None:
+            path = partition_file(rejects, key)
+            with storage.open_random(path) as fh:
+                quarantined = pq.ParquetFile(fh).metadata.num_rows
+            found += [metrics.Metric("total_rows", rows + quarantined),
+                      metrics.Metric("quarantined_rows", quarantined),
+                      metrics.Metric("quarantine_rate",
+                                     round(quarantined / (rows + quarantined), 6) if rows + quarantined else 0.0)]
+            found += metrics.rule_metrics(metrics.reason_counts(storage, path), rules)
+        metrics.write_metrics(storage, dataset=dataset, asset=asset, partition=key,
+                              run_id=run_id, metrics=found)
+        per_partition[key or ""] = found
+    summary = metrics.summarize(per_partition)
+    folder = metrics.metrics_path(dataset, asset, keys[0], run_id).rsplit("/", 2)[0]
+    return {**{f"metrics/{k}": v for k, v in summary.items()},
+            "metrics/files": MetadataValue.path(storage.uri(folder))}
+
+def _write(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None, df: DataFrame,
+           keys: list[str | None], preview_rows: int) -> tuple[dict[str, int], str | None]:
+    if keys == [None]:
+        return _write_whole(lake, meta, sub, df, preview_rows)
+    date_col = meta["lake/date_column"]
+    out = df.withColumn(_PART, F.date_format(F.col(date_col), "yyyy-MM-dd"))
+    if date_col.startswith("_"):
+        out = out.drop(date_col)
+    data_schema = out.drop(_PART).schema
+    stage = SparkStage.create(lake)
+    try:
+        out.repartition(_PART).write.mode("overwrite").partitionBy(_PART).parquet(stage.spark_uri)
+        staged: dict[str, list] = {}
+        for f in stage.files():
+            key = f.path.split(f"{_PART}=", 1)[1].split("/", 1)[0]
+            staged.setdefault(key, []).append(f)
+        stray = sorted(set(staged) - set(keys))
+        if stray:
+            raise ValueError(
+                f"rows dated {stray[:5]} fall outside this run's partitions "
+                f"{keys[0]}..{keys[-1]}; nothing was published")
+        counts: dict[str, int] = {}
+        preview: str | None = None
+        for key in keys:
+            dest = partition_file(meta, key, sub)
+            files = staged.get(key, [])
+            if len(files) > 1:
+                raise RuntimeError(f"Spark wrote {len(files)} files for partition {key}; expected one")
+            if files:
+                counts[key], found = _inspect(stage.storage, files[0].path, preview_rows if preview is None else 0)
+                preview = preview or found
+                stage.publish(files[0], dest)
+            else:
+                counts[key] = 0
+                _write_empty(lake, dest, data_schema)
+        return counts, preview
+    finally:
+        stage.cleanup()
+
+def _write_whole(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None,
+                 df: DataFrame, preview_rows: int) -> tuple[dict[str, int], str | None]:
+    """An unpartitioned table: one file, replaced atomically (readers see old or new, whole)."""
+    dest = partition_file(meta, None, sub)
+    stage = SparkStage.create(lake)
+    try:
+        df.coalesce(1).write.mode("overwrite").parquet(stage.spark_uri)
+        files = stage.files()
+        if len(files) > 1:
+            raise RuntimeError(f"Spark wrote {len(files)} files for {dest}; expected one")
+        if not files:
+            _write_empty(lake, dest, df.schema)
+            return {"": 0}, None
+        rows, preview = _inspect(stage.storage, files[0].path, preview_rows)
+        stage.publish(files[0], dest)
+        return {"": rows}, preview
+    finally:
+        stage.cleanup()
+
+def _inspect(storage: LakeStorage, path: str, preview_rows: int) -> tuple[int, str | None]:
+    """Row count from a staged file's footer, and a preview of its first ``preview_rows`` rows."""
+    with storage.open_random(path) as fh:
+        pf = pq.ParquetFile(fh)
+        rows = pf.metadata.num_rows
+        if not (preview_rows and rows):
+            return rows, None
+        batch = next(pf.iter_batches(batch_size=preview_rows))
+        return rows, _preview_md(pa.Table.from_batches([batch]).slice(0, preview_rows))
+
+def _write_empty(lake: LakeStorage, dest: str, schema) -> None:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    table = pa.Table.from_batches([], schema=to_arrow_schema(schema, timezone="UTC"))
+    with lake.open_write(dest) as f:
+        pq.write_table(table, f)
+
+
 class LakeParquetIOManager(ConfigurableIOManager):
     """Reads and writes daily-partitioned Spark DataFrames as Parquet on the lake."""
 
@@ -115,158 +269,11 @@ class LakeParquetIOManager(ConfigurableIOManager):
     spark: ResourceDependency[LazyPySparkResource]
     preview_rows: int = 5
 
-    # -- output ------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: DataFrame | Mapping[str, DataFrame]) -> None:
-        meta = context.definition_metadata
         keys: list[str | None] = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
-        frames = obj if isinstance(obj, Mapping) else {None: obj}
-        prefixes = _table_prefixes(meta)
-        if set(frames) != set(prefixes):
-            raise ValueError(f"{context.asset_key.to_user_string()} returned tables {sorted(map(str, frames))}, "
-                             f"declared {sorted(map(str, prefixes))}")
-        total = 0
-        per_partition: dict[str, int] = {}
-        previews: dict[str, str] = {}
-        for sub, df in frames.items():
-            counts, preview = self._write(meta, sub, df, keys)
-            total += sum(counts.values())
-            for k, n in counts.items():
-                label = "/".join(p for p in (sub, k) if p) or "rows"
-                per_partition[label] = n
-            if preview is not None:
-                previews[sub or "rows"] = preview
-        storage = self.lake.storage
-        first = next(iter(frames.values()))
-        first_prefix = prefixes[next(iter(prefixes))]
-        md: dict[str, Any] = {
-            "dagster/row_count": total,
-            "dagster/column_schema": _schema_metadata(first),
-            "dagster/uri": MetadataValue.path(
-                storage.uri(join(first_prefix, partition_path(meta["lake/partitioning"], keys[0])))
-                if len(keys) == 1 and keys[0] is not None else storage.uri(meta["lake/prefix"])
-            ),
-            "rows_per_partition": MetadataValue.json(per_partition),
-        }
-        for sub, df in frames.items():
-            if sub:
-                md[f"rows_{sub}"] = sum(v for k, v in per_partition.items() if k.startswith(f"{sub}/"))
-                md[f"column_schema_{sub}"] = _schema_metadata(df)
-        for name, text in previews.items():
-            md[f"preview_{name}" if name != "rows" else "preview"] = MetadataValue.md(text)
-        if meta.get("lake/metrics_dataset"):
-            md.update(self._record_metrics(context, meta, keys))
-        context.add_output_metadata(md)
-
-    def _record_metrics(self, context: OutputContext, meta: Mapping[str, Any],
-                        keys: list[str | None]) -> dict[str, Any]:
-        """Write each partition's metrics CSV; return the run's numbers as metadata (plotted by the UI)."""
-        storage = self.lake.storage
-        dataset, asset = meta["lake/metrics_dataset"], context.asset_key.path[-1]
-        rejects = _rejects_table(meta)
-        rules = [r for r in (meta.get("lake/rules") or "").split("\n") if r]
-        per_partition: dict[str, list[metrics.Metric]] = {}
-        for key in keys:
-            found: list[metrics.Metric] = []
-            rows = 0
-            for sub in _table_prefixes(meta):
-                part = metrics.footer_metrics(storage, partition_file(meta, key, sub),
-                                              prefix=f"{sub}." if sub else "")
-                rows += int(part[0].value)
-                found += part
-            if rejects is not None:
-                path = partition_file(rejects, key)
-                with storage.open_random(path) as fh:
-                    quarantined = pq.ParquetFile(fh).metadata.num_rows
-                found += [metrics.Metric("total_rows", rows + quarantined),
-                          metrics.Metric("quarantined_rows", quarantined),
-                          metrics.Metric("quarantine_rate",
-                                         round(quarantined / (rows + quarantined), 6) if rows + quarantined else 0.0)]
-                found += metrics.rule_metrics(metrics.reason_counts(storage, path), rules)
-            metrics.write_metrics(storage, dataset=dataset, asset=asset, partition=key,
-                                  run_id=context.run_id, metrics=found)
-            per_partition[key or ""] = found
-        summary = metrics.summarize(per_partition)
-        folder = metrics.metrics_path(dataset, asset, keys[0], context.run_id).rsplit("/", 2)[0]
-        return {**{f"metrics/{k}": v for k, v in summary.items()},
-                "metrics/files": MetadataValue.path(storage.uri(folder))}
-
-    def _write(self, meta: Mapping[str, Any], sub: str | None, df: DataFrame,
-               keys: list[str | None]) -> tuple[dict[str, int], str | None]:
-        if keys == [None]:
-            return self._write_whole(meta, sub, df)
-        lake = self.lake.storage
-        date_col = meta["lake/date_column"]
-        out = df.withColumn(_PART, F.date_format(F.col(date_col), "yyyy-MM-dd"))
-        if date_col.startswith("_"):
-            out = out.drop(date_col)
-        data_schema = out.drop(_PART).schema
-        stage = SparkStage.create(lake)
-        try:
-            out.repartition(_PART).write.mode("overwrite").partitionBy(_PART).parquet(stage.spark_uri)
-            staged: dict[str, list] = {}
-            for f in stage.files():
-                key = f.path.split(f"{_PART}=", 1)[1].split("/", 1)[0]
-                staged.setdefault(key, []).append(f)
-            stray = sorted(set(staged) - set(keys))
-            if stray:
-                raise ValueError(
-                    f"rows dated {stray[:5]} fall outside this run's partitions "
-                    f"{keys[0]}..{keys[-1]}; nothing was published")
-            counts: dict[str, int] = {}
-            preview: str | None = None
-            for key in keys:
-                dest = partition_file(meta, key, sub)
-                files = staged.get(key, [])
-                if len(files) > 1:
-                    raise RuntimeError(f"Spark wrote {len(files)} files for partition {key}; expected one")
-                if files:
-                    counts[key], found = self._inspect(stage.storage, files[0].path, preview is None)
-                    preview = preview or found
-                    stage.publish(files[0], dest)
-                else:
-                    counts[key] = 0
-                    self._write_empty(lake, dest, data_schema)
-            return counts, preview
-        finally:
-            stage.cleanup()
-
-    def _write_whole(self, meta: Mapping[str, Any], sub: str | None,
-                     df: DataFrame) -> tuple[dict[str, int], str | None]:
-        """An unpartitioned table: one file, replaced atomically (readers see old or new, whole)."""
-        lake = self.lake.storage
-        dest = partition_file(meta, None, sub)
-        stage = SparkStage.create(lake)
-        try:
-            df.coalesce(1).write.mode("overwrite").parquet(stage.spark_uri)
-            files = stage.files()
-            if len(files) > 1:
-                raise RuntimeError(f"Spark wrote {len(files)} files for {dest}; expected one")
-            if not files:
-                self._write_empty(lake, dest, df.schema)
-                return {"": 0}, None
-            rows, preview = self._inspect(stage.storage, files[0].path, True)
-            stage.publish(files[0], dest)
-            return {"": rows}, preview
-        finally:
-            stage.cleanup()
-
-    def _inspect(self, storage: LakeStorage, path: str, want_preview: bool) -> tuple[int, str | None]:
-        """Row count from a staged file's footer, and a preview of its first rows if wanted."""
-        with storage.open_random(path) as fh:
-            pf = pq.ParquetFile(fh)
-            rows = pf.metadata.num_rows
-            if not (want_preview and rows and self.preview_rows):
-                return rows, None
-            batch = next(pf.iter_batches(batch_size=self.preview_rows))
-            return rows, _preview_md(pa.Table.from_batches([batch]).slice(0, self.preview_rows))
-
-    @staticmethod
-    def _write_empty(lake: LakeStorage, dest: str, schema) -> None:
-        from pyspark.sql.pandas.types import to_arrow_schema
-
-        table = pa.Table.from_batches([], schema=to_arrow_schema(schema, timezone="UTC"))
-        with lake.open_write(dest) as f:
-            pq.write_table(table, f)
+        context.add_output_metadata(write_table(
+            self.lake.storage, context.definition_metadata, obj, keys,
+            asset=context.asset_key.path[-1], run_id=context.run_id, preview_rows=self.preview_rows))
 
     # -- input -------------------------------------------------------------
     def load_input(self, context: InputContext) -> DataFrame | dict[str, DataFrame]:

@@ -10,6 +10,10 @@ partition only).
 """
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from dagster import (
     AssetExecutionContext,
@@ -32,6 +36,7 @@ from lake_assets.domains.logs import contract
 from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing_sensor
 from lake_assets.ingest.validated import read_validated_text, validated_files
 from lake_assets.io_managers import lake_table
+from lake_assets.lake import LakeStorage
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality.rules import record_text_for_rejects
 from lake_assets.resources import LakeResource
@@ -91,30 +96,43 @@ DAILY_ACTIVITY_TABLE = lake_table("analytics/daily_activity", partitioning="date
 def processed_logs(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource):
     """Parse validated records with explicit schemas; every rule a row breaks is collected."""
     days = [dt.date.fromisoformat(k) for k in context.partition_keys]
-    session = spark.spark_session
-    storage = lake.storage
+    with parsed_logs(spark.spark_session, lake.storage, days, context.log.info) as parsed:
+        # Rejects first: processed's metrics read the rejects this run just wrote.
+        yield Output(parsed.rejects, output_name="rejected_log_records")
+        yield Output(parsed.processed, output_name="processed_logs", metadata=parsed.metadata)
+
+
+@dataclass(frozen=True)
+class ParsedLogs:
+    rejects: DataFrame
+    processed: dict[str, DataFrame]
+    metadata: dict[str, int]
+
+
+@contextmanager
+def parsed_logs(session, storage: LakeStorage, days: list[dt.date],
+                log: Callable[[str], None] = lambda _: None) -> Iterator[ParsedLogs]:
+    """The processed_logs step's frames for these dates: rejects and processed (access, error).
+
+    Shared by the asset and its Pipes script (``domains/logs/remote.py``), which runs
+    the same step on EMR, EMR Serverless or Glue. Each parse feeds two writes
+    (valid rows, rejects), so it is cached while the block runs.
+    """
     access_files = validated_files(storage, days, contract.ACCESS_FORMATS)
     error_files = validated_files(storage, days, contract.ERROR_FORMATS)
-    context.log.info(f"{len(days)} partition(s): {len(access_files)} access and "
-                     f"{len(error_files)} error file(s) in validated/")
+    log(f"{len(days)} partition(s): {len(access_files)} access and {len(error_files)} error file(s) in validated/")
     access = contract.parse_access(read_validated_text(session, storage, access_files), START_DATE)
     errors = contract.parse_errors(
         read_validated_text(session, storage, error_files,
                             skip_lines=(contract.XML_ERRORS.header.strip(), contract.XML_ERRORS.footer.strip())),
         START_DATE,
     )
-    # Each parsed frame feeds two writes (valid rows, rejects): parse once.
     access, errors = record_text_for_rejects(access).persist(), record_text_for_rejects(errors).persist()
     try:
-        # Rejects first: processed's metrics read the rejects this run just wrote.
-        yield Output(
-            contract.rejected_rows(access).unionByName(contract.rejected_rows(errors)),
-            output_name="rejected_log_records",
-        )
-        yield Output(
-            {"access": contract.valid_rows(access, contract.ACCESS_SCHEMA),
-             "error": contract.valid_rows(errors, contract.ERROR_SCHEMA)},
-            output_name="processed_logs",
+        yield ParsedLogs(
+            rejects=contract.rejected_rows(access).unionByName(contract.rejected_rows(errors)),
+            processed={"access": contract.valid_rows(access, contract.ACCESS_SCHEMA),
+                       "error": contract.valid_rows(errors, contract.ERROR_SCHEMA)},
             metadata={"validated_files": len(access_files) + len(error_files),
                       "records_read": sum(f.records for f in access_files + error_files)},
         )
@@ -136,6 +154,44 @@ def processed_logs(context: AssetExecutionContext, spark: LazyPySparkResource, l
 def daily_activity(processed_logs: dict[str, DataFrame]) -> DataFrame:
     """Gold: one row per (date, service), requests deduplicated by request_id (analytics/daily_activity)."""
     return contract.daily_activity(processed_logs["access"], processed_logs["error"])
+
+
+def processed_logs_via_pipes(launch: Callable[[AssetExecutionContext, Any, dict], Any], *,
+                             client_key: str = "pipes_client", name: str = "processed_logs_pipes"):
+    """processed_logs and rejected_log_records built by a Pipes client instead of in process.
+
+    ``launch(context, client, extras)`` starts ``python -m lake_assets.domains.logs.remote``
+    where Spark runs, passing ``extras`` on, and returns the client's completed
+    invocation; e.g. with ``PipesEMRServerlessClient`` as the ``client_key`` resource::
+
+        processed_logs_via_pipes(lambda context, client, extras: client.run(
+            context=context, extras=extras, start_job_run_params={
+                "applicationId": APP, "executionRoleArn": ROLE, "jobDriver": {"sparkSubmit": {
+                    "entryPoint": "s3://my-bucket/code/remote.py"}}}))
+
+    The extras carry the run's partition keys: Dagster 1.13 gives a Pipes process
+    a partition range only when the run has a single partition.
+
+    Same keys, partitions, backfill policy and table metadata as :func:`processed_logs`,
+    so gold, checks and the lake IO manager read its partitions unchanged; use it in
+    place of ``processed_logs`` in the definitions.
+    """
+    specs = [
+        AssetSpec(key, deps=[validated_logs], group_name=GROUP, metadata=meta, kinds={"spark", "parquet"},
+                  automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+                  description=f"{key.to_user_string()}, built by the Pipes script "
+                              "lake_assets/domains/logs/remote.py").with_io_manager_key("lake_io_manager")
+        for key, meta in ((processed_logs.keys_by_output_name["processed_logs"], PROCESSED_TABLE),
+                          (processed_logs.keys_by_output_name["rejected_log_records"], REJECTS_TABLE))
+    ]
+
+    @multi_asset(specs=specs, name=name, partitions_def=daily_partitions,
+                 backfill_policy=BackfillPolicy.single_run(), required_resource_keys={client_key})
+    def _via_pipes(context: AssetExecutionContext):
+        extras = {"partition_keys": list(context.partition_keys)}
+        return launch(context, getattr(context.resources, client_key), extras).get_results()
+
+    return _via_pipes
 
 
 #: Processed and gold for a range of dates (with their checks): what `lake run` and backfills run.
