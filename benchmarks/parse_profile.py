@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     from lake_assets import settings
     from lake_assets.domains.logs import contract
-    from lake_assets.ingest.validated import json_get, json_object, read_validated_text, validated_files
+    from lake_assets.ingest.validated import json_get, json_record, read_validated_text, validated_files
     from lake_assets.lake import LakeStorage
     from lake_assets.quality.timestamps import event_time_column
     from lake_assets.spark import spark_config_from_env
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
                  for f in fs if "/ndjson/" in os.path.join(d, f) or "/json_gzip/" in os.path.join(d, f)) / 1e6
 
     text = read_validated_text(spark, storage, files)
-    obj = text.select("record", json_object(F.col("record")).alias("_obj"))
+    obj = text.select("record", json_record(F.col("record")).alias("_obj"))
     fields = obj.select(*[json_get(F.col("_obj"), f"$.{n}", "string").alias(n) for n in contract.ACCESS_FIELDS])
     extras = F.map_filter(json_get(F.col("_obj"), "$", "map<string,variant>"),
                           lambda k, v: ~k.isin(*contract.ACCESS_FIELDS))

@@ -5,8 +5,6 @@ session and touches no storage.
 """
 from __future__ import annotations
 
-import os
-
 from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
@@ -15,7 +13,6 @@ from dagster import (
     in_process_executor,
 )
 
-from lake_assets import settings
 from lake_assets.domains import commerce, logs, orders
 from lake_assets.io_managers import LakeParquetIOManager
 from lake_assets.resources import LakeResource
@@ -24,10 +21,7 @@ from lake_assets.spark import spark_resource_from_env
 
 def build_resources(lake_root: str | None = None) -> dict:
     """Resources from the environment: a local lake by default, S3 and a cluster when configured."""
-    lake = LakeResource(
-        root=lake_root or settings.lake_root(),
-        spark_s3_scheme=os.environ.get("LAKE_SPARK_S3_SCHEME") or None,
-    )
+    lake = LakeResource.from_env(lake_root)
     spark = spark_resource_from_env()
     return {"lake": lake, "spark": spark, "lake_io_manager": LakeParquetIOManager(lake=lake, spark=spark)}
 

@@ -20,6 +20,16 @@ class LakeResource(ConfigurableResource):
     )
     endpoint_url: str | None = Field(default=None, description="overrides AWS_ENDPOINT_URL")
 
+    @classmethod
+    def from_env(cls, root: str | None = None) -> "LakeResource":
+        """``LAKE_ROOT`` (or ``root``) and ``LAKE_SPARK_S3_SCHEME``, as the code location reads them."""
+        import os
+
+        from lake_assets import settings
+
+        return cls(root=root or settings.lake_root(),
+                   spark_s3_scheme=os.environ.get("LAKE_SPARK_S3_SCHEME") or None)
+
     @cached_property
     def storage(self) -> LakeStorage:
         return LakeStorage(self.root, endpoint_url=self.endpoint_url,

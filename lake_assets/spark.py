@@ -30,8 +30,13 @@ from lake_assets.lake import LakeFile, LakeStorage
 from lake_assets.lake.layout import join
 
 
-def spark_config_from_env() -> dict[str, str]:
-    """Session settings: ``SPARK_REMOTE`` (Spark Connect) or ``SPARK_MASTER`` (default ``local[*]``)."""
+def spark_config_from_env(submitted: bool = False) -> dict[str, str]:
+    """Session settings: ``SPARK_REMOTE`` (Spark Connect) or ``SPARK_MASTER`` (default ``local[*]``).
+
+    ``submitted``: the process was launched by ``spark-submit`` (EMR, EMR Serverless,
+    Glue), which already chose the master and the driver's address: only the SQL
+    settings apply.
+    """
     # Everything Spark binds stays on loopback unless told otherwise.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     conf = {
@@ -46,7 +51,11 @@ def spark_config_from_env() -> dict[str, str]:
         "spark.sql.sources.partitionOverwriteMode": "static",
         # List input files on the driver: a distributed listing job per read costs more than it saves.
         "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+        # A JSON object with a repeated key keeps the last value, as Python's json does (ingestion).
+        "spark.sql.variant.allowDuplicateKeys": "true",
     }
+    if submitted:
+        return {**conf, **_conf_overrides()}
     remote = os.environ.get("SPARK_REMOTE")
     if remote:
         conf["spark.remote"] = remote
@@ -71,11 +80,19 @@ def spark_config_from_env() -> dict[str, str]:
             "spark.locality.wait": os.environ.get("SPARK_LOCALITY_WAIT", "0s"),
         }
     )
-    for key, value in os.environ.items():
-        # Any other setting: SPARK_CONF_spark__executor__memory=2g -> spark.executor.memory=2g
-        if key.startswith("SPARK_CONF_"):
-            conf[key[len("SPARK_CONF_"):].replace("__", ".")] = value
+    conf.update(_conf_overrides())
     return conf
+
+
+def _conf_overrides() -> dict[str, str]:
+    """Any other setting: SPARK_CONF_spark__executor__memory=2g -> spark.executor.memory=2g."""
+    return {key[len("SPARK_CONF_"):].replace("__", "."): value
+            for key, value in os.environ.items() if key.startswith("SPARK_CONF_")}
+
+
+def launched_by_spark_submit() -> bool:
+    """True in a Python driver that spark-submit started (it hands over its JVM's gateway)."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
 
 
 #: Input splits per local core (``spark.sql.files.minPartitionNum``).

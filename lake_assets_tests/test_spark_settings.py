@@ -66,3 +66,19 @@ def test_local_star_counts_this_machines_cores(monkeypatch):
     monkeypatch.setenv("SPARK_MASTER", "local[2]")
     monkeypatch.setenv("SPARK_CONF_spark__sql__files__minPartitionNum", "5")
     assert spark_config_from_env()["spark.sql.files.minPartitionNum"] == "5"  # an explicit setting wins
+
+
+def test_under_spark_submit_only_sql_settings_apply(monkeypatch):
+    """EMR, EMR Serverless and Glue launch the driver with spark-submit: their master stands."""
+    from lake_assets.spark import launched_by_spark_submit
+
+    monkeypatch.setenv("SPARK_MASTER", "local[2]")
+    monkeypatch.setenv("SPARK_CONF_spark__sql__shuffle__partitions", "64")
+    conf = spark_config_from_env(submitted=True)
+    assert not {"spark.master", "spark.driver.host", "spark.driver.bindAddress", "spark.remote",
+                "spark.sql.files.minPartitionNum"} & set(conf)
+    assert conf["spark.sql.ansi.enabled"] == "true" and conf["spark.sql.shuffle.partitions"] == "64"
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    assert not launched_by_spark_submit()
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "41234")
+    assert launched_by_spark_submit()

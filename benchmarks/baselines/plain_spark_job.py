@@ -66,6 +66,7 @@ def spark_session(master: str, shuffle_partitions: int, driver_memory: str):
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.locality.wait": "0s",
+        "spark.sql.variant.allowDuplicateKeys": "true",
         # As ours: several input splits per local core.
         **({"spark.sql.files.minPartitionNum": str(8 * local_cores(master)),
             "spark.sql.inMemoryColumnarStorage.compressed": "false"} if local_cores(master) else {}),

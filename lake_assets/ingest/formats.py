@@ -236,15 +236,20 @@ def read_xml_errors(stream: IO[bytes], limits: ReadLimits, root_tag: str = "erro
         raise UnreadableFile("malformed_xml", "no root element")
 
 
+#: Write buffer of each partition's sink (and of its gzip stream).
+SINK_BUFFER_BYTES = 128 * 1024
+
+
 class LineSink:
     """Writes the records of one partition, one per line, in a raw format's framing."""
 
     def __init__(self, path: str, *, compress: bool = False, header: str = "", footer: str = "",
                  numbered: bool = False) -> None:
-        raw = open(path, "wb")
-        self._gz = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) if compress else None
-        # Records are small: buffer them so gzip compresses (and the OS writes) in large blocks.
-        self._f = io.BufferedWriter(self._gz or raw, 1 << 20)
+        # Records are small: buffer them so gzip compresses (and the OS writes) in blocks. One sink
+        # per date a file holds, so the buffer stays modest.
+        raw = open(path, "wb", buffering=SINK_BUFFER_BYTES)
+        gz = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) if compress else None
+        self._f = io.BufferedWriter(gz, SINK_BUFFER_BYTES) if gz else raw
         self._raw = raw
         self._footer = footer
         self._numbered = numbered

@@ -140,25 +140,28 @@ _SENTINEL = "lake:end-of-record:5b1e0c"
 _OBJECT_START = r"^[ \t\n\r]*\{"
 
 
-def json_object(record):
+def json_record(record):
     """The record parsed once, strictly, as a variant; null unless it is exactly one JSON object.
 
     ``from_json``, ``parse_json`` and ``json_object_keys`` accept trailing text
     and a second object; ingestion (Python's ``json.loads``) calls those
     malformed, so Spark must too. The record is parsed wrapped in an array with
-    a sentinel after it: anything after the object moves or breaks the
-    sentinel. A text starting with ``{`` that parses whole is an object. Read
-    fields from the result with :func:`json_get` (the object is element 0).
+    a sentinel after it: anything after the object breaks the parse or adds
+    elements. A text starting with ``{`` that parses whole is an object.
+    Duplicate keys keep the last value, as in Python (the session allows them).
+    Read fields from the result with :func:`json_get` (the object is element 0).
     """
     from pyspark.sql import functions as F
 
     wrapped = F.try_parse_json(F.concat(F.lit("["), record, F.lit(f',"{_SENTINEL}"]')))
-    ok = (F.try_variant_get(wrapped, "$[1]", "string") == F.lit(_SENTINEL)) & record.rlike(_OBJECT_START)
+    # Exactly two elements, the second the sentinel appended: the record was one value.
+    ok = ((F.try_variant_get(wrapped, "$[1]", "string") == F.lit(_SENTINEL))
+          & F.try_variant_get(wrapped, "$[2]", "variant").isNull() & record.rlike(_OBJECT_START))
     return F.when(ok, wrapped)
 
 
 def json_get(parsed, path: str, type_name: str):
-    """``try_variant_get`` of a JSONPath (``$``, ``$.name``, ``$['name']``) inside :func:`json_object`'s result.
+    """``try_variant_get`` of a JSONPath (``$``, ``$.name``, ``$['name']``) inside :func:`json_record`'s result.
 
     Reading the object in place (``$[0]...``) rather than extracting it first
     halves the parse stage's cost: no copy of every record's variant.

@@ -19,7 +19,7 @@ from pyspark.sql import types as T
 
 from lake_assets.domains.commerce.spec import MIN_TIMESTAMP, NULL_TOKENS, DatasetSpec
 from lake_assets.ingest.formats import Record
-from lake_assets.ingest.validated import NUMBERED_INPUT_SCHEMA, json_get, json_object
+from lake_assets.ingest.validated import NUMBERED_INPUT_SCHEMA, json_get, json_record
 from lake_assets.quality.rules import Rule, reasons_column, reject_rows
 from lake_assets.quality.timestamps import event_time_column, parse_event_time
 
@@ -94,7 +94,7 @@ def parse(records: DataFrame, spec: DatasetSpec, start: dt.date) -> DataFrame:
     known = list(spec.known_names)
     # Three projections, each reading the previous one's columns: every field is read, trimmed
     # and cast once (inlined into each rule, the plan grows per rule and takes seconds to optimize).
-    obj = json_object(F.col("record"))
+    obj = json_record(F.col("record"))
     extras = F.map_filter(json_get(F.col("_obj"), "$", "map<string,variant>"),
                           lambda k, v: ~k.isin(*known))
     step = records.select(*lineage, obj.alias("_obj"))

@@ -11,9 +11,9 @@ partition only).
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -169,8 +169,9 @@ def processed_logs_via_pipes(launch: Callable[[AssetExecutionContext, Any, dict]
                 "applicationId": APP, "executionRoleArn": ROLE, "jobDriver": {"sparkSubmit": {
                     "entryPoint": "s3://my-bucket/code/remote.py"}}}))
 
-    The extras carry the run's partition keys: Dagster 1.13 gives a Pipes process
-    a partition range only when the run has a single partition.
+    The extras carry the run's partition keys (Dagster 1.13 gives a Pipes process a
+    partition range only when the run has a single partition) and the lake's settings
+    (root, start date, S3 scheme), so the remote side reads the lake as this side does.
 
     Same keys, partitions, backfill policy and table metadata as :func:`processed_logs`,
     so gold, checks and the lake IO manager read its partitions unchanged; use it in
@@ -186,9 +187,12 @@ def processed_logs_via_pipes(launch: Callable[[AssetExecutionContext, Any, dict]
     ]
 
     @multi_asset(specs=specs, name=name, partitions_def=daily_partitions,
-                 backfill_policy=BackfillPolicy.single_run(), required_resource_keys={client_key})
+                 backfill_policy=BackfillPolicy.single_run(), required_resource_keys={client_key, "lake"})
     def _via_pipes(context: AssetExecutionContext):
-        extras = {"partition_keys": list(context.partition_keys)}
+        lake: LakeResource = context.resources.lake
+        extras = {"partition_keys": list(context.partition_keys),
+                  "settings": {"LAKE_ROOT": lake.root, "LAKE_START_DATE": START_DATE.isoformat(),
+                               "LAKE_SPARK_S3_SCHEME": lake.spark_s3_scheme or ""}}
         return launch(context, getattr(context.resources, client_key), extras).get_results()
 
     return _via_pipes

@@ -22,7 +22,7 @@ from lake_assets.domains.logs.fields import (  # noqa: F401  (re-exported: the c
     METHODS,
 )
 from lake_assets.ingest.formats import JSON_GZIP, NDJSON, XML_ERRORS, RawFormat, Record
-from lake_assets.ingest.validated import TEXT_INPUT_SCHEMA, json_get, json_object  # noqa: F401  (what parse_* read)
+from lake_assets.ingest.validated import TEXT_INPUT_SCHEMA, json_get, json_record  # noqa: F401  (what parse_* read)
 from lake_assets.quality.rules import Rule, reasons_column, reject_rows
 from lake_assets.quality.timestamps import event_time_column, parse_event_time
 
@@ -135,7 +135,7 @@ def parse_access(text: DataFrame, start: dt.date) -> DataFrame:
     obj = F.col("_obj")
     extras = F.map_filter(json_get(obj, "$", "map<string,variant>"), lambda k, v: ~k.isin(*ACCESS_FIELDS))
     # 1. The one strict parse; 2. every field as text (numbers and nested values keep their JSON form).
-    step = text.select(*lineage, json_object(F.col("record")).alias("_obj"))
+    step = text.select(*lineage, json_record(F.col("record")).alias("_obj"))
     step = step.select(
         *lineage, obj.isNull().alias("_malformed"),
         *[json_get(obj, f"$.{n}", "string").alias(n) for n in ACCESS_FIELDS],

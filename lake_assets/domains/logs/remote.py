@@ -10,7 +10,9 @@ context, builds processed_logs and rejected_log_records with the asset's own
 code (:func:`parsed_logs`), writes them with the IO manager's own writer
 (:func:`write_table`: one file per partition, atomic publish, metrics zone) and
 reports both materializations back. Settings come from the environment as
-everywhere else (``LAKE_ROOT``, ``LAKE_SPARK_S3_SCHEME``, ``SPARK_*``).
+everywhere else (``SPARK_*``, AWS), except the lake's own (root, start date, S3
+scheme), which the orchestrator passes so both sides agree. Launched by
+spark-submit, the cluster's master and driver address are kept.
 """
 from __future__ import annotations
 
@@ -54,30 +56,45 @@ def pipes_metadata(md: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main() -> int:
-    from dagster_pipes import open_dagster_pipes
-    from dagster_pyspark.resources import spark_session_from_config
+#: Settings the orchestrator passes on (``settings`` extra), so both sides read the same lake the same way.
+SHARED_SETTINGS = ("LAKE_ROOT", "LAKE_START_DATE", "LAKE_SPARK_S3_SCHEME")
 
-    from lake_assets import settings
-    from lake_assets.domains.logs.assets import PROCESSED_TABLE, REJECTS_TABLE, parsed_logs
-    from lake_assets.io_managers import write_table
-    from lake_assets.lake import LakeStorage
-    from lake_assets.spark import spark_config_from_env
+
+def main() -> int:
+    import os
+
+    from dagster_pipes import open_dagster_pipes
 
     with open_dagster_pipes() as pipes:
+        # Before the lake modules are imported: they read these when loaded.
+        os.environ.update({k: v for k, v in ((pipes.extras or {}).get("settings") or {}).items()
+                           if k in SHARED_SETTINGS and v})
+        from dagster_pyspark.resources import spark_session_from_config
+
+        from lake_assets.domains.logs.assets import PROCESSED_TABLE, REJECTS_TABLE, parsed_logs, processed_logs
+        from lake_assets.io_managers import write_table
+        from lake_assets.resources import LakeResource
+        from lake_assets.spark import launched_by_spark_submit, spark_config_from_env
+
         days = partition_days(pipes)
         keys = [d.isoformat() for d in days]
-        storage = LakeStorage(settings.lake_root())
-        session = spark_session_from_config(spark_config_from_env())
-        with parsed_logs(session, storage, days, pipes.log.info) as parsed:
-            # Rejects first: processed's metrics read the rejects this run just wrote.
-            rejects = write_table(storage, REJECTS_TABLE, parsed.rejects, keys,
-                                  asset="rejected_log_records", run_id=pipes.run_id)
-            processed = write_table(storage, PROCESSED_TABLE, parsed.processed, keys,
-                                    asset="processed_logs", run_id=pipes.run_id)
-        pipes.report_asset_materialization(asset_key="rejected_log_records", metadata=pipes_metadata(rejects))
-        pipes.report_asset_materialization(asset_key="processed_logs",
-                                           metadata=pipes_metadata({**processed, **parsed.metadata}))
+        storage = LakeResource.from_env().storage
+        # Under spark-submit (EMR, Glue) the cluster's master and driver address stand.
+        session = spark_session_from_config(spark_config_from_env(submitted=launched_by_spark_submit()))
+        try:
+            with parsed_logs(session, storage, days, pipes.log.info) as parsed:
+                out = processed_logs.keys_by_output_name
+                # Rejects first: processed's metrics read the rejects this run just wrote.
+                written = {
+                    out[name]: write_table(storage, meta, frame, keys, asset=out[name].path[-1], run_id=pipes.run_id)
+                    for name, meta, frame in (("rejected_log_records", REJECTS_TABLE, parsed.rejects),
+                                              ("processed_logs", PROCESSED_TABLE, parsed.processed))
+                }
+        finally:
+            session.stop()
+        written[out["processed_logs"]].update(parsed.metadata)
+        for key, metadata in written.items():
+            pipes.report_asset_materialization(asset_key=key.to_user_string(), metadata=pipes_metadata(metadata))
     return 0
 
 

@@ -88,6 +88,11 @@ ACCESS_CASES: dict[str, tuple[str, list[str]]] = {
     "malformed_closing_bracket_after": (access() + "]", ["malformed_record"]),
     "malformed_whitespace_then_array": (" \t" + json.dumps([BASE]), ["malformed_record"]),
     "valid_leading_and_trailing_whitespace": (" \t" + access() + " \r", []),
+    # The strict check's sentinel, written after the object by a producer: still two values.
+    "malformed_sentinel_after_object": (access() + ',"lake:end-of-record:5b1e0c"', ["malformed_record"]),
+    # A repeated key keeps its last value, as Python's json does when ingestion dates the record.
+    "duplicate_key_last_wins": (access(status="abc")[:-1] + ', "status": 200}', []),
+    "duplicate_key_last_breaks": (access()[:-1] + ', "status": "abc"}', ["invalid_status"]),
     # every required field missing: an empty object
     "empty_object": ("{}", [f"missing_field:{f}" for f in ACCESS_REQUIRED]),
     # several missing, in a scrambled record order: reported in the contract's table order

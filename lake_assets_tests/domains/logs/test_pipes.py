@@ -63,8 +63,10 @@ def test_processed_logs_via_pipes_writes_what_the_asset_writes(tmp_path, spark, 
         assets=[validated_logs, via_pipes, daily_activity],
         asset_checks=LOGS_CHECKS,
         resources={**base.resources,
-                   # The script reads the lake and Spark settings from the environment, as on EMR or Glue.
-                   "pipes_client": PipesSubprocessClient(env={"LAKE_ROOT": root, "SPARK_MASTER": "local[1]"})},
+                   # Spark settings come from the script's environment, as on EMR or Glue; the lake's
+                   # own settings come from the orchestrator (a stale LAKE_ROOT there must not win).
+                   "pipes_client": PipesSubprocessClient(env={"LAKE_ROOT": str(tmp_path / "stale"),
+                                                              "SPARK_MASTER": "local[1]"})},
         executor=in_process_executor,
     )
     job = defs.resolve_implicit_global_asset_job_def()
@@ -89,6 +91,7 @@ def test_processed_logs_via_pipes_writes_what_the_asset_writes(tmp_path, spark, 
                          ("rejected/data_quality", ("ingest_run_id", "rejected_at"))):
         assert _comparable(_zone(lake, prefix), drop) == _comparable(_zone(ref, prefix), drop), prefix
         assert sorted(f.path for f in lake.list_files(prefix)) == sorted(f.path for f in ref.list_files(prefix))
+    assert not (tmp_path / "stale").exists()
     # The metrics zone got the Pipes run's numbers for each day.
     for day in DAYS:
         files = lake.list_files(f"metrics/logs/processed_logs/event_date={day.isoformat()}")
