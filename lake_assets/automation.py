@@ -1,13 +1,20 @@
 """Automation conditions shared by every domain's assets."""
 from dagster import AutomationCondition
 
+def _rebuild_on_upstream_change(*, wait_for_missing: bool, label: str) -> AutomationCondition:
+    condition = AutomationCondition.any_deps_updated().since_last_handled()
+    if wait_for_missing:
+        condition = condition & ~AutomationCondition.any_deps_missing()
+    return (condition & ~AutomationCondition.any_deps_in_progress()
+            & ~AutomationCondition.in_progress()).with_label(label)
+
+
 #: Rebuild any partition whose upstream changed (not only the latest), once the
 #: upstream is present and idle: a late file for an already-built day rebuilds
 #: that day without a person acting (``AutomationCondition.eager()`` alone
 #: watches the latest partition only).
-REBUILD_ON_UPSTREAM_CHANGE = (
-    AutomationCondition.any_deps_updated().since_last_handled()
-    & ~AutomationCondition.any_deps_missing()
-    & ~AutomationCondition.any_deps_in_progress()
-    & ~AutomationCondition.in_progress()
-).with_label("rebuild_on_upstream_change")
+REBUILD_ON_UPSTREAM_CHANGE = _rebuild_on_upstream_change(wait_for_missing=True, label="rebuild_on_upstream_change")
+
+#: The same for an asset reading a window of upstream dates (commerce silver and its dedup
+#: window): dates of the window without upstream data are normal, so a missing one does not block.
+REBUILD_ON_WINDOW_CHANGE = _rebuild_on_upstream_change(wait_for_missing=False, label="rebuild_on_window_change")

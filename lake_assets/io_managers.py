@@ -170,14 +170,12 @@ def _record_metrics(storage: LakeStorage, meta: Mapping[str, Any], keys: list[st
             rows += int(part[0].value)
             found += part
         if rejects is not None:
-            path = partition_file(rejects, key)
-            with storage.open_random(path) as fh:
-                quarantined = pq.ParquetFile(fh).metadata.num_rows
+            quarantined = partition_row_counts(storage, rejects, key)[None]
             found += [metrics.Metric("total_rows", rows + quarantined),
                       metrics.Metric("quarantined_rows", quarantined),
                       metrics.Metric("quarantine_rate",
                                      round(quarantined / (rows + quarantined), 6) if rows + quarantined else 0.0)]
-            found += metrics.rule_metrics(metrics.reason_counts(storage, path), rules)
+            found += metrics.rule_metrics(metrics.reason_counts(storage, partition_file(rejects, key)), rules)
         metrics.write_metrics(storage, dataset=dataset, asset=asset, partition=key,
                               run_id=run_id, metrics=found)
         per_partition[key or ""] = found
@@ -185,6 +183,7 @@ def _record_metrics(storage: LakeStorage, meta: Mapping[str, Any], keys: list[st
     folder = metrics.metrics_path(dataset, asset, keys[0], run_id).rsplit("/", 2)[0]
     return {**{f"metrics/{k}": v for k, v in summary.items()},
             "metrics/files": MetadataValue.path(storage.uri(folder))}
+
 
 def _write(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None, df: DataFrame,
            keys: list[str | None], preview_rows: int) -> tuple[dict[str, int], str | None]:
@@ -225,6 +224,7 @@ def _write(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None, df: Data
     finally:
         stage.cleanup()
 
+
 def _write_whole(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None,
                  df: DataFrame, preview_rows: int) -> tuple[dict[str, int], str | None]:
     """An unpartitioned table: one file, replaced atomically (readers see old or new, whole)."""
@@ -244,6 +244,7 @@ def _write_whole(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None,
     finally:
         stage.cleanup()
 
+
 def _inspect(storage: LakeStorage, path: str, preview_rows: int) -> tuple[int, str | None]:
     """Row count from a staged file's footer, and a preview of its first ``preview_rows`` rows."""
     with storage.open_random(path) as fh:
@@ -253,6 +254,7 @@ def _inspect(storage: LakeStorage, path: str, preview_rows: int) -> tuple[int, s
             return rows, None
         batch = next(pf.iter_batches(batch_size=preview_rows))
         return rows, _preview_md(pa.Table.from_batches([batch]).slice(0, preview_rows))
+
 
 def _write_empty(lake: LakeStorage, dest: str, schema) -> None:
     from pyspark.sql.pandas.types import to_arrow_schema

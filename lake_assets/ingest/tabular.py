@@ -38,6 +38,15 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
+def _digits_as_text(value: Any) -> Any:
+    """The parsed value as its text reads back: each Decimal as the string of its digits (no re-parse)."""
+    if isinstance(value, dict):
+        return {k: _digits_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_digits_as_text(v) for v in value]
+    return str(value) if isinstance(value, decimal.Decimal) else value
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         # A timestamp without a zone (pandas' default) is UTC, as the contracts say every date is.
@@ -108,7 +117,7 @@ def _read_json(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
             text = _dumps(value)
             if len(text) > limits.max_record_bytes:
                 raise UnreadableFile("record_too_large", f"record {position} exceeds {limits.max_record_bytes} bytes")
-            yield Record(text, json.loads(text) if isinstance(value, dict) else None, position)
+            yield Record(text, _digits_as_text(value) if isinstance(value, dict) else None, position)
 
 
 def _read_delimited(stream: IO[bytes], limits: ReadLimits, delimiter: str) -> Iterator[Record]:

@@ -21,7 +21,6 @@ from dagster import (
     AssetOut,
     AssetsDefinition,
     AssetSpec,
-    AutomationCondition,
     BackfillPolicy,
     Output,
     TimeWindowPartitionMapping,
@@ -34,7 +33,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lake_assets import settings
-from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE
+from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE, REBUILD_ON_WINDOW_CHANGE
 from lake_assets.domains.commerce import gold, silver
 from lake_assets.domains.commerce.spec import DATASETS, DatasetSpec
 from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing_sensor
@@ -124,15 +123,6 @@ def _bronze_window():
                                           allow_nonexistent_upstream_partitions=True)
 
 
-#: A silver date is rebuilt when bronze of any date in its window changes; neighbours without
-#: bronze are normal (no data that day), so unlike the shared condition a missing one does not block.
-REBUILD_ON_BRONZE_CHANGE = (
-    AutomationCondition.any_deps_updated().since_last_handled()
-    & ~AutomationCondition.any_deps_in_progress()
-    & ~AutomationCondition.in_progress()
-).with_label("rebuild_on_bronze_change")
-
-
 def window_days(days: list[dt.date]) -> list[dt.date]:
     """The dates whose bronze records a build of ``days`` reads: each day and its dedup window."""
     k = DEDUP_WINDOW_DAYS
@@ -162,14 +152,14 @@ def build_silver(spec: DatasetSpec) -> AssetsDefinition:
             f"quarantine_{name}": AssetOut(
                 key=AssetKey(f"quarantine_{name}"), io_manager_key="lake_io_manager", group_name=GROUP_SILVER,
                 metadata=QUARANTINE_TABLES[name], kinds={"spark", "parquet"},
-                automation_condition=REBUILD_ON_BRONZE_CHANGE,
+                automation_condition=REBUILD_ON_WINDOW_CHANGE,
                 description=f"Every {name} row that broke a rule (or lost deduplication): the first rule "
                             f"(reason), all of them (reasons), the original record as JSON and its lineage.",
             ),
             f"silver_{name}": AssetOut(
                 key=AssetKey(f"silver_{name}"), io_manager_key="lake_io_manager", group_name=GROUP_SILVER,
                 metadata=SILVER_TABLES[name], kinds={"spark", "parquet"},
-                automation_condition=REBUILD_ON_BRONZE_CHANGE,
+                automation_condition=REBUILD_ON_WINDOW_CHANGE,
                 description=f"Canonical, typed, deduplicated {name} (silver/{name}/event_date=...), with "
                             "_extra (unknown columns as JSON) and lineage.",
             ),

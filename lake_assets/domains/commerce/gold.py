@@ -8,7 +8,6 @@ never renumbers the others.
 """
 from __future__ import annotations
 
-
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T

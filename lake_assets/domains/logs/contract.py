@@ -131,7 +131,7 @@ def parse_access(text: DataFrame, start: dt.date) -> DataFrame:
     them, the same expressions were evaluated several times per row (Spark
     does not share work across the branches of the rules' conditionals).
     """
-    lineage = ["record", "routed_date", "source_format", "source_file", "ingest_run_id", "ingest_ts"]
+    lineage = TEXT_INPUT_SCHEMA.fieldNames()
     obj = F.col("_obj")
     extras = F.map_filter(json_get(obj, "$", "map<string,variant>"), lambda k, v: ~k.isin(*ACCESS_FIELDS))
     # 1. The one strict parse; 2. every field as text (numbers and nested values keep their JSON form).
