@@ -22,9 +22,13 @@ setup(
         "country_converter",  # UN regions for dim_country
         "sqlalchemy>=2",  # the orders source database
         "psycopg[binary]",  # PostgreSQL driver for sqlalchemy
+        # The embedded catalog and `lake sql`. 1.4.4: the last release whose extension wheels
+        # (httpfs for S3, later tpcds) exist on PyPI; duckdb 2.x refuses them and cannot download.
+        "duckdb==1.4.4",
+        "duckdb-ext-httpfs==1.4.4.20260205",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "moto[server]", "duckdb"],
+        "test": ["pytest", "pytest-timeout", "moto[server]"],
     },
     entry_points={"console_scripts": ["lake = lake_assets.cli:main"]},
 )

@@ -28,6 +28,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lake_assets.catalog.tables import Table, tables_metadata, tables_of
 from lake_assets.lake import LakeStorage, partition_path
 from lake_assets.lake.layout import join
 from lake_assets.quality import metrics
@@ -37,61 +38,66 @@ from lake_assets.spark import SparkStage, spark_paths
 _PART = "lake_partition"
 
 
-def lake_table(prefix: str, *, partitioning: str = "ymd", date_column: str = "event_date",
-               file_stem: str = "part-00000", subtables: tuple[str, ...] = (),
-               subtable_key: str = "", metrics: str | None = None,
-               rejects: Mapping[str, Any] | None = None, rules: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Definition metadata telling the IO manager where an asset's partitions live.
+def lake_table(table: Table | Mapping[str, Table], *, date_column: str = "event_date",
+               metrics: str | None = None, rejects: Table | None = None,
+               rules: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Definition metadata telling the IO manager which declared table(s) an asset writes.
 
-    ``date_column`` picks each row's partition; a name starting with ``_`` is
-    dropped from the files. ``subtables`` split one asset into folders
-    ``<subtable_key>=<name>`` holding DataFrames of different schemas (the asset
-    returns a mapping name -> DataFrame). An unpartitioned asset is one file,
-    ``<prefix>/<file_stem>.parquet``, replaced whole (a full refresh).
+    ``table`` is the asset's :class:`~lake_assets.catalog.tables.Table`, or a mapping
+    subtable name -> table when one asset writes several tables of different schemas
+    (the asset then returns a mapping name -> DataFrame). ``date_column`` picks each
+    row's partition; a name starting with ``_`` is dropped from the files. An
+    unpartitioned table is one file, replaced whole (a full refresh).
 
     ``metrics`` names the metrics-zone dataset: each written partition then gets
     its row count and null rates (from the file's footer), and, when ``rejects``
     names the table holding the rows this one quarantined (written first, by the
     same run), the quarantined count and the outcome of each of ``rules``.
     """
-    meta = {
-        "lake/prefix": prefix,
-        "lake/partitioning": partitioning,
-        "lake/date_column": date_column,
-        "lake/file_stem": file_stem,
-        "lake/subtables": ",".join(subtables),
-        "lake/subtable_key": subtable_key,
-    }
+    tables = dict(table) if isinstance(table, Mapping) else {"": table}
+    for t in tables.values():
+        if t.partitioning and not t.daily:
+            raise ValueError(f"{t.qualified_name}: the IO manager writes daily or unpartitioned tables only")
+    meta = {**tables_metadata(tables), "lake/date_column": date_column}
     if metrics:
         meta["lake/metrics_dataset"] = metrics
     if rejects is not None:
-        meta.update({f"lake/rejects_{k.split('/', 1)[1]}": v for k, v in rejects.items()
-                     if k in ("lake/prefix", "lake/partitioning", "lake/file_stem")})
+        meta["lake/rejects"] = rejects.to_json()
         meta["lake/rules"] = "\n".join(rules)
     return meta
 
 
+def _tables(meta: Mapping[str, Any]) -> dict[str | None, Table]:
+    """The declared tables of an asset: ``{None: table}``, or subtable name -> table."""
+    found = tables_of(meta)
+    if not found:
+        raise ValueError("this asset declares no lake table (metadata=lake_table(...))")
+    return {k or None: t for k, t in found.items()}
+
+
 def _rejects_table(meta: Mapping[str, Any]) -> dict[str, Any] | None:
-    if "lake/rejects_prefix" not in meta:
+    if "lake/rejects" not in meta:
         return None
-    return lake_table(meta["lake/rejects_prefix"], partitioning=meta["lake/rejects_partitioning"],
-                      file_stem=meta["lake/rejects_file_stem"])
+    return lake_table(Table.from_json(meta["lake/rejects"]))
 
 
-def _table_prefixes(meta: Mapping[str, Any]) -> dict[str | None, str]:
-    prefix = meta["lake/prefix"]
-    subs = [s for s in (meta.get("lake/subtables") or "").split(",") if s]
-    if not subs:
-        return {None: prefix}
-    return {s: join(prefix, f"{meta['lake/subtable_key']}={s}") for s in subs}
+def _partition_dir(table: Table, key: str | None) -> str:
+    return partition_path(table.partitioning, key) if key is not None and table.partitioning else ""
 
 
 def partition_file(meta: Mapping[str, Any], key: str | None, subtable: str | None = None) -> str:
     """The lake path of one partition's file (``key`` None: the unpartitioned table's file)."""
-    stem = f"{meta['lake/file_stem']}.parquet"
-    if key is None:
-        return join(_table_prefixes(meta)[subtable], stem)
-    return join(_table_prefixes(meta)[subtable], partition_path(meta["lake/partitioning"], key), stem)
+    table = _tables(meta)[subtable]
+    return table.file_path(_partition_dir(table, key))
+
+
+def register_written(catalog, storage: LakeStorage, meta: Mapping[str, Any],
+                     rows: Mapping[str | None, Mapping[str | None, int]]) -> None:
+    """Tell the catalog what a write published: ``rows[subtable][partition key]``; 0 rows unregisters."""
+    if catalog is None:
+        return
+    for sub, table in _tables(meta).items():
+        catalog.register(storage, table, {_partition_dir(table, k): n for k, n in rows.get(sub, {}).items()})
 
 
 def _schema_metadata(df: DataFrame) -> TableSchema:
@@ -109,37 +115,43 @@ def _preview_md(table: pa.Table) -> str:
 
 
 def write_table(storage: LakeStorage, meta: Mapping[str, Any], obj: DataFrame | Mapping[str, DataFrame],
-                keys: list[str | None], *, asset: str, run_id: str, preview_rows: int = 5) -> dict[str, Any]:
-    """Write an asset's DataFrame(s) to its partitions ``keys``, publish them, and file its metrics.
+                keys: list[str | None], *, asset: str, run_id: str, preview_rows: int = 5,
+                catalog=None) -> dict[str, Any]:
+    """Write an asset's DataFrame(s) to its partitions ``keys``, publish them, register them, file metrics.
 
     What the IO manager does on output, as a function, so a Spark step running
     elsewhere (a Pipes script on EMR or Glue) writes the lake the same way.
+    ``catalog`` (a :class:`~lake_assets.catalog.resource.CatalogResource`, optional)
+    registers the partitions written and unregisters those the run emptied.
     Returns the materialization metadata.
     """
     frames = obj if isinstance(obj, Mapping) else {None: obj}
-    prefixes = _table_prefixes(meta)
-    if set(frames) != set(prefixes):
+    tables = _tables(meta)
+    if set(frames) != set(tables):
         raise ValueError(f"{asset} returned tables {sorted(map(str, frames))}, "
-                         f"declared {sorted(map(str, prefixes))}")
+                         f"declared {sorted(map(str, tables))}")
     total = 0
     per_partition: dict[str, int] = {}
+    written: dict[str | None, dict[str | None, int]] = {}
     previews: dict[str, str] = {}
     for sub, df in frames.items():
         counts, preview = _write(storage, meta, sub, df, keys, preview_rows)
+        written[sub] = {k or None: n for k, n in counts.items()}
         total += sum(counts.values())
         for k, n in counts.items():
             label = "/".join(p for p in (sub, k) if p) or "rows"
             per_partition[label] = n
         if preview is not None:
             previews[sub or "rows"] = preview
+    register_written(catalog, storage, meta, written)
     first = next(iter(frames.values()))
-    first_prefix = prefixes[next(iter(prefixes))]
+    first_table = next(iter(tables.values()))
     md: dict[str, Any] = {
         "dagster/row_count": total,
         "dagster/column_schema": _schema_metadata(first),
         "dagster/uri": MetadataValue.path(
-            storage.uri(join(first_prefix, partition_path(meta["lake/partitioning"], keys[0])))
-            if len(keys) == 1 and keys[0] is not None else storage.uri(meta["lake/prefix"])
+            storage.uri(join(first_table.location, _partition_dir(first_table, keys[0])))
+            if len(keys) == 1 else storage.uri(first_table.location)
         ),
         "rows_per_partition": MetadataValue.json(per_partition),
     }
@@ -164,7 +176,7 @@ def _record_metrics(storage: LakeStorage, meta: Mapping[str, Any], keys: list[st
     for key in keys:
         found: list[metrics.Metric] = []
         rows = 0
-        for sub in _table_prefixes(meta):
+        for sub in _tables(meta):
             part = metrics.footer_metrics(storage, partition_file(meta, key, sub),
                                           prefix=f"{sub}." if sub else "")
             rows += int(part[0].value)
@@ -292,7 +304,7 @@ def read_table(spark, lake: LakeStorage, meta: Mapping[str, Any], keys: list[str
     ``[None]`` reads an unpartitioned table.
     """
     frames: dict[str | None, DataFrame] = {}
-    for sub in _table_prefixes(meta):
+    for sub in _tables(meta):
         files = [partition_file(meta, k, sub) for k in keys]
         missing = [f for f in files if not lake.is_file(f)]
         if missing:
@@ -305,8 +317,9 @@ def read_table(spark, lake: LakeStorage, meta: Mapping[str, Any], keys: list[str
 
 def read_partitions_present(spark, lake: LakeStorage, meta: Mapping[str, Any], schema) -> DataFrame:
     """Every partition of a table that exists (for full refreshes), with ``schema``; empty if none."""
-    files = [f.path for f in lake.list_files(meta["lake/prefix"])
-             if f.name == f"{meta['lake/file_stem']}.parquet"]
+    table = _tables(meta)[None]
+    files = [f.path for f in lake.list_files(table.location)
+             if table.is_table_file(f.path[len(table.location) + 1:])]
     if not files:
         return spark.createDataFrame([], schema)
     return spark.read.schema(schema).parquet(*spark_paths(lake, files))
@@ -315,7 +328,7 @@ def read_partitions_present(spark, lake: LakeStorage, meta: Mapping[str, Any], s
 def partition_row_counts(lake: LakeStorage, meta: Mapping[str, Any], key: str | None) -> dict[str | None, int]:
     """Row counts of one partition from Parquet footers: no Spark, no data read."""
     out = {}
-    for sub in _table_prefixes(meta):
+    for sub in _tables(meta):
         rel = partition_file(meta, key, sub)
         with lake.open_random(rel) as fh:
             out[sub] = pq.ParquetFile(fh).metadata.num_rows

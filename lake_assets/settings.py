@@ -39,3 +39,9 @@ def env_float(name: str, default: float) -> float:
         return float(raw) if raw else default
     except ValueError as exc:
         raise ValueError(f"{name}={raw!r} is not a number") from exc
+
+
+def catalog_path() -> str:
+    """LAKE_CATALOG_PATH: the embedded DuckDB catalog (default: in the project-local Dagster home)."""
+    home = os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME
+    return os.path.abspath(os.environ.get("LAKE_CATALOG_PATH") or os.path.join(home, "catalog.duckdb"))

@@ -20,6 +20,16 @@ for _k, _v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
     os.environ[_k] = _v
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_SESSION_TOKEN", None)
+for _k in ("LAKE_CATALOG", "LAKE_ROOT"):
+    os.environ.pop(_k, None)
+
+
+@pytest.fixture(autouse=True)
+def catalog_path(tmp_path, monkeypatch) -> str:
+    """Each test's own embedded catalog file (never the project's .dagster_home)."""
+    path = str(tmp_path / "catalog" / "catalog.duckdb")
+    monkeypatch.setenv("LAKE_CATALOG_PATH", path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,88 @@
+"""The catalog as a Dagster resource: which backends to keep in sync, read from the environment.
+
+``LAKE_CATALOG``: ``duckdb`` (default; the embedded catalog file only), ``glue``
+(the embedded catalog and the AWS Glue Data Catalog), or ``none``.
+``LAKE_CATALOG_PATH``: the DuckDB file (default ``<DAGSTER_HOME>/catalog.duckdb``).
+``LAKE_GLUE_DATABASE_PREFIX``: Glue databases are ``<prefix><domain>`` (default ``lake_``).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Mapping
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from lake_assets.catalog.base import Catalog, RegisteredTable, partition_entry, scan_partitions
+from lake_assets.catalog.tables import Table
+from lake_assets.lake import LakeStorage
+
+KINDS = ("duckdb", "glue", "none")
+
+
+class CatalogResource(ConfigurableResource):
+    """Registers declared tables and the partitions each write publishes, in every configured backend."""
+
+    kind: str = Field(default="duckdb", description="LAKE_CATALOG: duckdb | glue | none")
+    duckdb_path: str = Field(default="", description="LAKE_CATALOG_PATH: the embedded catalog file")
+    glue_database_prefix: str = Field(default="lake_", description="LAKE_GLUE_DATABASE_PREFIX")
+    region: str | None = Field(default=None, description="AWS region for Glue (else the AWS chain's)")
+    endpoint_url: str | None = Field(default=None, description="overrides AWS_ENDPOINT_URL for Glue")
+
+    @classmethod
+    def from_env(cls, path: str | None = None) -> "CatalogResource":
+        from lake_assets import settings
+
+        kind = (os.environ.get("LAKE_CATALOG") or "duckdb").lower()
+        if kind not in KINDS:
+            raise ValueError(f"LAKE_CATALOG={kind!r} is not one of {', '.join(KINDS)}")
+        return cls(kind=kind, duckdb_path=path or settings.catalog_path(),
+                   glue_database_prefix=os.environ.get("LAKE_GLUE_DATABASE_PREFIX", "lake_"))
+
+    def backends(self) -> list[Catalog]:
+        if self.kind == "none":
+            return []
+        from lake_assets.catalog.duckdb import DuckDBCatalog
+
+        out: list[Catalog] = [DuckDBCatalog(self.duckdb_path)]
+        if self.kind == "glue":
+            from lake_assets.catalog.glue import GlueCatalog
+
+            out.append(GlueCatalog(self.glue_database_prefix, region=self.region, endpoint_url=self.endpoint_url))
+        return out
+
+    def register(self, storage: LakeStorage, table: Table, partitions: Mapping[str, int]) -> None:
+        """After a write: the table (from its declared schema) and the partitions it wrote.
+
+        ``partitions`` maps a partition path (``""`` for an unpartitioned table) to its
+        rows; a partition written with no rows (emptied) or deleted (rows 0) is unregistered.
+        """
+        backends = self.backends()
+        if not backends:
+            return
+        add = [partition_entry(storage, table, p, n) for p, n in sorted(partitions.items()) if n > 0]
+        remove = sorted(p for p, n in partitions.items() if n <= 0)
+        for backend in backends:
+            backend.register_table(storage, table)
+            if add:
+                backend.add_partitions(storage, table, add)
+            if remove:
+                backend.remove_partitions(storage, table, remove)
+
+    def sync(self, storage: LakeStorage, tables: Iterable[Table]) -> dict[str, int]:
+        """Register every table and exactly the partitions found in the lake (recovery; a lake
+        written elsewhere). Returns partitions registered per table."""
+        found: dict[str, int] = {}
+        backends = self.backends()
+        for table in tables:
+            entries = scan_partitions(storage, table)
+            for backend in backends:
+                backend.register_table(storage, table)
+                backend.replace_partitions(storage, table, entries)
+            found[table.qualified_name] = len(entries)
+        return found
+
+    def describe(self, table: Table) -> RegisteredTable | None:
+        """The table as the first backend (the embedded catalog, or Glue alone) registered it."""
+        backends = self.backends()
+        return backends[0].describe(table) if backends else None
