@@ -1,4 +1,4 @@
-"""``lake``: generate sample data, run the lake end to end, open the UI.
+"""``lake``: generate sample data, run the lake end to end, query it, open the UI.
 
 A thin shell over the code location's definitions and jobs: every run it starts
 is recorded in the Dagster instance at ``DAGSTER_HOME`` (by default the
@@ -11,7 +11,6 @@ import datetime as dt
 import os
 import sys
 import time
-from collections import Counter
 
 
 def _setup_env(args) -> None:
@@ -38,85 +37,41 @@ def _say(msg: str) -> None:
     print(f"[lake] {msg}", flush=True)
 
 
+def _domains() -> dict:
+    from lake_assets.domains import DOMAINS
+
+    return DOMAINS
+
+
 # -- generate --------------------------------------------------------------
 def cmd_generate(args) -> int:
-    _setup_env(args)
+    from lake_assets.domain import GenerateRequest
+
+    domain = _domains()[args.domain]
     storage = _storage()
-    today = dt.datetime.now(dt.timezone.utc).date()
-    start = dt.date.fromisoformat(args.start) if getattr(args, "start", None) else today - dt.timedelta(days=args.days)
-    end = start + dt.timedelta(days=args.days - 1)
     now = dt.datetime.now(dt.timezone.utc)
+    start = dt.date.fromisoformat(args.start) if getattr(args, "start", None) else now.date() - dt.timedelta(days=args.days)
+    request = GenerateRequest(start=start, days=args.days, records_per_day=args.records_per_day,
+                              bad_share=args.bad_share, bad_files=args.bad_files, seed=args.seed, now=now,
+                              options={o.dest: getattr(args, o.dest) for o in domain.generate_options})
     t0 = time.time()
-    if args.domain == "logs":
-        from lake_assets.domains.logs.generator import generate_logs
-
-        gen = generate_logs(storage.write_bytes, start=start, days=args.days, records_per_day=args.records_per_day,
-                            bad_share=args.bad_share, bad_files=args.bad_files, seed=args.seed, now=now)
-        _say(f"logs: wrote {gen.files} raw file(s), {gen.records} records ({gen.bad_records} bad, "
-             f"{len(gen.bad_files)} unreadable file(s)) for {start}..{end} "
-             f"under {storage.uri('raw')} in {time.time() - t0:.1f}s")
-    elif args.domain == "commerce":
-        from lake_assets.domains.commerce.generator import generate_commerce
-
-        gen = generate_commerce(storage.write_bytes, start=start, days=args.days, users=args.users,
-                                events_per_day=args.records_per_day, transactions_per_day=max(1, args.records_per_day // 5),
-                                bad_share=args.bad_share, bad_files=args.bad_files > 0, seed=args.seed, now=now)
-        rows = ", ".join(f"{n} {d}" for d, n in gen.rows.items())
-        _say(f"commerce: wrote {gen.files} raw file(s) ({rows}; {len(gen.bad_files)} unreadable) "
-             f"for {start}..{end} under {storage.uri('raw')} in {time.time() - t0:.1f}s")
-    elif args.domain == "orders":
-        from lake_assets.domains.orders.generator import generate_order_days
-        from lake_assets.domains.orders.source import OrdersSourceResource, masked
-
-        url = OrdersSourceResource.from_env().url
-        days = generate_order_days(url, days=args.days, new_orders=args.orders_per_day, seed=args.seed)
-        _say(f"orders: simulated {len(days)} business day(s) in {masked(url)}: "
-             f"{sum(d.rows for d in days)} row change(s), {sum(d.invalid_rows for d in days)} invalid, "
-             f"{sum(d.same_ts_rows for d in days)} sharing an updated_at")
-    else:
-        print(f"unknown domain {args.domain!r}; known: {', '.join(DOMAINS)}", file=sys.stderr)
-        return 2
+    line = domain.generate(storage, request)
+    _say(f"{domain.name}: {line} in {time.time() - t0:.1f}s")
     return 0
-
-
-DOMAINS = ("logs", "commerce", "orders")
 
 
 # -- run -------------------------------------------------------------------
 def run_lake(progress=_say):
-    """Ingest and build every domain; returns the DomainRun of each."""
+    """Ingest and build every domain; returns each domain's run report."""
     from dagster import DagsterInstance
 
     from lake_assets.definitions import build_defs
-    from lake_assets.domains.commerce.assets import LANDING as COMMERCE_LANDING
-    from lake_assets.domains.commerce.assets import dates_to_rebuild
-    from lake_assets.domains.logs.assets import LANDING as LOGS_LANDING
-    from lake_assets.pipeline import run_domain
 
     storage = _storage()
     defs = build_defs(storage.root_uri)
-    runs = []
     # Entered, so Dagster's definitions-state storage is this live instance's.
     with DagsterInstance.get() as instance:
-        widen = {"commerce": lambda touched: dates_to_rebuild(storage, touched)}
-        for domain, landing in (("commerce", COMMERCE_LANDING), ("logs", LOGS_LANDING)):
-            runs.append(run_domain(
-                defs, instance, domain=domain, ingest_job=f"ingest_{domain}_job",
-                build_job=f"{domain}_pipeline_job", validated_assets=landing.validated_assets,
-                list_raw=lambda landing=landing: [f.path for f in landing.raw_files(storage)], progress=progress,
-                widen=widen.get(domain)))
-        from lake_assets.domains.orders.run import run_orders
-        from lake_assets.domains.orders.source import OrdersSourceResource, sqlite_file
-
-        url = OrdersSourceResource.from_env().url
-        path = sqlite_file(url)
-        if not os.environ.get("ORDERS_DB_URL") and path and not os.path.exists(path):
-            # Nothing configured and no embedded database yet: there is no orders source to pull.
-            progress("orders: no source database (ORDERS_DB_URL unset, no embedded database; "
-                     "`lake generate orders` creates one): skipped")
-        else:
-            runs.append(run_orders(defs, instance, progress=progress))
-    return runs
+        return [domain.run(defs, instance, storage, progress) for domain in _domains().values()]
 
 
 def _report(runs) -> int:
@@ -137,16 +92,10 @@ def _report(runs) -> int:
 
 
 def cmd_run(args) -> int:
-    _setup_env(args)
     t0 = time.time()
     runs = run_lake()
     for d in runs:
-        if d.domain == "orders":
-            _say(f"orders: {d.landed_rows} changed row(s) landed, {len(d.landing_sets)} landing set(s) validated "
-                 f"({d.valid_rows} valid, {d.discarded_rows} discarded) in {len(d.runs)} run(s)")
-        else:
-            _say(f"{d.domain}: {d.files} file(s) ingested, {len(d.touched)} partition(s) built "
-                 f"in {len(d.runs)} run(s)")
+        _say(d.summary)
     code = _report(runs)
     _say(("done" if code == 0 else "finished with failures") + f" in {time.time() - t0:.1f}s; "
          f"runs recorded in {os.environ['DAGSTER_HOME']}")
@@ -154,131 +103,150 @@ def cmd_run(args) -> int:
 
 
 # -- summary and demo ------------------------------------------------------
-def _zone_rows(storage, prefix: str) -> tuple[int, int]:
-    import pyarrow.parquet as pq
+def _registered(catalog, storage, table):
+    """(partitions, rows) of a table: from the catalog, or from the lake's footers without one."""
+    from lake_assets.catalog.base import scan_partitions
 
-    files = [f for f in storage.list_files(prefix) if f.path.endswith(".parquet")]
-    rows = 0
-    for f in files:
-        with storage.open_random(f.path) as fh:
-            rows += pq.ParquetFile(fh).metadata.num_rows
-    return len(files), rows
+    found = catalog.describe(table) if catalog.kind != "none" else None
+    if found is not None:
+        return len(found.partitions), found.rows
+    entries = scan_partitions(storage, table)
+    return len(entries), sum(e.rows for e in entries)
+
+
+def _print_table(result, limit: int = 12, indent: str = "  ") -> None:
+    cols = result.column_names
+    rows = result.slice(0, limit).to_pylist()
+    cell = lambda v: str(round(v, 2) if isinstance(v, float) else v)  # noqa: E731
+    widths = [max([len(c)] + [len(cell(r[c])) for r in rows]) for c in cols]
+    print(indent + "  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for r in rows:
+        print(indent + "  ".join(cell(r[c]).rjust(w) for c, w in zip(cols, widths)))
 
 
 def print_summary(storage) -> None:
+    """What the lake holds, read back through the registry, the catalog and ``lake sql``'s engine."""
+    from lake_assets.catalog.resource import CatalogResource
+    from lake_assets.catalog.sql import LakeSQLResource
+    from lake_assets.catalog.tables import ZONES
+    from lake_assets.definitions import registry
+
+    domains = _domains()
     print()
     print(f"Lake: {storage.root_uri}")
-    print(f"  {'zone':<44} {'files':>7} {'rows':>10}")
-    for label, prefix in [("raw/ (waiting)", "raw"), ("validated/", "validated"), ("archive/", "archive"),
-                          ("rejected/system/ (whole files)", "rejected/system")]:
-        n = len([f for f in storage.list_files(prefix) if not f.path.endswith(".reason.json")])
-        print(f"  {label:<44} {n:>7} {'':>10}")
-    for label, prefix in [("processed/logs/log_type=access/", "processed/logs/log_type=access"),
-                          ("processed/logs/log_type=error/", "processed/logs/log_type=error"),
-                          ("rejected/data_quality/", "rejected/data_quality"),
-                          ("analytics/daily_activity/", "analytics/daily_activity")]:
-        files, rows = _zone_rows(storage, prefix)
-        print(f"  {label:<44} {files:>7} {rows:>10}")
+    print(f"\n  {'landing zone':<12} {'files waiting in raw/':>22} {'files rejected whole':>22}")
+    for d in domains.values():
+        if not d.landing:
+            continue
+        landing = d.landing()
+        waiting = len(landing.raw_files(storage))
+        folders = {landing.zones.rejected_dir(f) for f in [*landing.formats, "unknown"]}
+        rejected = sum(1 for folder in folders for f in storage.list_files(folder, hidden=True)
+                       if f.path.endswith(".reason.json"))
+        print(f"  {d.name:<12} {waiting:>22} {rejected:>22}")
 
-    for label, prefix in [("bronze/ (commerce, files as received)", "bronze"),
-                          ("quarantine/<dataset>/_files/ (whole files)", None)]:
-        if prefix:
-            n = len(storage.list_files(prefix))
-        else:
-            n = sum(1 for d in ("events", "users", "transactions")
-                    for f in storage.list_files(f"quarantine/{d}/_files", hidden=True)
-                    if not f.path.endswith(".reason.json"))
-        print(f"  {label:<44} {n:>7} {'':>10}")
-    for table in ("silver/events", "silver/users", "silver/transactions", "quarantine/events",
-                  "quarantine/users", "quarantine/transactions", "gold/dim/dim_users", "gold/fact/fact_events",
-                  "gold/fact/fact_transactions", "gold/mart/daily_revenue", "gold/mart/daily_active_users",
-                  "gold/mart/user_ltv", "silver/staging/orders", "discarded/orders"):
-        files, rows = _zone_rows(storage, table)
-        print(f"  {table + '/':<44} {files:>7} {rows:>10}")
+    catalog = CatalogResource.from_env()
+    tables = sorted(registry(), key=lambda t: (list(domains).index(t.domain), ZONES.index(t.zone), t.name))
+    print(f"\n  {'table':<34} {'zone':<11} {'partitions':>10} {'rows':>10}   location")
+    for t in tables:
+        parts, rows = _registered(catalog, storage, t)
+        print(f"  {t.qualified_name:<34} {t.zone:<11} {parts:>10} {rows:>10}   {t.location}/")
     metrics_files = len([f for f in storage.list_files("metrics") if f.path.endswith(".csv")])
-    print(f"  {'metrics/ (one CSV per materialization)':<44} {metrics_files:>7} {'':>10}")
+    print(f"  {'metrics/ (one CSV per materialization)':<57} {metrics_files:>10} files")
 
-    quarantined: Counter = Counter()
-    for d in ("events", "users", "transactions"):
-        for table in _read_tables(storage, f"quarantine/{d}", ["reason"]):
-            quarantined.update(f"{d}: {r}" for r in table.column("reason").to_pylist())
-    if quarantined:
-        print("\nQuarantined commerce rows by reason (first rule broken):")
-        for reason, n in quarantined.most_common():
-            print(f"  {reason:<48} {n:>8}")
-
-    counts: Counter = Counter()
-    for table in _read_tables(storage, "rejected/data_quality", ["reason"]):
-        counts.update(table.column("reason").to_pylist())
-    if counts:
-        print("\nRejected records by reason (first rule broken):")
-        for reason, n in counts.most_common():
-            print(f"  {reason:<40} {n:>8}")
-    bad_files = [f for f in storage.list_files("rejected/system") if f.path.endswith(".reason.json")]
-    if bad_files:
-        import json
-
-        print("\nFiles rejected whole:")
-        for f in bad_files[:10]:
-            info = json.loads(storage.read_text(f.path))
-            print(f"  {info.get('source', '?'):<48} {info.get('reason')}")
-
-    import pyarrow as pa
-
-    revenue = [t for t in _read_tables(storage, "gold/mart/daily_revenue") if t.num_rows]
-    if revenue:
-        table = pa.concat_tables(revenue).sort_by([("date", "ascending"), ("revenue", "descending")])
-        cols = ["date", "country", "currency", "revenue", "orders", "refunded_amount", "avg_order_value"]
-        print(f"\nGold preview (gold/mart/daily_revenue, {table.num_rows} rows):")
-        print("  " + " ".join(f"{c:>15}" for c in cols))
-        for row in table.select(cols).slice(0, 8).to_pylist():
-            print("  " + " ".join(f"{v!s:>15}" for v in row.values()))
-
-    tables = [t for t in _read_tables(storage, "analytics/daily_activity") if t.num_rows]
-    if tables:
-        table = pa.concat_tables(tables).sort_by([("date", "ascending"), ("service", "ascending")])
-        cols = ["date", "service", "requests", "client_errors", "server_errors", "unique_users",
-                "p95_latency_ms", "error_events", "critical_events"]
-        print(f"\nGold preview (analytics/daily_activity, {table.num_rows} rows):")
-        print("  " + " ".join(f"{c:>14}" for c in cols))
-        for row in table.select(cols).slice(0, 12).to_pylist():
-            print("  " + " ".join(f"{(round(v, 1) if isinstance(v, float) else v)!s:>14}" for v in row.values()))
-
-
-def _read_tables(storage, prefix: str, columns: list[str] | None = None):
-    """Each Parquet file under a prefix as an Arrow table (the summary's small reads)."""
-    import pyarrow.parquet as pq
-
-    for f in storage.list_files(prefix):
-        if f.path.endswith(".parquet"):
-            with storage.open_random(f.path) as fh:
-                yield pq.read_table(fh, columns=columns)
+    if catalog.kind == "none":
+        return
+    sql = LakeSQLResource.from_env()
+    print("\nRejected and quarantined rows by reason (the first rule broken):")
+    for t in tables:
+        if t.zone in ("rejected", "quarantine", "discarded") and "reason" in t.schema.names:
+            result = sql.query(f"SELECT reason, count(*) AS n FROM {t.qualified_name} GROUP BY reason ORDER BY n DESC")
+            for r in result.to_pylist():
+                print(f"  {t.qualified_name:<34} {r['reason']:<40} {r['n']:>8}")
+    for d in domains.values():
+        example = d.examples[0] if d.examples else None
+        if example is None:
+            continue
+        result = sql.query(example.sql)
+        if result.num_rows:
+            print(f"\n{d.name}: {example.question.lower()}  (lake sql)")
+            _print_table(result)
 
 
 def cmd_demo(args) -> int:
-    _setup_env(args)
     args.start = None
-    for domain in DOMAINS:
-        args.domain = domain
+    for name in _domains():
+        args.domain = name
         code = cmd_generate(args)
         if code:
             return code
     code = cmd_run(args)
     storage = _storage()
     print_summary(storage)
+    example = next(d.examples[0] for d in _domains().values() if d.examples)
     print(f"""
 Next:
+  ask the lake a question:     .venv/bin/lake sql "select * from logs.daily_activity order by date, service limit 5"
+                               .venv/bin/lake sql "{example.sql}"
+                               .venv/bin/lake sql          (an interactive prompt; .venv/bin/lake catalog list)
   open the UI on these runs:   .venv/bin/lake ui      (then http://127.0.0.1:3000)
   look at the files:           {storage.root_uri}
-  quarantined rows (commerce): {storage.uri('quarantine')}
-  rejected rows (logs):        {storage.uri('rejected/data_quality')}
   metrics CSVs:                {storage.uri('metrics')}
 """)
     return code
 
 
+# -- catalog ---------------------------------------------------------------
+def cmd_catalog(args) -> int:
+    from lake_assets.catalog.resource import CatalogResource
+    from lake_assets.definitions import registry
+
+    storage = _storage()
+    catalog = CatalogResource.from_env()
+    tables = list(registry())
+    if args.action == "sync":
+        if catalog.kind == "none":
+            print("LAKE_CATALOG=none: no catalog to sync", file=sys.stderr)
+            return 2
+        t0 = time.time()
+        found = catalog.sync(storage, tables)
+        for name, n in found.items():
+            _say(f"{name}: {n} partition(s) registered")
+        _say(f"catalog synced from {storage.root_uri} in {time.time() - t0:.1f}s "
+             f"({', '.join(b.name for b in catalog.backends())})")
+        return 0
+    if args.action == "list":
+        entries = []
+        for t in tables:
+            reg = catalog.describe(t)
+            entries.append({
+                "table": t.qualified_name, "zone": t.zone, "description": t.description, "asset": t.asset,
+                "location": reg.location if reg else storage.uri(t.location),
+                "partition_keys": [f"{k.name} {k.type}" for k in t.partition_keys],
+                "columns": [f"{f.name} {f.dataType.simpleString()}" for f in t.columns],
+                "registered": reg is not None,
+                "partitions": len(reg.partitions) if reg else 0, "rows": reg.rows if reg else 0})
+        if args.format == "json":
+            print(json.dumps(entries, indent=2))
+        else:
+            for e in entries:
+                state = f"{e['partitions']} partition(s), {e['rows']} row(s)" if e["registered"] else "not registered"
+                print(f"{e['table']:<34} {state:<34} {e['location']}")
+                print(f"    partitioned by: {', '.join(e['partition_keys']) or '-'}")
+                print(f"    columns: {', '.join(e['columns'])}")
+        return 0
+    # ddl
+    from lake_assets.catalog.base import scan_partitions
+    from lake_assets.catalog.ddl import athena_ddl
+
+    print(f"-- Athena DDL for the lake at {storage.root_uri}")
+    for t in tables:
+        for statement in athena_ddl(storage, t, scan_partitions(storage, t), catalog.glue_database_prefix):
+            print(statement.rstrip(";") + ";")
+    return 0
+
+
 def cmd_ui(args) -> int:
-    _setup_env(args)
     import shutil
 
     from lake_assets import settings
@@ -307,10 +275,17 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--bad-files", type=int, default=3, help="unreadable files to add")
         p.add_argument("--seed", type=int, default=7)
 
-    g = sub.add_parser("generate", help="write synthetic raw files into raw/")
-    g.add_argument("domain", choices=list(DOMAINS))
-    g.add_argument("--users", type=int, default=200, help="commerce: distinct users")
-    g.add_argument("--orders-per-day", type=int, default=200, help="orders: new orders per simulated day")
+    def domain_args(p):
+        seen = set()
+        for domain in _domains().values():
+            for o in domain.generate_options:
+                if o.flag not in seen:
+                    seen.add(o.flag)
+                    p.add_argument(o.flag, type=o.type, default=o.default, help=o.help)
+
+    g = sub.add_parser("generate", help="write synthetic raw files into raw/ (or a domain's source)")
+    g.add_argument("domain", choices=list(_domains()))
+    domain_args(g)
     gen_args(g, 7, 2000)
     g.add_argument("--start", help="first event date (default: DAYS days ago)")
     g.set_defaults(func=cmd_generate)
@@ -320,9 +295,17 @@ def main(argv: list[str] | None = None) -> int:
 
     d = sub.add_parser("demo", help="generate a week of sample data for every domain, run it, print a summary")
     gen_args(d, 7, 2000)
-    d.add_argument("--users", type=int, default=200, help="commerce: distinct users")
-    d.add_argument("--orders-per-day", type=int, default=200, help="orders: new orders per simulated day")
+    domain_args(d)
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("catalog", help="the table catalog: sync it from the lake, list it, print Athena DDL")
+    c.add_argument("action", choices=["sync", "list", "ddl"])
+    c.add_argument("--format", choices=["table", "json"], default="table", help="list: output format")
+    c.set_defaults(func=cmd_catalog)
+
+    from lake_assets.catalog.sql import add_sql_command
+
+    add_sql_command(sub)
 
     u = sub.add_parser("ui", help="open the Dagster UI on the lake's instance")
     u.add_argument("--host", default="127.0.0.1")
@@ -330,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     u.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
+    _setup_env(args)
     return args.func(args)
 
 

@@ -13,17 +13,31 @@ from dagster import (
     in_process_executor,
 )
 
-from lake_assets.domains import commerce, logs, orders
+from lake_assets.catalog.checks import schema_drift_checks
+from lake_assets.catalog.resource import CatalogResource
+from lake_assets.catalog.tables import Registry
+from lake_assets.domains import DOMAINS
 from lake_assets.io_managers import LakeParquetIOManager
 from lake_assets.resources import LakeResource
 from lake_assets.spark import spark_resource_from_env
 
+def registry() -> Registry:
+    """Every table every domain declares (what the catalog, ``lake sql`` and the summary list)."""
+    return Registry.of(t for d in DOMAINS.values() for t in d.tables())
+
+
+def claimed_raw_folders() -> list[str]:
+    """The raw/ folders the domains' landing zones read: a catch-all zone leaves these to their owner."""
+    return sorted(f for d in DOMAINS.values() if d.landing for f in d.landing().folders)
+
 
 def build_resources(lake_root: str | None = None) -> dict:
     """Resources from the environment: a local lake by default, S3 and a cluster when configured."""
-    lake = LakeResource.from_env(lake_root)
+    lake = LakeResource.from_env(lake_root, claimed_raw_folders())
     spark = spark_resource_from_env()
-    return {"lake": lake, "spark": spark, "lake_io_manager": LakeParquetIOManager(lake=lake, spark=spark)}
+    catalog = CatalogResource.from_env()
+    return {"lake": lake, "spark": spark, "catalog": catalog,
+            "lake_io_manager": LakeParquetIOManager(lake=lake, spark=spark, catalog=catalog)}
 
 
 #: Evaluates the assets' automation conditions (late-data rebuilds) while `dagster dev` runs.
@@ -34,13 +48,15 @@ lake_automation_sensor = AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
 )
 
+
 def build_defs(lake_root: str | None = None) -> Definitions:
     """The code location; ``lake_root`` overrides LAKE_ROOT (tests point it at a temporary lake)."""
+    domain_defs = [d.definitions() for d in DOMAINS.values()]
     return Definitions.merge(
-        logs.definitions(),
-        commerce.definitions(),
-        orders.definitions(),
+        *domain_defs,
         Definitions(
+            # Every asset writing declared tables gets its schema-drift check from the catalog room.
+            asset_checks=schema_drift_checks(a for dd in domain_defs for a in (dd.assets or [])),
             sensors=[lake_automation_sensor],
             resources=build_resources(lake_root),
             # One process, so one Spark session (one JVM) serves every step of a run.

@@ -28,6 +28,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lake_assets.catalog.resource import CatalogResource
 from lake_assets.catalog.tables import Table, tables_metadata, tables_of
 from lake_assets.lake import LakeStorage, partition_path
 from lake_assets.lake.layout import join
@@ -98,6 +99,12 @@ def register_written(catalog, storage: LakeStorage, meta: Mapping[str, Any],
         return
     for sub, table in _tables(meta).items():
         catalog.register(storage, table, {_partition_dir(table, k): n for k, n in rows.get(sub, {}).items()})
+
+
+def register_from_files(catalog, storage: LakeStorage, meta: Mapping[str, Any], keys: list[str | None]) -> None:
+    """Register partitions written elsewhere (a Pipes script on EMR or Glue), rows from their footers."""
+    register_written(catalog, storage, meta,
+                     {sub: {k: partition_row_counts(storage, meta, k)[sub] for k in keys} for sub in _tables(meta)})
 
 
 def _schema_metadata(df: DataFrame) -> TableSchema:
@@ -281,13 +288,15 @@ class LakeParquetIOManager(ConfigurableIOManager):
 
     lake: ResourceDependency[LakeResource]
     spark: ResourceDependency[LazyPySparkResource]
+    catalog: ResourceDependency[CatalogResource]
     preview_rows: int = 5
 
     def handle_output(self, context: OutputContext, obj: DataFrame | Mapping[str, DataFrame]) -> None:
         keys: list[str | None] = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         context.add_output_metadata(write_table(
             self.lake.storage, context.definition_metadata, obj, keys,
-            asset=context.asset_key.path[-1], run_id=context.run_id, preview_rows=self.preview_rows))
+            asset=context.asset_key.path[-1], run_id=context.run_id, preview_rows=self.preview_rows,
+            catalog=self.catalog))
 
     # -- input -------------------------------------------------------------
     def load_input(self, context: InputContext) -> DataFrame | dict[str, DataFrame]:

@@ -53,6 +53,11 @@ class DomainRun:
     def success(self) -> bool:
         return all(r.success for r in self.runs)
 
+    @property
+    def summary(self) -> str:
+        return (f"{self.domain}: {self.files} file(s) ingested, {len(self.touched)} partition(s) built "
+                f"in {len(self.runs)} run(s)")
+
 
 def contiguous_ranges(keys: list[str]) -> list[tuple[str, str]]:
     """Group daily partition keys into runs of consecutive dates."""
@@ -135,3 +140,15 @@ def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ing
         )
         out.runs.append(run_outcome(build_job, result, (start, end)))
     return out
+
+
+def run_landing_domain(defs: Definitions, instance: DagsterInstance, storage, landing, *,
+                       progress: Callable[[str], None] = lambda _: None,
+                       widen: Callable[[list[str]], list[str]] | None = None) -> DomainRun:
+    """``lake run`` of a domain fed through a landing zone (:class:`~lake_assets.ingest.jobs.LandingSpec`):
+    its jobs are ``ingest_<name>_job`` and ``<name>_pipeline_job``, by the house's naming."""
+    claimed = defs.resources["lake"].claimed_raw_folders
+    return run_domain(defs, instance, domain=landing.name, ingest_job=f"ingest_{landing.name}_job",
+                      build_job=f"{landing.name}_pipeline_job", validated_assets=landing.validated_assets,
+                      list_raw=lambda: [f.path for f in landing.raw_files(storage, claimed)],
+                      progress=progress, widen=widen)

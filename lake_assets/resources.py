@@ -19,16 +19,22 @@ class LakeResource(ConfigurableResource):
         "filesystem; unset, S3 data crosses through Arrow",
     )
     endpoint_url: str | None = Field(default=None, description="overrides AWS_ENDPOINT_URL")
+    claimed_raw_folders: list[str] = Field(
+        default_factory=list,
+        description="raw/ folders some landing zone reads (from every domain, when definitions are "
+        "built): a catch-all landing zone leaves their files to their owner",
+    )
 
     @classmethod
-    def from_env(cls, root: str | None = None) -> "LakeResource":
+    def from_env(cls, root: str | None = None, claimed_raw_folders: list[str] | None = None) -> "LakeResource":
         """``LAKE_ROOT`` (or ``root``) and ``LAKE_SPARK_S3_SCHEME``, as the code location reads them."""
         import os
 
         from lake_assets import settings
 
         return cls(root=root or settings.lake_root(),
-                   spark_s3_scheme=os.environ.get("LAKE_SPARK_S3_SCHEME") or None)
+                   spark_s3_scheme=os.environ.get("LAKE_SPARK_S3_SCHEME") or None,
+                   claimed_raw_folders=list(claimed_raw_folders or []))
 
     @cached_property
     def storage(self) -> LakeStorage:

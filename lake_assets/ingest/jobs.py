@@ -13,7 +13,7 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from dagster import (
     AssetKey,
@@ -40,10 +40,6 @@ from lake_assets.lake.layout import join
 from lake_assets.resources import LakeResource
 
 
-#: raw/ folders some landing zone reads: a catch-all zone leaves them to their owner.
-_CLAIMED_FOLDERS: set[str] = set()
-
-
 @dataclass(frozen=True)
 class LandingSpec:
     """One domain's landing zone: its formats and how its records are dated."""
@@ -59,8 +55,10 @@ class LandingSpec:
     #: Also take (and reject whole, as unknown) files in raw/ folders no landing zone claims.
     claims_unknown: bool = False
 
-    def __post_init__(self) -> None:
-        _CLAIMED_FOLDERS.update(join(self.zones.raw, f) for f in self.formats)
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """The raw/ folders this zone reads (``raw/<format>``)."""
+        return tuple(join(self.zones.raw, f) for f in self.formats)
 
     def dating(self, fmt: str, start: dt.date):
         date_of = self.date_of[fmt] if isinstance(self.date_of, Mapping) else self.date_of
@@ -75,13 +73,15 @@ class LandingSpec:
             return set(self.validated_asset.values())
         return {self.validated_asset}
 
-    def raw_files(self, storage: LakeStorage) -> list[LakeFile]:
+    def raw_files(self, storage: LakeStorage, claimed: Sequence[str] = ()) -> list[LakeFile]:
         """The files waiting in this zone's raw folders (and in unclaimed ones, for a catch-all zone).
 
-        Several domains share ``raw/``; each reads its own folders.
+        Several domains share ``raw/``; each reads its own folders. ``claimed`` are the
+        folders every landing zone of the code location reads (told when definitions are
+        built, :attr:`LakeResource.claimed_raw_folders`): a catch-all zone leaves them be.
         """
-        mine = tuple(join(self.zones.raw, f) + "/" for f in self.formats)
-        claimed = tuple(p + "/" for p in _CLAIMED_FOLDERS)
+        mine = tuple(p + "/" for p in self.folders)
+        claimed = mine + tuple(p.rstrip("/") + "/" for p in claimed)
         return [f for f in storage.list_files(self.zones.raw)
                 if f.path.startswith(mine) or (self.claims_unknown and not f.path.startswith(claimed))]
 
@@ -172,7 +172,7 @@ def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
     @op(name=f"ingest_{spec.name}", description=f"Ingest raw {spec.name} files into validated/")
     def _ingest(context: OpExecutionContext, config: IngestConfig, lake: LakeResource) -> None:
         storage = lake.storage
-        paths = config.paths or [f.path for f in spec.raw_files(storage)]
+        paths = config.paths or [f.path for f in spec.raw_files(storage, lake.claimed_raw_folders)]
         results = ingest_paths(spec, storage, [p for p in paths if storage.exists(p)],
                                run_id=context.run_id, start=start, log=context.log.info)
         per_date: dict[tuple[AssetKey, str], dict[str, int]] = defaultdict(lambda: {"records": 0, "files": 0})
@@ -228,7 +228,7 @@ def build_landing_sensor(spec: LandingSpec, ingest_job: JobDefinition, *, max_fi
     def _sensor(context: SensorEvaluationContext, lake: LakeResource):
         cursor = json.loads(context.cursor) if context.cursor else {}
         requested: dict[str, float] = cursor.get("requested", {})
-        files = spec.raw_files(lake.storage)
+        files = spec.raw_files(lake.storage, lake.claimed_raw_folders)
         now = time.time()
         fresh = new_files(files, {k for k, t in requested.items() if now - t < retry_after_seconds})
         listed = {file_key(f) for f in files}

@@ -1,6 +1,10 @@
 """The e-commerce lake (contract: shared/contracts/commerce.md)."""
 from dagster import Definitions
 
+from lake_assets.domain import Domain, Example, GenerateRequest, Option
+
+NAME = "commerce"
+
 
 def definitions() -> Definitions:
     """Everything the commerce domain adds to the code location."""
@@ -20,3 +24,56 @@ def definitions() -> Definitions:
         jobs=[ingest_commerce_job, commerce_pipeline_job],
         sensors=[commerce_landing_sensor],
     )
+
+
+def _tables():
+    from lake_assets.domains.commerce.tables import TABLES
+
+    return TABLES
+
+
+def _generate(storage, req: GenerateRequest) -> str:
+    from lake_assets.domains.commerce.generator import generate_commerce
+
+    gen = generate_commerce(storage.write_bytes, start=req.start, days=req.days, users=req.options["users"],
+                            events_per_day=req.records_per_day,
+                            transactions_per_day=max(1, req.records_per_day // 5), bad_share=req.bad_share,
+                            bad_files=req.bad_files > 0, seed=req.seed, now=req.now)
+    rows = ", ".join(f"{n} {d}" for d, n in gen.rows.items())
+    return (f"wrote {gen.files} raw file(s) ({rows}; {len(gen.bad_files)} unreadable) "
+            f"for {req.start}..{req.end} under {storage.uri('raw')}")
+
+
+def _landing():
+    from lake_assets.domains.commerce.assets import LANDING
+
+    return LANDING
+
+
+def _run(defs, instance, storage, progress):
+    from lake_assets.domains.commerce.assets import LANDING, dates_to_rebuild
+    from lake_assets.pipeline import run_landing_domain
+
+    return run_landing_domain(defs, instance, storage, LANDING, progress=progress,
+                              widen=lambda touched: dates_to_rebuild(storage, touched))
+
+
+DOMAIN = Domain(
+    name=NAME,
+    description="Users, events and transactions -> bronze -> silver (+ quarantine) -> dims, facts and marts",
+    definitions=definitions, tables=_tables, generate=_generate, run=_run, landing=_landing,
+    generate_options=(Option("--users", int, 200, "commerce: distinct users"),),
+    examples=(
+        Example("Revenue by country",
+                "SELECT country, currency, sum(revenue) AS revenue, sum(orders) AS orders "
+                "FROM commerce.daily_revenue GROUP BY ALL ORDER BY revenue DESC LIMIT 10"),
+        Example("Quarantined rows by dataset and reason",
+                "SELECT 'events' AS dataset, reason, count(*) AS n FROM commerce.quarantine_events GROUP BY ALL "
+                "UNION ALL SELECT 'users', reason, count(*) FROM commerce.quarantine_users GROUP BY ALL "
+                "UNION ALL SELECT 'transactions', reason, count(*) FROM commerce.quarantine_transactions "
+                "GROUP BY ALL ORDER BY n DESC"),
+        Example("Best customers by lifetime revenue",
+                "SELECT user_id, currency, orders, lifetime_revenue FROM commerce.user_ltv "
+                "ORDER BY lifetime_revenue DESC LIMIT 5"),
+    ),
+)

@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 
 from lake_assets import settings
 from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE, REBUILD_ON_WINDOW_CHANGE
-from lake_assets.domains.commerce import gold, silver
+from lake_assets.domains.commerce import gold, silver, tables
 from lake_assets.domains.commerce.spec import DATASETS, DatasetSpec
 from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing_sensor
 from lake_assets.ingest.router import Zones
@@ -85,34 +85,17 @@ LANDING = LandingSpec(
 ingest_commerce_job = build_ingest_job(LANDING, START_DATE)
 commerce_landing_sensor = build_landing_sensor(LANDING, ingest_commerce_job)
 
-QUARANTINE_TABLES = {
-    name: lake_table(f"quarantine/{name}", partitioning="event_date", date_column="_partition_date")
-    for name in DATASETS
-}
+QUARANTINE_TABLES = {name: lake_table(tables.QUARANTINE[name], date_column="_partition_date")
+                     for name in DATASETS}
 SILVER_TABLES = {
-    name: lake_table(f"silver/{name}", partitioning="event_date", date_column="_event_date",
-                     metrics=name, rejects=QUARANTINE_TABLES[name], rules=spec.rule_names)
+    name: lake_table(tables.SILVER[name], date_column="_event_date",
+                     metrics=name, rejects=tables.QUARANTINE[name], rules=spec.rule_names)
     for name, spec in DATASETS.items()
 }
-
-
-def _gold(path: str, *, partitioned: bool = True, date_column: str = "_event_date") -> dict:
-    return lake_table(f"gold/{path}", partitioning="event_date", date_column=date_column, metrics="gold") \
-        if partitioned else lake_table(f"gold/{path}", metrics="gold")
-
-
-GOLD_TABLES = {
-    "dim_users": _gold("dim/dim_users", partitioned=False),
-    "dim_country": _gold("dim/dim_country", partitioned=False),
-    "dim_status": _gold("dim/dim_status", partitioned=False),
-    "dim_date": _gold("dim/dim_date", partitioned=False),
-    "fact_events": _gold("fact/fact_events"),
-    "fact_transactions": _gold("fact/fact_transactions"),
-    "fact_user_activity": _gold("fact/fact_user_activity", date_column="date"),
-    "daily_revenue": _gold("mart/daily_revenue", date_column="date"),
-    "daily_active_users": _gold("mart/daily_active_users", date_column="date"),
-    "user_ltv": _gold("mart/user_ltv", partitioned=False),
-}
+#: Daily gold tables pick a row's partition from ``_event_date`` (dropped) or from a date column kept.
+_GOLD_DATE_COLUMNS = {"fact_user_activity": "date", "daily_revenue": "date", "daily_active_users": "date"}
+GOLD_TABLES = {name: lake_table(t, date_column=_GOLD_DATE_COLUMNS.get(name, "_event_date"), metrics="gold")
+               for name, t in tables.GOLD.items()}
 
 
 def _bronze_window():

@@ -1,6 +1,10 @@
 """The log analytics lake (contract: shared/contracts/logs.md)."""
 from dagster import Definitions
 
+from lake_assets.domain import Domain, Example, GenerateRequest
+
+NAME = "logs"
+
 
 def definitions() -> Definitions:
     """Everything the logs domain adds to the code location."""
@@ -20,3 +24,48 @@ def definitions() -> Definitions:
         jobs=[ingest_logs_job, logs_pipeline_job],
         sensors=[logs_landing_sensor],
     )
+
+
+def _tables():
+    from lake_assets.domains.logs.tables import TABLES
+
+    return TABLES
+
+
+def _generate(storage, req: GenerateRequest) -> str:
+    from lake_assets.domains.logs.generator import generate_logs
+
+    gen = generate_logs(storage.write_bytes, start=req.start, days=req.days, records_per_day=req.records_per_day,
+                        bad_share=req.bad_share, bad_files=req.bad_files, seed=req.seed, now=req.now)
+    return (f"wrote {gen.files} raw file(s), {gen.records} records ({gen.bad_records} bad, "
+            f"{len(gen.bad_files)} unreadable file(s)) for {req.start}..{req.end} under {storage.uri('raw')}")
+
+
+def _landing():
+    from lake_assets.domains.logs.assets import LANDING
+
+    return LANDING
+
+
+def _run(defs, instance, storage, progress):
+    from lake_assets.domains.logs.assets import LANDING
+    from lake_assets.pipeline import run_landing_domain
+
+    return run_landing_domain(defs, instance, storage, LANDING, progress=progress)
+
+
+DOMAIN = Domain(
+    name=NAME,
+    description="Web server access logs and application errors -> processed -> daily activity per service",
+    definitions=definitions, tables=_tables, generate=_generate, run=_run, landing=_landing,
+    examples=(
+        Example("Top services by server errors",
+                "SELECT service, sum(server_errors) AS server_errors, sum(requests) AS requests "
+                "FROM logs.daily_activity GROUP BY service ORDER BY server_errors DESC LIMIT 5"),
+        Example("Rejected log records by reason",
+                "SELECT reason, count(*) AS records FROM logs.rejected_records GROUP BY reason ORDER BY records DESC"),
+        Example("Slowest paths (p95 latency)",
+                "SELECT path, count(*) AS requests, quantile_cont(latency_ms, 0.95) AS p95_ms FROM logs.access "
+                "GROUP BY path ORDER BY p95_ms DESC LIMIT 5"),
+    ),
+)

@@ -32,10 +32,10 @@ from pyspark.sql import DataFrame
 
 from lake_assets import settings
 from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE  # noqa: F401  (re-exported)
-from lake_assets.domains.logs import contract
+from lake_assets.domains.logs import contract, tables
 from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing_sensor
 from lake_assets.ingest.validated import read_validated_text, validated_files
-from lake_assets.io_managers import lake_table
+from lake_assets.io_managers import lake_table, register_from_files
 from lake_assets.lake import LakeStorage
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality.rules import record_text_for_rejects
@@ -66,11 +66,10 @@ LANDING = LandingSpec(
 ingest_logs_job = build_ingest_job(LANDING, START_DATE)
 logs_landing_sensor = build_landing_sensor(LANDING, ingest_logs_job)
 
-REJECTS_TABLE = lake_table("rejected/data_quality", date_column="_partition_date", file_stem="part-processed")
-PROCESSED_TABLE = lake_table("processed/logs", subtables=("access", "error"), subtable_key="log_type",
-                             metrics="logs", rejects=REJECTS_TABLE, rules=contract.RULE_NAMES)
-DAILY_ACTIVITY_TABLE = lake_table("analytics/daily_activity", partitioning="date", date_column="date",
-                                  metrics="logs")
+REJECTS_TABLE = lake_table(tables.REJECTED, date_column="_partition_date")
+PROCESSED_TABLE = lake_table({"access": tables.ACCESS, "error": tables.ERRORS},
+                             metrics="logs", rejects=tables.REJECTED, rules=contract.RULE_NAMES)
+DAILY_ACTIVITY_TABLE = lake_table(tables.DAILY_ACTIVITY, date_column="date", metrics="logs")
 
 
 @multi_asset(
@@ -187,13 +186,19 @@ def processed_logs_via_pipes(launch: Callable[[AssetExecutionContext, Any, dict]
     ]
 
     @multi_asset(specs=specs, name=name, partitions_def=daily_partitions,
-                 backfill_policy=BackfillPolicy.single_run(), required_resource_keys={client_key, "lake"})
+                 backfill_policy=BackfillPolicy.single_run(),
+                 required_resource_keys={client_key, "lake", "catalog"})
     def _via_pipes(context: AssetExecutionContext):
         lake: LakeResource = context.resources.lake
-        extras = {"partition_keys": list(context.partition_keys),
+        keys = list(context.partition_keys)
+        extras = {"partition_keys": keys,
                   "settings": {"LAKE_ROOT": lake.root, "LAKE_START_DATE": START_DATE.isoformat(),
                                "LAKE_SPARK_S3_SCHEME": lake.spark_s3_scheme or ""}}
-        return launch(context, getattr(context.resources, client_key), extras).get_results()
+        results = launch(context, getattr(context.resources, client_key), extras).get_results()
+        # The remote side publishes; the catalog (local to the orchestrator) learns of it here.
+        for meta in (REJECTS_TABLE, PROCESSED_TABLE):
+            register_from_files(context.resources.catalog, lake.storage, meta, keys)
+        return results
 
     return _via_pipes
 

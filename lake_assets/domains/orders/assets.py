@@ -39,7 +39,8 @@ from dagster import (
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from lake_assets.domains.orders import zones
+from lake_assets.catalog.resource import CatalogResource
+from lake_assets.domains.orders import tables, zones
 from lake_assets.domains.orders.extract import extract_orders
 from lake_assets.domains.orders.source import OrdersSourceResource, masked
 from lake_assets.lake.layout import join
@@ -104,24 +105,24 @@ class ValidateOrdersConfig(Config):
 
 SILVER_SPEC = AssetSpec(
     "orders_silver", deps=["orders_landing"], group_name=GROUP, kinds={"spark", "parquet"},
-    metadata={"lake/prefix": zones.SILVER},
+    metadata=tables.SILVER.asset_metadata(),
     description="Silver: the current state of every valid order (one row per order_id), partitioned "
     "silver/staging/orders/order_date=YYYY-MM-DD/. What analysts query.")
 DISCARDED_SPEC = AssetSpec(
     "orders_discarded", deps=["orders_landing"], group_name=GROUP, kinds={"spark", "parquet"},
-    metadata={"lake/prefix": zones.DISCARDED},
+    metadata=tables.DISCARDED.asset_metadata(),
     description="Every extracted row that broke a rule, with reason and reasons, one file per landing set "
     "(discarded/orders/extracted_at=.../).")
 ARCHIVE_SPEC = AssetSpec(
     "orders_archive", deps=["orders_landing"], group_name=GROUP, kinds={"parquet"},
-    metadata={"lake/prefix": zones.ARCHIVE},
+    metadata=tables.ARCHIVE.asset_metadata(),
     description="The landing sets, unchanged (archive/orders/extracted_at=.../): the source of truth.")
 
 
 @multi_asset(name="validate_orders", specs=[SILVER_SPEC, DISCARDED_SPEC, ARCHIVE_SPEC], can_subset=False,
              pool="orders_silver")
 def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig, spark: LazyPySparkResource,
-                    lake: LakeResource):
+                    lake: LakeResource, catalog: CatalogResource):
     """Route landing sets: valid rows into silver's current state, the rest discarded, the set archived."""
     from lake_assets.domains.orders.validate import RULE_NAMES, validate_set
 
@@ -143,6 +144,12 @@ def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig
         metrics.write_metrics(storage, dataset=DATASET, asset="orders_silver", partition=day, run_id=run_id,
                               metrics=per_day[day])
     silver_found = [metrics.Metric(k, v) for k, v in metrics.summarize(per_day).items()] if per_day else []
+    # The catalog learns what this run published: partitions rewritten, emptied, sets discarded and archived.
+    catalog.register(storage, tables.SILVER, {
+        **{f"order_date={d}": 0 for d in removed},
+        **{f"order_date={d}": int(per_day[d][0].value) for d in written}})
+    catalog.register(storage, tables.DISCARDED, {r.set_name: r.discarded for r in results})
+    catalog.register(storage, tables.ARCHIVE, {r.set_name: r.rows for r in results})
     silver_found += [metrics.Metric("landed_rows", rows), metrics.Metric("valid_rows", valid)]
     sets = MetadataValue.json([r.set_name for r in results])
     yield MaterializeResult(asset_key=SILVER_SPEC.key, metadata={

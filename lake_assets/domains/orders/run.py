@@ -25,9 +25,18 @@ class OrdersRun:
     discarded_rows: int = 0
     runs: list[RunOutcome] = field(default_factory=list)
 
+    skipped: str = ""  # why nothing ran (no source configured)
+
     @property
     def success(self) -> bool:
         return all(r.success for r in self.runs)
+
+    @property
+    def summary(self) -> str:
+        if self.skipped:
+            return f"orders: skipped ({self.skipped})"
+        return (f"orders: {self.landed_rows} changed row(s) landed, {len(self.landing_sets)} landing set(s) "
+                f"validated ({self.valid_rows} valid, {self.discarded_rows} discarded) in {len(self.runs)} run(s)")
 
 
 def _materialization_metadata(result, asset: str) -> dict:

@@ -1,0 +1,86 @@
+"""The one small interface every domain exposes, so the CLI, the summary and the catalog
+iterate over domains instead of branching per domain.
+
+A domain package (``lake_assets/domains/<name>/``) declares a module-level
+``DOMAIN = Domain(...)``: its definitions, its tables, its generator (with the
+options it adds to ``lake generate``) and how ``lake run`` drives it.
+``definitions.py`` lists the domains; nothing here imports one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from lake_assets.catalog.tables import Table
+
+
+@dataclass(frozen=True)
+class Option:
+    """A ``lake generate``/``lake demo`` option a domain adds (``--users``, ``--orders-per-day``)."""
+
+    flag: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What ``lake generate`` asks of a domain's generator: the common knobs plus the domain's options."""
+
+    start: dt.date
+    days: int
+    records_per_day: int
+    bad_share: float
+    bad_files: int
+    seed: int
+    now: dt.datetime
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def end(self) -> dt.date:
+        return self.start + dt.timedelta(days=self.days - 1)
+
+
+class RunReport(Protocol):
+    """What a domain's ``lake run`` returns: its Dagster runs and a one-line summary."""
+
+    domain: str
+    runs: list
+
+    @property
+    def success(self) -> bool: ...
+
+    @property
+    def summary(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Example:
+    """A question a user can paste into ``lake sql`` (README, demo summary)."""
+
+    question: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    description: str
+    #: () -> the domain's Definitions (assets, checks, jobs, sensors, schedules, own resources).
+    definitions: Callable[[], Any]
+    #: () -> every table the domain writes (imported lazily: tables pull in pyspark's type module).
+    tables: Callable[[], Sequence[Table]]
+    #: (storage, request) -> a line saying what was generated.
+    generate: Callable[[Any, GenerateRequest], str]
+    #: (defs, instance, storage, progress) -> RunReport: ingest what waits, build it to gold.
+    run: Callable[[Any, Any, Any, Callable[[str], None]], RunReport]
+    #: () -> the domain's LandingSpec when files land for it in raw/ (its folders are claimed).
+    landing: Callable[[], Any] | None = None
+    generate_options: tuple[Option, ...] = ()
+    examples: tuple[Example, ...] = ()
