@@ -237,11 +237,14 @@ def cmd_catalog(args) -> int:
         return 0
     # ddl
     from lake_assets.catalog.base import scan_partitions
-    from lake_assets.catalog.ddl import athena_ddl
+    from lake_assets.catalog.ddl import athena_database_ddl, athena_ddl
 
     print(f"-- Athena DDL for the lake at {storage.root_uri}")
+    prefix = catalog.glue_database_prefix
+    for domain in sorted({t.domain for t in tables}):
+        print(athena_database_ddl(domain, prefix).rstrip(";") + ";")
     for t in tables:
-        for statement in athena_ddl(storage, t, scan_partitions(storage, t), catalog.glue_database_prefix):
+        for statement in athena_ddl(storage, t, scan_partitions(storage, t), prefix):
             print(statement.rstrip(";") + ";")
     return 0
 

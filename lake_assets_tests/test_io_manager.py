@@ -8,20 +8,28 @@ import pytest
 from dagster import AssetIn, BackfillPolicy, DailyPartitionsDefinition, asset, materialize
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lake_assets.definitions import build_resources
+from lake_assets.catalog.tables import Table
 from lake_assets.io_managers import lake_table
 from lake_assets.lake import LakeStorage
 
 PARTS = DailyPartitionsDefinition(start_date="2024-03-01", end_date="2024-03-10")
 RANGE = {"dagster/asset_partition_range_start": "2024-03-02", "dagster/asset_partition_range_end": "2024-03-04"}
 
+EVENTS = Table("test", "events", "processed", "test/events", T.StructType(
+    [T.StructField("event_date", T.DateType()), T.StructField("value", T.IntegerType())]), "test events", "events")
+DAILY = Table("test", "daily", "analytics", "test/daily", T.StructType(
+    [T.StructField("date", T.DateType()), T.StructField("total", T.LongType())]), "daily totals", "daily",
+    partitioning="date")
+
 #: What the next materialization of `events` produces: (date, value) rows.
 ROWS: list[tuple[str, int]] = []
 
 
 @asset(partitions_def=PARTS, backfill_policy=BackfillPolicy.single_run(), io_manager_key="lake_io_manager",
-       metadata=lake_table("test/events", date_column="event_date"))
+       metadata=lake_table(EVENTS, date_column="event_date"))
 def events(context, spark: LazyPySparkResource):
     session = spark.spark_session
     df = session.createDataFrame([(d, v) for d, v in ROWS], "d string, value int")
@@ -29,7 +37,7 @@ def events(context, spark: LazyPySparkResource):
 
 
 @asset(partitions_def=PARTS, backfill_policy=BackfillPolicy.single_run(), io_manager_key="lake_io_manager",
-       ins={"events": AssetIn()}, metadata=lake_table("test/daily", partitioning="date", date_column="date"))
+       ins={"events": AssetIn()}, metadata=lake_table(DAILY, date_column="date"))
 def daily(events):
     return events.groupBy(F.col("event_date").alias("date")).agg(F.sum("value").alias("total"))
 

@@ -167,7 +167,24 @@ def test_landing_zones_sharing_raw_read_only_their_own_folders(lake_root):
                             validated_asset=AssetKey("validated_logs"), claims_unknown=True)
     storage = LakeStorage(lake_root)
     assert [f.path for f in other.raw_files(storage)] == ["raw/orders_feed/b.csv"]
-    assert sorted(f.path for f in catch_all.raw_files(storage)) == ["raw/mystery/c.bin", "raw/ndjson/a.ndjson"]
+    # The catch-all zone is told the folders other zones claim (when definitions are built) ...
+    assert sorted(f.path for f in catch_all.raw_files(storage, other.folders)) == [
+        "raw/mystery/c.bin", "raw/ndjson/a.ndjson"]
+    # ... and without being told, takes every folder but its own as unknown: nothing is claimed at import.
+    assert sorted(f.path for f in catch_all.raw_files(storage)) == [
+        "raw/mystery/c.bin", "raw/ndjson/a.ndjson", "raw/orders_feed/b.csv"]
+
+
+def test_definitions_tell_the_catch_all_zone_every_domains_folders(lake_root):
+    """Built definitions claim every domain's raw folders, so logs (the catch-all) never takes commerce's files."""
+    from lake_assets.definitions import build_resources
+    from lake_assets.domains.logs.assets import LANDING
+
+    put(lake_root, "raw/events/e.ndjson", 10)
+    put(lake_root, "raw/mystery/c.bin", 10)
+    lake = build_resources(lake_root)["lake"]
+    assert {"raw/events", "raw/users", "raw/transactions", "raw/ndjson"} <= set(lake.claimed_raw_folders)
+    assert [f.path for f in LANDING.raw_files(lake.storage, lake.claimed_raw_folders)] == ["raw/mystery/c.bin"]
 
 
 def test_sensor_with_no_raw_folder_skips(tick):
