@@ -5,6 +5,8 @@ session and touches no storage.
 """
 from __future__ import annotations
 
+import os
+
 from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
@@ -15,6 +17,7 @@ from dagster import (
 
 from lake_assets.catalog.checks import schema_drift_checks
 from lake_assets.catalog.resource import CatalogResource
+from lake_assets.catalog.sql import LakeSQLResource
 from lake_assets.catalog.tables import Registry
 from lake_assets.domains import DOMAINS
 from lake_assets.io_managers import LakeParquetIOManager
@@ -36,7 +39,10 @@ def build_resources(lake_root: str | None = None) -> dict:
     lake = LakeResource.from_env(lake_root, claimed_raw_folders())
     spark = spark_resource_from_env()
     catalog = CatalogResource.from_env()
-    return {"lake": lake, "spark": spark, "catalog": catalog,
+    # SQL over the catalog the IO manager keeps: for assets and checks that read gold.
+    sql = LakeSQLResource(engine=os.environ.get("LAKE_SQL_ENGINE") or "duckdb",
+                          catalog_path=catalog.duckdb_path, lake_root=lake.root)
+    return {"lake": lake, "spark": spark, "catalog": catalog, "sql": sql,
             "lake_io_manager": LakeParquetIOManager(lake=lake, spark=spark, catalog=catalog)}
 
 

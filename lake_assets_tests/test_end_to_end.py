@@ -73,6 +73,37 @@ def assert_conserved(storage: LakeStorage, gen) -> None:
     assert sorted(f.name.split("_2")[0] for f in rejected_files) == sorted(p.rsplit("/", 1)[1] for p in gen.bad_files)
 
 
+def assert_catalog(storage: LakeStorage) -> None:
+    """Every logs table registered from its declaration with exactly the lake's non-empty partitions,
+    and `lake sql`'s engine answering what pyarrow computes from the files."""
+    import pyarrow.compute as pc
+
+    from lake_assets.catalog.base import scan_partitions
+    from lake_assets.catalog.resource import CatalogResource
+    from lake_assets.catalog.sql import LakeSQLResource
+    from lake_assets.domains.logs.tables import TABLES
+
+    catalog = CatalogResource.from_env()
+    for t in TABLES:
+        reg = catalog.describe(t)
+        assert reg is not None, t.qualified_name
+        assert reg.columns == [(f.name, f.dataType.simpleString()) for f in t.columns]
+        assert reg.partition_keys == [(k.name, k.type) for k in t.partition_keys]
+        assert reg.location.rstrip("/") == storage.uri(t.location)
+        assert reg.partitions == {e.path: e.rows for e in scan_partitions(storage, t)} and reg.partitions
+    gold = read_zone(storage, "analytics/daily_activity")
+    expected = gold.group_by("service").aggregate([("requests", "sum"), ("server_errors", "sum")]).sort_by("service")
+    got = LakeSQLResource.from_env().query(
+        "SELECT service, sum(requests) AS requests_sum, sum(server_errors) AS server_errors_sum "
+        "FROM logs.daily_activity GROUP BY service ORDER BY service")
+    assert got.to_pylist() == expected.select(["service", "requests_sum", "server_errors_sum"]).to_pylist()
+    rejected = read_zone(storage, "rejected/data_quality")
+    by_reason = LakeSQLResource.from_env().query(
+        "SELECT reason, count(*) AS n FROM logs.rejected_records GROUP BY reason")
+    assert dict(zip(*by_reason.to_pydict().values())) == {
+        r["values"]: r["counts"] for r in pc.value_counts(rejected.column("reason")).to_pylist()}
+
+
 def test_end_to_end_local_lake(lake_root, spark, instance):
     storage = LakeStorage(lake_root)
     gen = generate_logs(storage.write_bytes, start=START, days=3, records_per_day=400, bad_share=0.03,
@@ -93,6 +124,7 @@ def test_end_to_end_local_lake(lake_root, spark, instance):
     archived = storage.list_files("archive/validated/ndjson")[0]
     assert storage.read_bytes(archived.path)
     assert_metrics_zone(storage, builds[0].run_id, START.isoformat())
+    assert_catalog(storage)
 
 
 def assert_metrics_zone(storage: LakeStorage, run_id: str, day: str) -> None:
@@ -134,6 +166,7 @@ def test_end_to_end_s3_lake(s3_lake_root, moto_server, s3_keys, spark, instance)
     assert any(k.startswith("rejected/data_quality/year=2024/month=03/day=01/") for k in keys)
     assert any(k.startswith("archive/validated/json_gzip/") for k in keys)
     assert not [k for k in keys if "_staging" in k or ".tmp-" in k]
+    assert_catalog(storage)
 
 
 def test_hand_made_day_gives_exact_gold(lake_root, spark, instance):
