@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -131,7 +132,10 @@ def print_summary(storage) -> None:
     from lake_assets.catalog.tables import ZONES
     from lake_assets.definitions import registry
 
+    from lake_assets.definitions import claimed_raw_folders
+
     domains = _domains()
+    claimed = claimed_raw_folders()
     print()
     print(f"Lake: {storage.root_uri}")
     print(f"\n  {'landing zone':<12} {'files waiting in raw/':>22} {'files rejected whole':>22}")
@@ -139,7 +143,7 @@ def print_summary(storage) -> None:
         if not d.landing:
             continue
         landing = d.landing()
-        waiting = len(landing.raw_files(storage))
+        waiting = len(landing.raw_files(storage, claimed))
         folders = {landing.zones.rejected_dir(f) for f in [*landing.formats, "unknown"]}
         rejected = sum(1 for folder in folders for f in storage.list_files(folder, hidden=True)
                        if f.path.endswith(".reason.json"))
@@ -148,9 +152,12 @@ def print_summary(storage) -> None:
     catalog = CatalogResource.from_env()
     tables = sorted(registry(), key=lambda t: (list(domains).index(t.domain), ZONES.index(t.zone), t.name))
     print(f"\n  {'table':<34} {'zone':<11} {'partitions':>10} {'rows':>10}   location")
+    queryable = []
     for t in tables:
         parts, rows = _registered(catalog, storage, t)
         print(f"  {t.qualified_name:<34} {t.zone:<11} {parts:>10} {rows:>10}   {t.location}/")
+        if rows:
+            queryable.append(t.qualified_name)
     metrics_files = len([f for f in storage.list_files("metrics") if f.path.endswith(".csv")])
     print(f"  {'metrics/ (one CSV per materialization)':<57} {metrics_files:>10} files")
 
@@ -159,13 +166,16 @@ def print_summary(storage) -> None:
     sql = LakeSQLResource.from_env()
     print("\nRejected and quarantined rows by reason (the first rule broken):")
     for t in tables:
-        if t.zone in ("rejected", "quarantine", "discarded") and "reason" in t.schema.names:
+        if t.qualified_name in queryable and t.zone in ("rejected", "quarantine", "discarded") \
+                and "reason" in t.schema.names:
             result = sql.query(f"SELECT reason, count(*) AS n FROM {t.qualified_name} GROUP BY reason ORDER BY n DESC")
             for r in result.to_pylist():
-                print(f"  {t.qualified_name:<34} {r['reason']:<40} {r['n']:>8}")
+                print(f"  {t.qualified_name:<34} {r['reason'] or '(none)':<40} {r['n']:>8}")
     for d in domains.values():
+        # A domain's first example, once every table it names holds rows.
         example = d.examples[0] if d.examples else None
-        if example is None:
+        if example is None or not any(n in example.sql for n in queryable) or any(
+                t.qualified_name in example.sql and t.qualified_name not in queryable for t in tables):
             continue
         result = sql.query(example.sql)
         if result.num_rows:

@@ -5,8 +5,6 @@ session and touches no storage.
 """
 from __future__ import annotations
 
-import os
-
 from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
@@ -38,10 +36,9 @@ def build_resources(lake_root: str | None = None) -> dict:
     """Resources from the environment: a local lake by default, S3 and a cluster when configured."""
     lake = LakeResource.from_env(lake_root, claimed_raw_folders())
     spark = spark_resource_from_env()
-    catalog = CatalogResource.from_env()
+    catalog = CatalogResource.from_env(root=lake.root)
     # SQL over the catalog the IO manager keeps: for assets and checks that read gold.
-    sql = LakeSQLResource(engine=os.environ.get("LAKE_SQL_ENGINE") or "duckdb",
-                          catalog_path=catalog.duckdb_path, lake_root=lake.root)
+    sql = LakeSQLResource.from_env(catalog_path=catalog.duckdb_path, lake_root=lake.root)
     return {"lake": lake, "spark": spark, "catalog": catalog, "sql": sql,
             "lake_io_manager": LakeParquetIOManager(lake=lake, spark=spark, catalog=catalog)}
 

@@ -326,9 +326,7 @@ def read_table(spark, lake: LakeStorage, meta: Mapping[str, Any], keys: list[str
 
 def read_partitions_present(spark, lake: LakeStorage, meta: Mapping[str, Any], schema) -> DataFrame:
     """Every partition of a table that exists (for full refreshes), with ``schema``; empty if none."""
-    table = _tables(meta)[None]
-    files = [f.path for f in lake.list_files(table.location)
-             if table.is_table_file(f.path[len(table.location) + 1:])]
+    files = [f.path for f in _tables(meta)[None].data_files(lake)]
     if not files:
         return spark.createDataFrame([], schema)
     return spark.read.schema(schema).parquet(*spark_paths(lake, files))

@@ -41,7 +41,35 @@ def env_float(name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number") from exc
 
 
-def catalog_path() -> str:
-    """LAKE_CATALOG_PATH: the embedded DuckDB catalog (default: in the project-local Dagster home)."""
+def catalog_path(root: str | None = None) -> str:
+    """LAKE_CATALOG_PATH: the embedded DuckDB catalog of the lake at ``root`` (default LAKE_ROOT).
+
+    By default it lives in the Dagster home: ``catalog.duckdb`` for the project-local lake,
+    ``catalog-<root spelled as a name>.duckdb`` for any other, so switching LAKE_ROOT never
+    mixes two lakes in one catalog.
+    """
+    if os.environ.get("LAKE_CATALOG_PATH"):
+        return os.path.abspath(os.environ["LAKE_CATALOG_PATH"])
     home = os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME
-    return os.path.abspath(os.environ.get("LAKE_CATALOG_PATH") or os.path.join(home, "catalog.duckdb"))
+    root = root or lake_root()
+    if root == os.path.abspath(DEFAULT_LAKE_ROOT):
+        return os.path.abspath(os.path.join(home, "catalog.duckdb"))
+    import hashlib
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9]+", "_", root).strip("_")[-48:]
+    return os.path.abspath(os.path.join(home, f"catalog-{name}-{hashlib.sha1(root.encode()).hexdigest()[:8]}.duckdb"))
+
+
+#: Glue/Athena databases are ``<prefix><domain>`` (``lake_logs``): one default, read in one place.
+DEFAULT_GLUE_DATABASE_PREFIX = "lake_"
+
+
+def glue_database_prefix() -> str:
+    """LAKE_GLUE_DATABASE_PREFIX (may be empty: databases named as the domains)."""
+    return os.environ.get("LAKE_GLUE_DATABASE_PREFIX", DEFAULT_GLUE_DATABASE_PREFIX)
+
+
+def sql_engine() -> str:
+    """LAKE_SQL_ENGINE: what runs ``lake sql`` and the ``sql`` resource: duckdb (default) or athena."""
+    return (os.environ.get("LAKE_SQL_ENGINE") or "duckdb").lower()

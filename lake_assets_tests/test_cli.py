@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -44,11 +45,52 @@ def test_generate_run_summary_and_failing_check_exit_code(cli_env, spark, capsys
         jobs = sorted({r.job_name for r in instance.get_runs()})
     assert jobs == ["ingest_logs_job", "logs_pipeline_job"]
 
-    # The summary reads the lake back: rows per zone, rejects by reason, gold.
+    # The summary reads the lake back through the registry, the catalog and SQL: every table of every
+    # domain, rows from the catalog, rejects by reason, a gold answer per domain.
     cli.print_summary(storage)
     summary = capsys.readouterr().out
-    assert "Rejected records by reason" in summary and "Gold preview" in summary
-    assert "rejected/system/ (whole files)" in summary
+    files = [f.path for f in storage.list_files("analytics/daily_activity")]
+    table = pa.concat_tables([pq.read_table(storage.local_path(p)) for p in files])
+    gold = table.num_rows
+    line = next(x for x in summary.splitlines() if x.strip().startswith("logs.daily_activity "))
+    assert line.split()[2:4] == ["2", str(gold)]  # partitions, rows
+    assert "commerce.daily_revenue" in summary and "orders.discarded" in summary  # declared, empty
+    assert "Rejected and quarantined rows by reason" in summary and "logs.rejected_records" in summary
+    assert "logs: top services by server errors" in summary
+    logs_landing = next(x for x in summary.splitlines() if x.strip().startswith("logs "))
+    assert logs_landing.split()[1:] == ["0", "3"]  # nothing waiting, three files rejected whole
+
+    # lake sql answers what the files hold; the catalog lists every table.
+    assert cli.main(["sql", "--format", "csv", "select count(*) as n, sum(requests) as r from logs.daily_activity"]) == 0
+    import csv
+
+    assert list(csv.reader(capsys.readouterr().out.splitlines())) == [
+        ["n", "r"], [str(gold), str(sum(table.column("requests").to_pylist()))]]
+    assert cli.main(["catalog", "list", "--format", "json"]) == 0
+    listed = {e["table"]: e for e in json.loads(capsys.readouterr().out)}
+    assert listed["logs.daily_activity"]["partition_keys"] == ["date date"]
+    assert listed["logs.daily_activity"]["rows"] == gold and listed["logs.access"]["partitions"] == 2
+    assert not listed["commerce.daily_revenue"]["registered"]
+
+    # A lake whose catalog is gone (or was built elsewhere): `lake sql` says what to do; `lake catalog
+    # sync` registers every table from the lake's files, and the catalog lists the same as before.
+    import shutil
+
+    shutil.rmtree(os.path.dirname(os.environ["LAKE_CATALOG_PATH"]))
+    assert cli.main(["sql", "select 1"]) == 1
+    assert "lake catalog sync" in capsys.readouterr().err
+    assert cli.main(["catalog", "sync"]) == 0
+    capsys.readouterr()
+    assert cli.main(["catalog", "list", "--format", "json"]) == 0
+    again = {e["table"]: e for e in json.loads(capsys.readouterr().out)}
+    # Every declared table is registered now (the empty ones as empty views), with the same partitions.
+    assert all(e["registered"] for e in again.values())
+    assert {k: (e["partitions"], e["rows"]) for k, e in again.items() if e["partitions"]} == {
+        k: (e["partitions"], e["rows"]) for k, e in listed.items() if e["partitions"]}
+    assert cli.main(["catalog", "ddl"]) == 0
+    ddl = capsys.readouterr().out
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS lake_logs.daily_activity" in ddl
+    assert "PARTITIONED BY (`date` date)" in ddl and "ALTER TABLE lake_logs.access ADD IF NOT EXISTS" in ddl
 
     # A blocking check that fails makes `lake run` exit non-zero and say which check.
     monkeypatch.setenv("LAKE_REJECT_RATE_WARN", "0")

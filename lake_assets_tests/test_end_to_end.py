@@ -19,14 +19,12 @@ NOW = dt.datetime.now(dt.timezone.utc)
 
 def run_lake(lake_root: str, instance):
     from lake_assets.definitions import build_defs
-    from lake_assets.domains.logs.assets import LANDING, validated_logs
-    from lake_assets.pipeline import run_domain
+    from lake_assets.domains.logs.assets import LANDING
+    from lake_assets.pipeline import run_landing_domain
 
     defs = build_defs(lake_root)
     storage = defs.resources["lake"].storage
-    return run_domain(defs, instance, domain="logs", ingest_job="ingest_logs_job",
-                      build_job="logs_pipeline_job", validated_assets=[validated_logs.key],
-                      list_raw=lambda: [f.path for f in LANDING.raw_files(storage)])
+    return run_landing_domain(defs, instance, storage, LANDING)
 
 
 def read_zone(storage: LakeStorage, prefix: str) -> pa.Table:

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 from dagster import AssetKey, evaluate_automation_conditions
 
 from lake_assets.definitions import build_defs
-from lake_assets.domains.logs.assets import LANDING, validated_logs
+from lake_assets.domains.logs.assets import LANDING
 from lake_assets.lake import LakeStorage
-from lake_assets.pipeline import run_domain
+from lake_assets.pipeline import run_landing_domain
 
 D1, D2, D3 = "2024-03-04", "2024-03-05", "2024-03-06"
 
@@ -26,9 +26,7 @@ def drop(storage: LakeStorage, name: str, records: list[dict]) -> None:
 
 def lake_run(defs, instance):
     storage = defs.resources["lake"].storage
-    return run_domain(defs, instance, domain="logs", ingest_job="ingest_logs_job", build_job="logs_pipeline_job",
-                      validated_assets=[validated_logs.key],
-                      list_raw=lambda: [f.path for f in LANDING.raw_files(storage)])
+    return run_landing_domain(defs, instance, storage, LANDING)
 
 
 def gold(storage: LakeStorage) -> dict:

@@ -84,10 +84,9 @@ def scan_partitions(storage: LakeStorage, table: Table) -> list[PartitionEntry]:
     import pyarrow.parquet as pq
 
     by_path: dict[str, list[str]] = {}
-    for f in storage.list_files(table.location):
+    for f in table.data_files(storage):
         rel = f.path[len(table.location) + 1:]
-        if table.is_table_file(rel):
-            by_path.setdefault(rel.rsplit("/", 1)[0] if "/" in rel else "", []).append(f.path)
+        by_path.setdefault(rel.rsplit("/", 1)[0] if "/" in rel else "", []).append(f.path)
     out = []
     for path, files in sorted(by_path.items()):
         rows = 0

@@ -28,30 +28,20 @@ from lake_assets.lake import LakeStorage, partition_path
 TERMINAL_ZONES = ("rejected", "quarantine", "discarded", "archive")
 
 
-def hive_type(t: pa.DataType) -> str:
-    """The Hive/Spark simple type name of an Arrow type, as a catalog spells columns."""
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_decimal(t):
-        return f"decimal({t.precision},{t.scale})"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return f"array<{hive_type(t.value_type)}>"
-    if pa.types.is_struct(t):
-        return "struct<" + ",".join(f"{f.name}:{hive_type(f.type)}" for f in t) + ">"
-    if pa.types.is_map(t):
-        return f"map<{hive_type(t.key_type)},{hive_type(t.item_type)}>"
-    simple = {pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint",
-              pa.float32(): "float", pa.float64(): "double", pa.bool_(): "boolean", pa.date32(): "date",
-              pa.binary(): "binary"}
-    return simple.get(t, str(t))
+def spark_type_name(t: pa.DataType) -> str:
+    """The Spark simple type name of a Parquet file's Arrow type: how declarations and catalogs spell columns."""
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    try:
+        return from_arrow_type(t, prefer_timestamp_ntz=True).simpleString()
+    except (TypeError, ValueError):  # a type Spark has no name for: its Arrow name, never equal
+        return str(t)
 
 
 def drift(written: pa.Schema, registered: list[tuple[str, str]], partition_keys: Iterable[str] = ()) -> dict:
     """Columns added, removed and retyped in ``written`` against the catalog's ``registered`` columns."""
     keys = set(partition_keys)
-    have = {f.name: hive_type(f.type) for f in written if f.name not in keys}
+    have = {f.name: spark_type_name(f.type) for f in written if f.name not in keys}
     want = dict(registered)
     return {
         "added": sorted(set(have) - set(want)),
@@ -65,7 +55,7 @@ def _files_to_check(storage: LakeStorage, table: Table, keys: list[str] | None) 
     if keys and table.daily:
         return [p for p in (table.file_path(partition_path(table.partitioning, k)) for k in keys)
                 if storage.is_file(p)]
-    files = [f for f in storage.list_files(table.location) if table.is_table_file(f.path[len(table.location) + 1:])]
+    files = table.data_files(storage)
     return [max(files, key=lambda f: (f.mtime_ns, f.path)).path] if files else []
 
 
@@ -79,12 +69,13 @@ def table_drift_result(storage: LakeStorage, catalog, tables: dict[str, Table],
     for table in tables.values():
         registered = catalog.describe(table) if catalog.kind != "none" else None
         if registered is None:
+            # No catalog (LAKE_CATALOG=none) or not registered yet: readers get the declaration.
             unregistered.append(table.qualified_name)
-            continue
+        columns = registered.columns if registered else [(f.name, f.dataType.simpleString()) for f in table.columns]
         for path in _files_to_check(storage, table, keys):
             with storage.open_random(path) as fh:
                 schema = pq.ParquetFile(fh).schema_arrow
-            d = drift(schema, registered.columns, [k.name for k in table.partition_keys])
+            d = drift(schema, columns, [k.name for k in table.partition_keys])
             if any(d.values()):
                 found[f"{table.qualified_name} ({path})"] = d
                 break
@@ -93,7 +84,7 @@ def table_drift_result(storage: LakeStorage, catalog, tables: dict[str, Table],
         passed=not found,
         severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
         metadata={"drift": MetadataValue.json(found), "tables": MetadataValue.json(sorted(
-            t.qualified_name for t in tables.values())), "not_registered": MetadataValue.json(unregistered)},
+            t.qualified_name for t in tables.values())), "checked_against_declaration": MetadataValue.json(unregistered)},
     )
 
 

@@ -13,6 +13,7 @@ from typing import Iterable
 
 from pyspark.sql import types as T
 
+from lake_assets.settings import DEFAULT_GLUE_DATABASE_PREFIX
 from lake_assets.catalog.base import PartitionEntry
 from lake_assets.catalog.tables import Table
 from lake_assets.lake import LakeStorage
@@ -70,13 +71,13 @@ def table_location(storage: LakeStorage, table: Table, partition_path: str = "")
     return storage.uri(rel) + "/"
 
 
-def athena_database_ddl(domain: str, database_prefix: str = "lake_") -> str:
+def athena_database_ddl(domain: str, database_prefix: str = DEFAULT_GLUE_DATABASE_PREFIX) -> str:
     """``CREATE DATABASE IF NOT EXISTS``: emit it once per domain, before the domain's tables."""
     return f"CREATE DATABASE IF NOT EXISTS {quote(database_name(database_prefix, domain))}"
 
 
 def athena_ddl(storage: LakeStorage, table: Table, entries: Iterable[PartitionEntry],
-               database_prefix: str = "lake_") -> list[str]:
+               database_prefix: str = DEFAULT_GLUE_DATABASE_PREFIX) -> list[str]:
     """The statements registering a table and its partitions in Athena (idempotent: IF NOT EXISTS).
 
     Data columns are :attr:`Table.columns`, so a column written both in the files and

@@ -273,6 +273,7 @@ class DuckDBCatalog:
             try:
                 con.execute("BEGIN TRANSACTION")
                 _ensure_meta(con)
+                _claim_for(con, storage.root_uri, self.path)
                 work(con)
                 con.execute("COMMIT")
             except BaseException:
@@ -313,8 +314,25 @@ class DuckDBCatalog:
                     f"{quote_str(table.description)}")
 
 
+class CatalogOfAnotherLake(RuntimeError):
+    """The catalog file describes another lake: registering here would mix two lakes in one catalog."""
+
+
+def _claim_for(con: duckdb.DuckDBPyConnection, root: str, path: str) -> None:
+    """A catalog file serves one lake: the first write records its root, later writes must match."""
+    found = con.execute(f"SELECT root FROM {META}.lake").fetchone()
+    if found is None:
+        con.execute(f"INSERT INTO {META}.lake VALUES (?)", [root])
+    elif found[0] != root:
+        raise CatalogOfAnotherLake(
+            f"the catalog {path} describes the lake at {found[0]}, not {root}: point LAKE_CATALOG_PATH at "
+            f"another file for this lake (by default each lake root gets its own), or remove it and run "
+            f"`lake catalog sync`")
+
+
 def _ensure_meta(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {META}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {META}.lake (root VARCHAR NOT NULL)")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {META}.tables (
         qualified_name VARCHAR NOT NULL, domain VARCHAR NOT NULL, name VARCHAR NOT NULL, zone VARCHAR,
         location VARCHAR NOT NULL, partition_keys STRUCT(name VARCHAR, type VARCHAR)[],

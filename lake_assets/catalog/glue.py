@@ -4,9 +4,13 @@ One Glue database per domain (``<prefix><domain>``); each declared table is a
 Hive-style external Parquet table whose columns, partition keys and location come
 from its declaration (:class:`~lake_assets.catalog.tables.Table`), never from
 inference, so the catalog is right the moment a write finishes. Partitions are
-registered in batches (Glue's limits: 100 per create, 25 per delete) with each
-partition's row and file counts in its Parameters (``numRows``, ``numFiles``, the
-Hive statistics names), which is how :meth:`GlueCatalog.describe` reports rows.
+registered in batches (Glue's limits: 100 per create or update, 25 per delete) with
+each partition's row and file counts in its Parameters (``numRows``, ``numFiles``,
+the Hive statistics names), which is how :meth:`GlueCatalog.describe` reports rows.
+Each partition carries its own copy of the columns, so a declaration change reaches
+the partitions too: new partition keys delete them all (their values no longer fit;
+the next write or ``lake catalog sync`` adds them back), new data columns are copied
+into every partition (else Athena fails with ``HIVE_PARTITION_SCHEMA_MISMATCH``).
 An unpartitioned table keeps those counts in its own Parameters, written with
 ``SkipArchive`` so that a data refresh does not add a table version.
 
@@ -20,6 +24,7 @@ from typing import Any, Iterable
 
 from botocore.exceptions import ClientError
 
+from lake_assets.settings import DEFAULT_GLUE_DATABASE_PREFIX
 from lake_assets.catalog.base import PartitionEntry, RegisteredTable
 from lake_assets.catalog.ddl import database_name, hive_type, table_location
 from lake_assets.catalog.tables import Table
@@ -29,8 +34,10 @@ PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 
-#: Glue API limits per call.
+#: Glue API limits per call (botocore's service model: PartitionInputList max 100,
+#: BatchUpdatePartitionRequestEntryList max 100, BatchDeletePartitionValueList max 25).
 CREATE_BATCH = 100
+UPDATE_BATCH = 100
 DELETE_BATCH = 25
 #: Partition/table parameters holding the counts of what was registered (Hive statistics names).
 ROWS, FILES = "numRows", "numFiles"
@@ -78,6 +85,16 @@ def table_input(storage: LakeStorage, table: Table) -> dict[str, Any]:
     }
 
 
+def _columns(glue_table: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The data columns of a Glue table, partition or input, as compared (absent comment = "")."""
+    return [(c["Name"], c["Type"], c.get("Comment", ""))
+            for c in glue_table.get("StorageDescriptor", {}).get("Columns", [])]
+
+
+def _keys(glue_table: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(k["Name"], k["Type"]) for k in glue_table.get("PartitionKeys", [])]
+
+
 def _declared(glue_table: dict[str, Any], params: Iterable[str]) -> tuple:
     """What a registration decides, from a Glue table or a TableInput: equal means no update."""
     sd = glue_table.get("StorageDescriptor", {})
@@ -87,8 +104,7 @@ def _declared(glue_table: dict[str, Any], params: Iterable[str]) -> tuple:
         {k: have.get(k) for k in params},
         sd.get("Location"), sd.get("InputFormat"), sd.get("OutputFormat"),
         sd.get("SerdeInfo", {}).get("SerializationLibrary"),
-        [(c["Name"], c["Type"], c.get("Comment", "")) for c in sd.get("Columns", [])],
-        [(k["Name"], k["Type"]) for k in glue_table.get("PartitionKeys", [])],
+        _columns(glue_table), _keys(glue_table),
     )
 
 
@@ -99,12 +115,20 @@ def _writable(glue_table: dict[str, Any]) -> dict[str, Any]:
     return {k: glue_table[k] for k in keys if k in glue_table}
 
 
+def _rewritten(partition: dict[str, Any], columns: list[dict[str, Any]]) -> dict[str, Any]:
+    """A PartitionInput from a get_partitions answer with these columns: the partition's own
+    location, formats and parameters kept (an update replaces the whole partition)."""
+    keys = ("Values", "LastAccessTime", "Parameters", "LastAnalyzedTime")
+    return {**{k: partition[k] for k in keys if k in partition},
+            "StorageDescriptor": {**partition.get("StorageDescriptor", {}), "Columns": columns}}
+
+
 class GlueCatalog:
     """The Glue Data Catalog as a :class:`~lake_assets.catalog.base.Catalog` backend."""
 
     name = "glue"
 
-    def __init__(self, database_prefix: str = "lake_", *, region: str | None = None,
+    def __init__(self, database_prefix: str = DEFAULT_GLUE_DATABASE_PREFIX, *, region: str | None = None,
                  endpoint_url: str | None = None) -> None:
         self.database_prefix = database_prefix
         self.region = region
@@ -151,7 +175,12 @@ class GlueCatalog:
 
     def register_table(self, storage: LakeStorage, table: Table) -> None:
         """Create the table, or update it when its declaration changed (Glue keeps the old one as a
-        version). An unchanged declaration makes no write, so versions are not multiplied."""
+        version). An unchanged declaration makes no write, so versions are not multiplied.
+
+        An update reaches the partitions first: changed partition keys delete them all, changed
+        data columns are written into each one. Only then is the table updated, so a failure in
+        between leaves the table still differing and the next registration finishes the job.
+        """
         wanted = table_input(storage, table)
         current = self._get_table(table)
         if current is None:
@@ -163,11 +192,19 @@ class GlueCatalog:
                 if _code(e) != "AlreadyExistsException":
                     raise
                 current = self._get_table(table)
-        if _declared(current, wanted["Parameters"]) != _declared(wanted, wanted["Parameters"]):
-            # Keep parameters set by others (row counts, Athena's, Lake Formation's).
-            params = {**current.get("Parameters", {}), **wanted["Parameters"]}
-            self.client.update_table(DatabaseName=self.database(table.domain),
-                                     TableInput={**wanted, "Parameters": params})
+        if _declared(current, wanted["Parameters"]) == _declared(wanted, wanted["Parameters"]):
+            return
+        # Keep parameters set by others (row counts, Athena's, Lake Formation's).
+        params = {**current.get("Parameters", {}), **wanted["Parameters"]}
+        if _keys(current) != _keys(wanted):
+            if _keys(current):
+                self._delete(table, [tuple(p["Values"]) for p in self._partitions(table, columns=False)])
+            for k in (ROWS, FILES):  # an unpartitioned table's counts no longer describe it either
+                params.pop(k, None)
+        elif _columns(current) != _columns(wanted) and _keys(wanted):
+            self._rewrite_columns(table, wanted["StorageDescriptor"]["Columns"])
+        self.client.update_table(DatabaseName=self.database(table.domain),
+                                 TableInput={**wanted, "Parameters": params})
 
     def _set_table_counts(self, table: Table, counts: dict[str, str] | None) -> None:
         """An unpartitioned table's row/file counts, in its parameters (None clears them).
@@ -210,16 +247,38 @@ class GlueCatalog:
                     existing.append(by_values[values])
                 else:
                     failures.append(f"{list(values)}: {detail.get('ErrorCode')}: {detail.get('ErrorMessage')}")
-        for chunk in _chunks(existing, CREATE_BATCH):
-            answer = self.client.batch_update_partition(**where, Entries=[
-                {"PartitionValueList": p["Values"], "PartitionInput": p} for p in chunk])
-            for err in answer.get("Errors", []):
-                detail = err.get("ErrorDetail", {})
-                failures.append(f"{err.get('PartitionValueList')}: {detail.get('ErrorCode')}: "
-                                f"{detail.get('ErrorMessage')}")
+        failures += self._update(table, existing)
         if failures:
             raise GlueCatalogError(f"Glue refused partitions of {where['DatabaseName']}.{where['TableName']}: "
                                    + "; ".join(failures))
+
+    def _update(self, table: Table, inputs: list[dict[str, Any]], *, missing_ok: bool = False) -> list[str]:
+        """Replace partitions by their PartitionInputs, 100 per call; the entries Glue refused.
+
+        ``missing_ok``: a partition deleted meanwhile is not a failure.
+        """
+        failures: list[str] = []
+        for chunk in _chunks(inputs, UPDATE_BATCH):
+            answer = self.client.batch_update_partition(**self._where(table), Entries=[
+                {"PartitionValueList": p["Values"], "PartitionInput": p} for p in chunk])
+            for err in answer.get("Errors", []):  # moto omits the key on success
+                detail = err.get("ErrorDetail", {})
+                if missing_ok and detail.get("ErrorCode") == "EntityNotFoundException":
+                    continue
+                failures.append(f"{err.get('PartitionValueList')}: {detail.get('ErrorCode')}: "
+                                f"{detail.get('ErrorMessage')}")
+        return failures
+
+    def _rewrite_columns(self, table: Table, columns: list[dict[str, Any]]) -> None:
+        """Give every registered partition of the table these data columns (those that have
+        them already are left alone)."""
+        wanted = _columns({"StorageDescriptor": {"Columns": columns}})
+        stale = [_rewritten(p, columns) for p in self._partitions(table) if _columns(p) != wanted]
+        failures = self._update(table, stale, missing_ok=True)
+        if failures:
+            where = self._where(table)
+            raise GlueCatalogError(f"Glue refused the new columns for partitions of {where['DatabaseName']}."
+                                   f"{where['TableName']} (the table is left as it was): " + "; ".join(failures))
 
     def _delete(self, table: Table, values: list[tuple[str, ...]]) -> None:
         where = self._where(table)
@@ -244,9 +303,12 @@ class GlueCatalog:
             return
         self._delete(table, [table.partition_values(p) for p in paths])
 
-    def _partitions(self, table: Table) -> list[dict[str, Any]]:
+    def _partitions(self, table: Table, *, columns: bool = True) -> list[dict[str, Any]]:
+        """Every registered partition (``columns=False``: without their column lists, which Glue
+        then leaves out of the answer)."""
         out: list[dict[str, Any]] = []
-        for page in self.client.get_paginator("get_partitions").paginate(**self._where(table)):
+        extra = {} if columns else {"ExcludeColumnSchema": True}
+        for page in self.client.get_paginator("get_partitions").paginate(**self._where(table), **extra):
             out += page.get("Partitions", [])
         return out
 

@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from lake_assets.settings import DEFAULT_GLUE_DATABASE_PREFIX
 from lake_assets.catalog.base import Catalog, RegisteredTable, partition_entry, scan_partitions
 from lake_assets.catalog.tables import Table
 from lake_assets.lake import LakeStorage
@@ -25,19 +26,20 @@ class CatalogResource(ConfigurableResource):
 
     kind: str = Field(default="duckdb", description="LAKE_CATALOG: duckdb | glue | none")
     duckdb_path: str = Field(default="", description="LAKE_CATALOG_PATH: the embedded catalog file")
-    glue_database_prefix: str = Field(default="lake_", description="LAKE_GLUE_DATABASE_PREFIX")
+    glue_database_prefix: str = Field(default=DEFAULT_GLUE_DATABASE_PREFIX, description="LAKE_GLUE_DATABASE_PREFIX")
     region: str | None = Field(default=None, description="AWS region for Glue (else the AWS chain's)")
     endpoint_url: str | None = Field(default=None, description="overrides AWS_ENDPOINT_URL for Glue")
 
     @classmethod
-    def from_env(cls, path: str | None = None) -> "CatalogResource":
+    def from_env(cls, path: str | None = None, root: str | None = None) -> "CatalogResource":
+        """From the environment; ``root`` is the lake whose catalog this is (default LAKE_ROOT)."""
         from lake_assets import settings
 
         kind = (os.environ.get("LAKE_CATALOG") or "duckdb").lower()
         if kind not in KINDS:
             raise ValueError(f"LAKE_CATALOG={kind!r} is not one of {', '.join(KINDS)}")
-        return cls(kind=kind, duckdb_path=path or settings.catalog_path(),
-                   glue_database_prefix=os.environ.get("LAKE_GLUE_DATABASE_PREFIX", "lake_"))
+        return cls(kind=kind, duckdb_path=path or settings.catalog_path(root),
+                   glue_database_prefix=settings.glue_database_prefix())
 
     def backends(self) -> list[Catalog]:
         if self.kind == "none":

@@ -16,8 +16,7 @@ partitions 0.22 s vs 1.43 s (6.5x), a point lookup in one partition 0.12 s vs
 0.98 s (8.3x); pyarrow.dataset, the plain baseline, took 0.86, 2.71, 0.17 and
 0.11 s. More DuckDB threads did not help (moto's single process is the ceiling).
 DuckDB's fsspec bridge (``register_filesystem(ArrowFSWrapper(pyarrow
-S3FileSystem))``) stays only as a fallback, with a warning, for a DuckDB the httpfs
-wheel does not exist for (it exists for duckdb 1.4.4 only).
+S3FileSystem))``) is kept only for the benchmark that measures the two.
 
 ``lake sql`` (:func:`add_sql_command`) and :class:`LakeSQLResource` run statements
 through :func:`open_result`, which yields an Arrow ``RecordBatchReader``: results
@@ -39,7 +38,6 @@ import json
 import os
 import re
 import sys
-import warnings
 from typing import IO, Callable, Iterator
 from urllib.parse import urlparse
 
@@ -48,6 +46,7 @@ import pyarrow as pa
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from lake_assets import settings
 from lake_assets.catalog.duckdb import META, quote_str, with_lock_retry
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -120,20 +119,18 @@ def s3_secret_sql(name: str = "lake_s3") -> str:
     return f"CREATE OR REPLACE TEMPORARY SECRET {name} ({', '.join(parts)})"
 
 
-def enable_s3(con: duckdb.DuckDBPyConnection, *, via: str = "auto") -> str:
-    """Let ``con`` read ``s3://``: ``httpfs`` (the wheel's extension), or ``fsspec`` (DuckDB's
-    bridge over pyarrow's S3 filesystem); ``auto`` = httpfs, else fsspec with a warning.
-    Returns the way chosen."""
-    if via in ("auto", "httpfs"):
+def enable_s3(con: duckdb.DuckDBPyConnection, *, via: str = "httpfs") -> str:
+    """Let ``con`` read ``s3://`` through ``httpfs`` (the wheel's extension; what every query uses),
+    or ``fsspec`` (DuckDB's bridge over pyarrow's S3 filesystem: only for ``benchmarks/sql_s3.py``,
+    which measures the two). Returns the way chosen."""
+    if via == "httpfs":
         try:
             con.execute("LOAD httpfs")
-            con.execute(s3_secret_sql())
-            return "httpfs"
         except duckdb.Error as exc:
-            if via == "httpfs":
-                raise
-            warnings.warn(f"DuckDB's httpfs extension is unavailable ({str(exc).splitlines()[0]}); "
-                          "reading S3 through the fsspec bridge, several times slower")
+            raise RuntimeError(f"DuckDB cannot load its httpfs extension ({str(exc).splitlines()[0]}); "
+                               "install the pinned duckdb-ext-httpfs wheel (constraints.txt)") from exc
+        con.execute(s3_secret_sql())
+        return "httpfs"
     from fsspec.implementations.arrow import ArrowFSWrapper
 
     from lake_assets.lake.storage import _s3_filesystem
@@ -143,19 +140,17 @@ def enable_s3(con: duckdb.DuckDBPyConnection, *, via: str = "auto") -> str:
 
 
 def connect(path: str | None = None, *, storage_root: str | None = None, read_only: bool = True,
-            schema: str | None = None, s3_via: str = "auto") -> duckdb.DuckDBPyConnection:
+            schema: str | None = None, s3_via: str = "httpfs") -> duckdb.DuckDBPyConnection:
     """A DuckDB connection on the catalog, ready to query the lake's views.
 
     S3 access is set up when the lake root (``storage_root``, default ``LAKE_ROOT``) or
     any registered table lives on S3. ``schema`` (a domain) makes unqualified names
     resolve there. A lock held by a writer is waited for (up to ~30 s).
     """
-    from lake_assets import settings
-
-    path = os.path.abspath(path or settings.catalog_path())
+    root = storage_root or settings.lake_root()
+    path = os.path.abspath(path or settings.catalog_path(root))
     if not os.path.exists(path):
         raise CatalogMissing(f"no catalog at {path}: run `lake run` or `lake catalog sync`")
-    root = storage_root or settings.lake_root()
     con = with_lock_retry(lambda: open_database(path, read_only=read_only))
     try:
         if root.startswith("s3://") or _catalog_on_s3(con):
@@ -205,7 +200,9 @@ def open_result(sql: str, *, engine: str = "duckdb", catalog_path: str | None = 
     if engine == "athena":
         from lake_assets.catalog.athena import athena_batches
 
-        database = f"{os.environ.get('LAKE_GLUE_DATABASE_PREFIX', 'lake_')}{schema}" if schema else None
+        from lake_assets.catalog.ddl import database_name
+
+        database = database_name(settings.glue_database_prefix(), schema) if schema else None
         arrow_schema, batches = athena_batches(sql, database=database)
         yield pa.RecordBatchReader.from_batches(arrow_schema, batches)
         return
@@ -233,11 +230,10 @@ class LakeSQLResource(ConfigurableResource):
     lake_root: str = Field(default="", description="the lake root; empty: LAKE_ROOT")
 
     @classmethod
-    def from_env(cls) -> "LakeSQLResource":
-        from lake_assets import settings
-
-        return cls(engine=os.environ.get("LAKE_SQL_ENGINE") or "duckdb", catalog_path=settings.catalog_path(),
-                   lake_root=settings.lake_root())
+    def from_env(cls, catalog_path: str | None = None, lake_root: str | None = None) -> "LakeSQLResource":
+        root = lake_root or settings.lake_root()
+        return cls(engine=settings.sql_engine(), catalog_path=catalog_path or settings.catalog_path(root),
+                   lake_root=root)
 
     def _open(self, sql: str, schema: str | None):
         return open_result(sql, engine=self.engine, catalog_path=self.catalog_path or None,
@@ -385,7 +381,7 @@ def add_sql_command(subparsers) -> argparse.ArgumentParser:
                    help="table (default), csv, json (one object per line) or parquet")
     p.add_argument("-o", "--output", help="write the result to this file instead of stdout")
     p.add_argument("--schema", metavar="DOMAIN", help="resolve unqualified table names in this domain")
-    p.add_argument("--engine", choices=ENGINES, default=os.environ.get("LAKE_SQL_ENGINE") or "duckdb",
+    p.add_argument("--engine", choices=ENGINES, default=settings.sql_engine(),
                    help="duckdb (the embedded catalog, default) or athena (AWS)")
     p.add_argument("--max-rows", type=int, default=1000, help="rows the table format prints (default 1000)")
     p.set_defaults(func=cmd_sql)
@@ -394,8 +390,6 @@ def add_sql_command(subparsers) -> argparse.ArgumentParser:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """``lake sql``: one query (argument or -f) or the interactive prompt."""
-    if getattr(args, "lake", None):
-        os.environ["LAKE_ROOT"] = args.lake
     if args.query and args.file:
         print("lake sql: give a query or -f FILE, not both", file=sys.stderr)
         return EXIT_QUERY_ERROR
@@ -434,6 +428,12 @@ def _run_one(args: argparse.Namespace, sql: str, *, schema: str | None = None, o
         if isinstance(exc, duckdb.CatalogException):
             _print_tables(sys.stderr)
         return EXIT_QUERY_ERROR
+    except Exception as exc:
+        if args.engine != "athena":
+            raise
+        # Athena's own verdict (a failed or timed-out query, a refused request, a missing setting).
+        print(f"lake sql (athena): {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_QUERY_ERROR
 
 
 def _print_tables(out: IO[str]) -> None:
@@ -464,7 +464,6 @@ prompt left open never blocks `lake run` from updating the catalog; `USE domain;
 def _interactive(args: argparse.Namespace, stdin: IO[str], stdout: IO[str]) -> int:
     """The prompt: multi-line statements ended by ';', readline history next to the catalog when
     stdin is a terminal; without one, it reads statements from stdin and prints no prompt."""
-    from lake_assets import settings
 
     tty = stdin.isatty() and stdin is sys.stdin
     history = os.path.join(os.path.dirname(settings.catalog_path()), "sql_history")

@@ -129,6 +129,10 @@ class Table:
         name = parts[-1]
         return name == f"{self.file_stem}.parquet" if self.file_stem else name.endswith(".parquet")
 
+    def data_files(self, storage) -> list:
+        """The table's data files in the lake (``LakeFile`` objects), at every partition."""
+        return [f for f in storage.list_files(self.location) if self.is_table_file(f.path[len(self.location) + 1:])]
+
     def file_path(self, partition_path: str = "") -> str:
         """The lake path of a partition's file (``file_stem`` tables): what the IO manager writes."""
         if not self.file_stem:
@@ -150,7 +154,7 @@ class Table:
 
     def asset_metadata(self) -> dict:
         """Definition metadata naming the table: the UI shows its columns; :func:`tables_of` reads it back."""
-        return {"lake/tables": json.dumps({"": self.to_json()}), **_ui_metadata(self)}
+        return tables_metadata({"": self})
 
 
 def _ui_metadata(table: Table) -> dict:

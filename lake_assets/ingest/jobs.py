@@ -73,7 +73,7 @@ class LandingSpec:
             return set(self.validated_asset.values())
         return {self.validated_asset}
 
-    def raw_files(self, storage: LakeStorage, claimed: Sequence[str] = ()) -> list[LakeFile]:
+    def raw_files(self, storage: LakeStorage, claimed: Sequence[str]) -> list[LakeFile]:
         """The files waiting in this zone's raw folders (and in unclaimed ones, for a catch-all zone).
 
         Several domains share ``raw/``; each reads its own folders. ``claimed`` are the

@@ -195,3 +195,155 @@ def test_a_partition_glue_refuses_raises_with_its_values(glue, s3_lake, monkeypa
     monkeypatch.setattr(glue.client, "batch_create_partition", lambda **_: refused)
     with pytest.raises(GlueCatalogError, match=r"\['2024-01-02'\]: InternalServiceException: try later"):
         glue.add_partitions(s3_lake, DAILY, _days(3))
+
+
+# -- a declaration change reaches the partitions ---------------------------------------------------
+def _registered(client, catalog: GlueCatalog, table: Table) -> tuple[dict, dict[tuple[str, ...], dict]]:
+    """The table as Glue has it, and its partitions by values."""
+    db = catalog.database(table.domain)
+    t = client.get_table(DatabaseName=db, Name=table.name)["Table"]
+    pages = client.get_paginator("get_partitions").paginate(DatabaseName=db, TableName=table.name)
+    return t, {tuple(p["Values"]): p for page in pages for p in page["Partitions"]}
+
+
+def _versions(client, catalog: GlueCatalog, table: Table) -> int:
+    return len(client.get_table_versions(DatabaseName=catalog.database(table.domain),
+                                         TableName=table.name)["TableVersions"])
+
+
+def _with_rows(n: int) -> list[PartitionEntry]:
+    """``n`` days, each with its own row count (so a partition's own parameters can be told apart)."""
+    return [dataclasses.replace(e, rows=i + 1) for i, e in enumerate(_days(n))]
+
+
+def _assert_partitions_follow_the_table(client, catalog: GlueCatalog, table: Table, s3_lake,
+                                        entries: list[PartitionEntry]) -> dict:
+    t, parts = _registered(client, catalog, table)
+    assert set(parts) == {e.values for e in entries}
+    for e in entries:
+        p = parts[e.values]
+        assert p["StorageDescriptor"]["Columns"] == t["StorageDescriptor"]["Columns"]
+        # Each partition keeps its own location, formats and parameters.
+        assert p["StorageDescriptor"]["Location"] == s3_lake.uri(f"{table.location}/{e.path}") + "/"
+        assert p["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+        assert p["Parameters"] == {"numRows": str(e.rows), "numFiles": "1"}
+    return t
+
+
+def test_an_added_column_is_written_into_every_partition(glue, glue_client, s3_lake):
+    glue.register_table(s3_lake, DAILY)
+    entries = _with_rows(130)
+    glue.add_partitions(s3_lake, DAILY, entries)
+    before = _versions(glue_client, glue, DAILY)
+    batches: list[int] = []
+    glue.client.meta.events.register(
+        "provide-client-params.glue.BatchUpdatePartition",
+        lambda params, **_: batches.append(len(params["Entries"])))
+
+    wider = dataclasses.replace(DAILY, schema=T.StructType(
+        DAILY.schema.fields + [T.StructField("country", T.StringType(), metadata={"comment": "ISO code"})]))
+    glue.register_table(s3_lake, wider)
+
+    assert batches == [100, 30]  # Glue takes at most 100 per call
+    assert _versions(glue_client, glue, DAILY) == before + 1
+    t = _assert_partitions_follow_the_table(glue_client, glue, wider, s3_lake, entries)
+    assert [(c["Name"], c["Type"], c.get("Comment")) for c in t["StorageDescriptor"]["Columns"]][-1] == (
+        "country", "string", "ISO code")
+    assert glue.describe(wider).partitions == {e.path: e.rows for e in entries}
+
+
+def test_a_retyped_column_is_written_into_every_partition(glue, glue_client, s3_lake):
+    glue.register_table(s3_lake, DAILY)
+    entries = _with_rows(3)
+    glue.add_partitions(s3_lake, DAILY, entries)
+
+    retyped = dataclasses.replace(DAILY, schema=T.StructType([
+        T.StructField("revenue", T.DecimalType(20, 4)) if f.name == "revenue" else f for f in DAILY.schema.fields]))
+    glue.register_table(s3_lake, retyped)
+
+    t = _assert_partitions_follow_the_table(glue_client, glue, retyped, s3_lake, entries)
+    assert [(c["Name"], c["Type"]) for c in t["StorageDescriptor"]["Columns"]] == [
+        ("service", "string"), ("requests", "bigint"), ("revenue", "decimal(20,4)")]
+
+
+def test_new_partition_keys_delete_the_old_partitions(glue, glue_client, s3_lake):
+    glue.register_table(s3_lake, DAILY)
+    glue.add_partitions(s3_lake, DAILY, _days(30))  # more than 25: several delete calls
+    ymd = dataclasses.replace(DAILY, partitioning="ymd")
+
+    glue.register_table(s3_lake, ymd)
+
+    t, parts = _registered(glue_client, glue, ymd)
+    assert parts == {}
+    assert [(k["Name"], k["Type"]) for k in t["PartitionKeys"]] == [("year", "int"), ("month", "int"), ("day", "int")]
+    assert [c["Name"] for c in t["StorageDescriptor"]["Columns"]][0] == "date"  # now a data column
+    entry = PartitionEntry("year=2024/month=01/day=05", ("2024", "01", "05"),
+                           ("analytics/logs/daily_activity/year=2024/month=01/day=05/part-00000.parquet",), 4)
+    glue.add_partitions(s3_lake, ymd, [entry])
+    assert _partition_values(glue_client, glue, ymd) == {("2024", "01", "05")}
+    assert glue.describe(ymd).partitions == {"year=2024/month=01/day=05": 4}
+    _assert_partitions_follow_the_table(glue_client, glue, ymd, s3_lake, [entry])
+
+
+def test_partitioning_an_unpartitioned_table_drops_its_table_counts(glue, s3_lake):
+    glue.register_table(s3_lake, SUMMARY)
+    glue.add_partitions(s3_lake, SUMMARY, [PartitionEntry("", (), ("gold/commerce/summary/part-00000.parquet",), 42)])
+    by_day = dataclasses.replace(SUMMARY, partitioning="date")
+
+    glue.register_table(s3_lake, by_day)
+
+    assert glue.describe(by_day).partitions == {}
+    assert glue._get_table(by_day)["Parameters"].keys().isdisjoint({"numRows", "numFiles"})
+
+
+def test_an_unchanged_declaration_changes_nothing_in_glue(glue, glue_client, s3_lake):
+    glue.register_table(s3_lake, DAILY)
+    glue.add_partitions(s3_lake, DAILY, _with_rows(5))
+    version = _versions(glue_client, glue, DAILY)
+    _, partitions = _registered(glue_client, glue, DAILY)
+    calls: list[str] = []
+    glue.client.meta.events.register("before-call.glue", lambda model, **_: calls.append(model.name))
+
+    glue.register_table(s3_lake, DAILY)
+    glue.register_table(s3_lake, dataclasses.replace(DAILY))
+
+    assert calls and all(c.startswith("Get") for c in calls), calls
+    assert _versions(glue_client, glue, DAILY) == version
+    assert _registered(glue_client, glue, DAILY)[1] == partitions
+
+
+def test_a_refused_column_rewrite_leaves_the_table_to_the_next_registration(glue, glue_client, s3_lake,
+                                                                            monkeypatch):
+    """Partitions are fixed before the table: when Glue refuses one, the table still differs, so the
+    next registration repeats the rewrite. A partition deleted meanwhile is no failure."""
+    glue.register_table(s3_lake, DAILY)
+    entries = _with_rows(3)
+    glue.add_partitions(s3_lake, DAILY, entries)
+    version = _versions(glue_client, glue, DAILY)
+    wider = dataclasses.replace(DAILY, schema=T.StructType(
+        DAILY.schema.fields + [T.StructField("country", T.StringType())]))
+    refused = {"Errors": [
+        {"PartitionValueList": ["2024-01-02"],
+         "ErrorDetail": {"ErrorCode": "ConcurrentModificationException", "ErrorMessage": "busy"}},
+        {"PartitionValueList": ["2024-01-03"],
+         "ErrorDetail": {"ErrorCode": "EntityNotFoundException", "ErrorMessage": "gone"}}]}
+    with monkeypatch.context() as m:
+        m.setattr(glue.client, "batch_update_partition", lambda **_: refused)
+        with pytest.raises(GlueCatalogError) as raised:
+            glue.register_table(s3_lake, wider)
+    assert "['2024-01-02']: ConcurrentModificationException: busy" in str(raised.value)
+    assert "2024-01-03" not in str(raised.value)
+    assert _versions(glue_client, glue, DAILY) == version  # the table is left as it was
+
+    glue.register_table(s3_lake, wider)
+    _assert_partitions_follow_the_table(glue_client, glue, wider, s3_lake, entries)
+
+
+def test_building_a_catalog_calls_no_aws(monkeypatch):
+    """``CatalogResource.backends()`` builds one per call: no client until one is needed."""
+    import boto3 as boto3_module
+
+    monkeypatch.setattr(boto3_module, "client", lambda *a, **k: pytest.fail("a client was created"))
+    catalog = GlueCatalog("lake_", region="us-east-1")
+    assert catalog.database("logs") == "lake_logs"
+    assert "client" not in vars(catalog)

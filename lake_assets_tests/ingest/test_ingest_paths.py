@@ -27,7 +27,7 @@ def _outcome(storage: LakeStorage, results) -> tuple:
 
 def test_parallel_processes_give_the_same_lake_as_one_process(tmp_path):
     one, two = _lake(str(tmp_path / "one")), _lake(str(tmp_path / "two"))
-    paths = [f.path for f in LANDING.raw_files(one)]
+    paths = [f.path for f in LANDING.raw_files(one, claimed=())]
     sequential = ingest_paths(LANDING, one, paths, run_id="run", start=dt.date(2024, 1, 1), workers=1)
     parallel = ingest_paths(LANDING, two, paths, run_id="run", start=dt.date(2024, 1, 1), workers=2,
                             parallel_min_bytes=0)

@@ -166,12 +166,12 @@ def test_landing_zones_sharing_raw_read_only_their_own_folders(lake_root):
     catch_all = LandingSpec(name="logs", formats={"ndjson": NDJSON}, date_of=lambda r, ts, start: None,
                             validated_asset=AssetKey("validated_logs"), claims_unknown=True)
     storage = LakeStorage(lake_root)
-    assert [f.path for f in other.raw_files(storage)] == ["raw/orders_feed/b.csv"]
+    assert [f.path for f in other.raw_files(storage, ())] == ["raw/orders_feed/b.csv"]
     # The catch-all zone is told the folders other zones claim (when definitions are built) ...
     assert sorted(f.path for f in catch_all.raw_files(storage, other.folders)) == [
         "raw/mystery/c.bin", "raw/ndjson/a.ndjson"]
     # ... and without being told, takes every folder but its own as unknown: nothing is claimed at import.
-    assert sorted(f.path for f in catch_all.raw_files(storage)) == [
+    assert sorted(f.path for f in catch_all.raw_files(storage, ())) == [
         "raw/mystery/c.bin", "raw/ndjson/a.ndjson", "raw/orders_feed/b.csv"]
 
 

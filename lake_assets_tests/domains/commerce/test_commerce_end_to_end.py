@@ -120,13 +120,11 @@ def version_at(dim: list[dict], user_id: str, t: dt.datetime) -> dict | None:
 def run_pipeline(root: str, instance):
     from lake_assets.definitions import build_defs
     from lake_assets.domains.commerce.assets import LANDING
-    from lake_assets.pipeline import run_domain
+    from lake_assets.pipeline import run_landing_domain
 
     defs = build_defs(root)
     storage = defs.resources["lake"].storage
-    out = run_domain(defs, instance, domain="commerce", ingest_job="ingest_commerce_job",
-                     build_job="commerce_pipeline_job", validated_assets=LANDING.validated_assets,
-                     list_raw=lambda: [f.path for f in LANDING.raw_files(storage)])
+    out = run_landing_domain(defs, instance, storage, LANDING)
     return defs, out
 
 

@@ -34,16 +34,14 @@ def run(lake_root, instance, spark, monkeypatch):
     monkeypatch.setenv("LAKE_QUARANTINE_RATE_WARN", "1.0")
     from lake_assets.definitions import build_defs
     from lake_assets.domains.commerce.assets import LANDING, dates_to_rebuild
-    from lake_assets.pipeline import run_domain
+    from lake_assets.pipeline import run_landing_domain
 
     defs = build_defs(lake_root)
     storage = defs.resources["lake"].storage
 
     def _run(widen: bool = True):
-        out = run_domain(defs, instance, domain="commerce", ingest_job="ingest_commerce_job",
-                         build_job="commerce_pipeline_job", validated_assets=LANDING.validated_assets,
-                         list_raw=lambda: [f.path for f in LANDING.raw_files(storage)],
-                         widen=(lambda touched: dates_to_rebuild(storage, touched)) if widen else None)
+        out = run_landing_domain(defs, instance, storage, LANDING,
+                                 widen=(lambda touched: dates_to_rebuild(storage, touched)) if widen else None)
         assert out.success, [r.failures for r in out.runs]
         return out
 
