@@ -121,3 +121,25 @@ def s3_keys(s3_client):
         return sorted(keys)
 
     return _keys
+
+
+@pytest.fixture
+def catalog_matches_lake():
+    """``check(resources, tables)``: each table registered from its declaration with exactly the lake's
+    non-empty partitions (read with pyarrow from the files), and SQL over the catalog counting their rows."""
+    from lake_assets.catalog.base import scan_partitions
+
+    def _check(resources, tables) -> None:
+        storage = resources["lake"].storage
+        for t in tables:
+            reg = resources["catalog"].describe(t)
+            assert reg is not None, t.qualified_name
+            assert reg.columns == [(f.name, f.dataType.simpleString()) for f in t.columns], t.qualified_name
+            assert reg.partition_keys == [(k.name, k.type) for k in t.partition_keys], t.qualified_name
+            assert reg.location.rstrip("/") == storage.uri(t.location)
+            found = {e.path: e.rows for e in scan_partitions(storage, t)}
+            assert reg.partitions == found, t.qualified_name
+            n = resources["sql"].query(f"SELECT count(*) AS n FROM {t.qualified_name}").column("n")[0].as_py()
+            assert n == sum(found.values()), t.qualified_name
+
+    return _check

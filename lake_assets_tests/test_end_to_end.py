@@ -9,7 +9,9 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lake_assets.definitions import build_resources
 from lake_assets.domains.logs.generator import generate_logs
+from lake_assets.domains.logs.tables import TABLES
 from lake_assets.lake import LakeStorage
 
 START = dt.date(2024, 3, 1)
@@ -72,37 +74,25 @@ def assert_conserved(storage: LakeStorage, gen) -> None:
 
 
 def assert_catalog(storage: LakeStorage) -> None:
-    """Every logs table registered from its declaration with exactly the lake's non-empty partitions,
-    and `lake sql`'s engine answering what pyarrow computes from the files."""
+    """`lake sql`'s engine answering what pyarrow computes from the files."""
     import pyarrow.compute as pc
 
-    from lake_assets.catalog.base import scan_partitions
-    from lake_assets.catalog.resource import CatalogResource
     from lake_assets.catalog.sql import LakeSQLResource
-    from lake_assets.domains.logs.tables import TABLES
 
-    catalog = CatalogResource.from_env()
-    for t in TABLES:
-        reg = catalog.describe(t)
-        assert reg is not None, t.qualified_name
-        assert reg.columns == [(f.name, f.dataType.simpleString()) for f in t.columns]
-        assert reg.partition_keys == [(k.name, k.type) for k in t.partition_keys]
-        assert reg.location.rstrip("/") == storage.uri(t.location)
-        assert reg.partitions == {e.path: e.rows for e in scan_partitions(storage, t)} and reg.partitions
     gold = read_zone(storage, "analytics/daily_activity")
     expected = gold.group_by("service").aggregate([("requests", "sum"), ("server_errors", "sum")]).sort_by("service")
-    got = LakeSQLResource.from_env().query(
+    got = LakeSQLResource.from_env(lake_root=storage.root_uri).query(
         "SELECT service, sum(requests) AS requests_sum, sum(server_errors) AS server_errors_sum "
         "FROM logs.daily_activity GROUP BY service ORDER BY service")
     assert got.to_pylist() == expected.select(["service", "requests_sum", "server_errors_sum"]).to_pylist()
     rejected = read_zone(storage, "rejected/data_quality")
-    by_reason = LakeSQLResource.from_env().query(
+    by_reason = LakeSQLResource.from_env(lake_root=storage.root_uri).query(
         "SELECT reason, count(*) AS n FROM logs.rejected_records GROUP BY reason")
     assert dict(zip(*by_reason.to_pydict().values())) == {
         r["values"]: r["counts"] for r in pc.value_counts(rejected.column("reason")).to_pylist()}
 
 
-def test_end_to_end_local_lake(lake_root, spark, instance):
+def test_end_to_end_local_lake(lake_root, spark, instance, catalog_matches_lake):
     storage = LakeStorage(lake_root)
     gen = generate_logs(storage.write_bytes, start=START, days=3, records_per_day=400, bad_share=0.03,
                         bad_files=5, seed=11, now=NOW)
@@ -123,6 +113,7 @@ def test_end_to_end_local_lake(lake_root, spark, instance):
     assert storage.read_bytes(archived.path)
     assert_metrics_zone(storage, builds[0].run_id, START.isoformat())
     assert_catalog(storage)
+    catalog_matches_lake(build_resources(storage.root_uri), TABLES)
 
 
 def assert_metrics_zone(storage: LakeStorage, run_id: str, day: str) -> None:
@@ -149,7 +140,12 @@ def assert_metrics_zone(storage: LakeStorage, run_id: str, day: str) -> None:
     assert gold["check.daily_activity_unique_date_service"]["outcome"] == "passed"
 
 
-def test_end_to_end_s3_lake(s3_lake_root, moto_server, s3_keys, spark, instance):
+def test_end_to_end_s3_lake(s3_lake_root, moto_server, s3_keys, spark, instance, monkeypatch, catalog_matches_lake):
+    """On S3 with LAKE_CATALOG=glue: the embedded catalog and the Glue Data Catalog both follow the run."""
+    import boto3
+
+    monkeypatch.setenv("LAKE_CATALOG", "glue")
+    monkeypatch.setenv("LAKE_GLUE_DATABASE_PREFIX", f"e2e_{s3_lake_root.split('/')[2].replace('-', '_')}_")
     storage = LakeStorage(s3_lake_root)
     gen = generate_logs(storage.write_bytes, start=START, days=2, records_per_day=200, bad_share=0.03,
                         bad_files=3, seed=5, now=NOW)
@@ -165,6 +161,19 @@ def test_end_to_end_s3_lake(s3_lake_root, moto_server, s3_keys, spark, instance)
     assert any(k.startswith("archive/validated/json_gzip/") for k in keys)
     assert not [k for k in keys if "_staging" in k or ".tmp-" in k]
     assert_catalog(storage)
+    catalog_matches_lake(build_resources(storage.root_uri), TABLES)
+    # Glue, read back with boto3: every logs table, its columns, keys, location and partitions.
+    from lake_assets.catalog.base import scan_partitions
+
+    glue = boto3.client("glue", endpoint_url=moto_server, region_name="us-east-1")
+    database = os.environ["LAKE_GLUE_DATABASE_PREFIX"] + "logs"
+    for t in TABLES:
+        got = glue.get_table(DatabaseName=database, Name=t.name)["Table"]
+        assert [c["Name"] for c in got["StorageDescriptor"]["Columns"]] == [f.name for f in t.columns]
+        assert [(k["Name"], k["Type"]) for k in got["PartitionKeys"]] == [(k.name, k.type) for k in t.partition_keys]
+        assert got["StorageDescriptor"]["Location"] == storage.uri(t.location) + "/"
+        parts = glue.get_partitions(DatabaseName=database, TableName=t.name)["Partitions"]
+        assert sorted(tuple(p["Values"]) for p in parts) == sorted(e.values for e in scan_partitions(storage, t))
 
 
 def test_hand_made_day_gives_exact_gold(lake_root, spark, instance):

@@ -338,19 +338,13 @@ def test_daily_revenue(lake, model):
     assert any(k[1] is None for k in expected)  # unknown users' revenue: null country
 
 
-def test_every_table_registered_and_gold_answered_by_sql(lake):
+def test_every_table_registered_and_gold_answered_by_sql(lake, catalog_matches_lake):
     """The catalog holds every commerce table with exactly the lake's non-empty partitions; SQL over the
     catalog answers what the files hold."""
-    from lake_assets.catalog.base import scan_partitions
     from lake_assets.domains.commerce.tables import TABLES
 
     storage, resources = lake["storage"], lake["defs"].resources
-    for t in TABLES:
-        reg = resources["catalog"].describe(t)
-        assert reg is not None, t.qualified_name
-        assert reg.columns == [(f.name, f.dataType.simpleString()) for f in t.columns]
-        assert reg.partition_keys == [(k.name, k.type) for k in t.partition_keys]
-        assert reg.partitions == {e.path: e.rows for e in scan_partitions(storage, t)}
+    catalog_matches_lake(resources, TABLES)
     sql = resources["sql"]
     rows = read_rows(storage, "gold/mart/daily_revenue", with_partition=True)
     expected = collections.defaultdict(Decimal)
@@ -533,7 +527,7 @@ def test_rebuild_is_deterministic(lake):
         assert after[table] == before[table], table
 
 
-def test_s3_lake(s3_lake_root, moto_server, s3_keys, spark, monkeypatch):
+def test_s3_lake(s3_lake_root, moto_server, s3_keys, spark, monkeypatch, catalog_matches_lake):
     from dagster import DagsterInstance
 
     # A lake this small is mostly the generator's fixed set of bad-row variants (each planted at
@@ -546,8 +540,11 @@ def test_s3_lake(s3_lake_root, moto_server, s3_keys, spark, monkeypatch):
     gen = generate_commerce(storage.write_bytes, start=START, days=2, users=8, events_per_day=15,
                             transactions_per_day=6, bad_share=0.05, bad_files=False, seed=5, now=None)
     with DagsterInstance.ephemeral() as instance:
-        _, out = run_pipeline(s3_lake_root, instance)
+        defs, out = run_pipeline(s3_lake_root, instance)
     assert out.success, [(r.job, r.partitions, r.failures, r.failed_checks) for r in out.runs]
+    from lake_assets.domains.commerce.tables import TABLES
+
+    catalog_matches_lake(defs.resources, TABLES)
     keys = [k for k in s3_keys(s3_lake_root) if not k.endswith("/")]
     assert not [k for k in keys if k.startswith("raw/")]
     for ds in DATASETS:

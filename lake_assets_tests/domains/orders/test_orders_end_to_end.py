@@ -25,7 +25,7 @@ def assert_clean(run) -> None:
 
 
 def test_silver_is_the_sources_current_valid_orders_after_days_updates_and_a_crash(
-        db_urls, make_env, spark, readers, monkeypatch):
+        db_urls, make_env, spark, readers, monkeypatch, catalog_matches_lake):
     env = make_env(*db_urls, chunk_rows=80)
     url = env.source.url
     extracted = 0
@@ -64,12 +64,9 @@ def test_silver_is_the_sources_current_valid_orders_after_days_updates_and_a_cra
 
     # The catalog holds exactly the lake's non-empty partitions of each orders table (partitions a merge
     # emptied were unregistered), and SQL over it answers what silver holds.
-    from lake_assets.catalog.base import scan_partitions
     from lake_assets.domains.orders.tables import TABLES
 
-    for t in TABLES:
-        reg = env.defs.resources["catalog"].describe(t)
-        assert reg is not None and reg.partitions == {e.path: e.rows for e in scan_partitions(env.storage, t)}
+    catalog_matches_lake(env.defs.resources, TABLES)
     got = env.defs.resources["sql"].query("SELECT order_id, status FROM orders.orders ORDER BY order_id")
     assert [(r["order_id"], r["status"]) for r in got.to_pylist()] == sorted(
         (r["order_id"], r["status"]) for r in readers.read_parquet(env.storage, "silver/staging/orders").to_pylist())
@@ -85,13 +82,17 @@ def test_silver_is_the_sources_current_valid_orders_after_days_updates_and_a_cra
         "orders_silver_freshness")}
 
 
-def test_orders_on_an_s3_lake(s3_lake_root, moto_server, tmp_path, make_env, spark, readers, s3_keys):
+def test_orders_on_an_s3_lake(s3_lake_root, moto_server, tmp_path, make_env, spark, readers, s3_keys,
+                              catalog_matches_lake):
     env = make_env(f"sqlite:///{tmp_path}/s.db", f"sqlite:///{tmp_path}/w.db", lake=s3_lake_root)
     for i in range(2):
         generate_orders(env.source.url, day=DAY + dt.timedelta(days=i), new_orders=60, seed=4, update_share=0.5,
                         invalid_share=0.1)
         assert_clean(env.run())
     assert readers.silver_orders(env.storage) == readers.valid_source_orders(env.source.url)
+    from lake_assets.domains.orders.tables import TABLES
+
+    catalog_matches_lake(env.defs.resources, TABLES)
     keys = s3_keys(s3_lake_root)
     assert any(k.startswith("silver/staging/orders/order_date=2024-03-0") for k in keys)
     assert sum(k.startswith("archive/orders/") and k.endswith("_manifest.json") for k in keys) == 2
