@@ -54,6 +54,7 @@ lake_automation_sensor = AutomationConditionSensorDefinition(
 
 def build_defs(lake_root: str | None = None) -> Definitions:
     """The code location; ``lake_root`` overrides LAKE_ROOT (tests point it at a temporary lake)."""
+    registry()  # refuses a table declared twice or locations that overlap, before anything runs
     domain_defs = [d.definitions() for d in DOMAINS.values()]
     return Definitions.merge(
         *domain_defs,

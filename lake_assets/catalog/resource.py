@@ -2,12 +2,14 @@
 
 ``LAKE_CATALOG``: ``duckdb`` (default; the embedded catalog file only), ``glue``
 (the embedded catalog and the AWS Glue Data Catalog), or ``none``.
-``LAKE_CATALOG_PATH``: the DuckDB file (default ``<DAGSTER_HOME>/catalog.duckdb``).
+``LAKE_CATALOG_PATH``: the DuckDB file (default: in the Dagster home, one per lake root;
+``catalog.duckdb`` for the project-local lake).
 ``LAKE_GLUE_DATABASE_PREFIX``: Glue databases are ``<prefix><domain>`` (default ``lake_``).
 """
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from typing import Iterable, Mapping
 
 from dagster import ConfigurableResource
@@ -41,7 +43,15 @@ class CatalogResource(ConfigurableResource):
         return cls(kind=kind, duckdb_path=path or settings.catalog_path(root),
                    glue_database_prefix=settings.glue_database_prefix())
 
+    @cached_property
+    def _backends(self) -> list[Catalog]:
+        """Built once per resource: a Glue backend keeps its client and the databases it has seen."""
+        return self._make_backends()
+
     def backends(self) -> list[Catalog]:
+        return self._backends
+
+    def _make_backends(self) -> list[Catalog]:
         if self.kind == "none":
             return []
         from lake_assets.catalog.duckdb import DuckDBCatalog
@@ -85,6 +95,6 @@ class CatalogResource(ConfigurableResource):
         return found
 
     def describe(self, table: Table) -> RegisteredTable | None:
-        """The table as the first backend (the embedded catalog, or Glue alone) registered it."""
+        """The table as the embedded catalog registered it (kept whatever else is configured)."""
         backends = self.backends()
         return backends[0].describe(table) if backends else None

@@ -51,10 +51,10 @@ def _landing():
 
 
 def _run(defs, instance, storage, progress):
-    from lake_assets.domains.commerce.assets import LANDING, dates_to_rebuild
+    from lake_assets.domains.commerce.assets import dates_to_rebuild
     from lake_assets.pipeline import run_landing_domain
 
-    return run_landing_domain(defs, instance, storage, LANDING, progress=progress,
+    return run_landing_domain(defs, instance, storage, _landing(), progress=progress,
                               widen=lambda touched: dates_to_rebuild(storage, touched))
 
 

@@ -48,10 +48,9 @@ def _landing():
 
 
 def _run(defs, instance, storage, progress):
-    from lake_assets.domains.logs.assets import LANDING
     from lake_assets.pipeline import run_landing_domain
 
-    return run_landing_domain(defs, instance, storage, LANDING, progress=progress)
+    return run_landing_domain(defs, instance, storage, _landing(), progress=progress)
 
 
 DOMAIN = Domain(

@@ -15,7 +15,6 @@ DISCARDED = "discarded/orders"  # invalid rows with their reasons, one file per 
 #: Written last into a landing folder: its presence commits the set (the sensor's trigger).
 MANIFEST = "_manifest.json"
 SET_KEY = "extracted_at"
-SILVER_FILE = "part-00000.parquet"
 
 
 def set_name(extracted_at: dt.datetime) -> str:
@@ -32,11 +31,15 @@ def archive_folder(name: str) -> str:
 
 
 def discarded_file(name: str) -> str:
-    return join(DISCARDED, name, "part-00000.parquet")
+    from lake_assets.domains.orders.tables import DISCARDED as table
+
+    return table.file_path(name)
 
 
 def silver_file(day: str) -> str:
-    return join(SILVER, f"order_date={day}", SILVER_FILE)
+    from lake_assets.domains.orders.tables import SILVER as table
+
+    return table.file_path(f"order_date={day}")
 
 
 def committed_sets(storage: LakeStorage, zone: str = LANDING) -> list[str]:
