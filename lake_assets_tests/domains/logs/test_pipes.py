@@ -28,10 +28,12 @@ def _comparable(rows: list[dict], drop: tuple[str, ...] = ()) -> list[tuple]:
     return sorted(tuple(sorted((k, repr(v)) for k, v in r.items() if k not in drop)) for r in rows)
 
 
-def _ingested_lake(root: str, instance):
-    """A generated lake, ingested into validated/ (the pipeline's first stage)."""
+def _ingested_lake(root: str, instance, monkeypatch):
+    """A generated lake, ingested into validated/ (the pipeline's first stage), with its own catalog."""
     from lake_assets.definitions import build_defs
     from lake_assets.domains.logs.generator import generate_logs
+
+    monkeypatch.setenv("LAKE_CATALOG_PATH", f"{root}-catalog.duckdb")
 
     storage = LakeStorage(root)
     generate_logs(storage.write_bytes, start=START, days=len(DAYS), records_per_day=150, bad_share=0.05,
@@ -42,7 +44,8 @@ def _ingested_lake(root: str, instance):
     return defs, storage
 
 
-def test_processed_logs_via_pipes_writes_what_the_asset_writes(tmp_path, spark, instance):
+def test_processed_logs_via_pipes_writes_what_the_asset_writes(tmp_path, spark, instance, monkeypatch,
+                                                              catalog_matches_lake):
     from lake_assets.domains.logs.assets import daily_activity, processed_logs_via_pipes, validated_logs
     from lake_assets.domains.logs.checks import LOGS_CHECKS
 
@@ -50,12 +53,12 @@ def test_processed_logs_via_pipes_writes_what_the_asset_writes(tmp_path, spark, 
                   ASSET_PARTITION_RANGE_END_TAG: DAYS[-1].isoformat()}
 
     # The reference: the in-process asset on one copy of the lake.
-    ref_defs, ref = _ingested_lake(str(tmp_path / "in_process"), instance)
+    ref_defs, ref = _ingested_lake(str(tmp_path / "in_process"), instance, monkeypatch)
     assert ref_defs.resolve_job_def("logs_pipeline_job").execute_in_process(instance=instance, tags=range_tags).success
 
     # The same lake again, its Spark step launched through Pipes in another process.
     root = str(tmp_path / "pipes")
-    base, lake = _ingested_lake(root, instance)
+    base, lake = _ingested_lake(root, instance, monkeypatch)
     via_pipes = processed_logs_via_pipes(
         lambda context, client, extras: client.run(
             context=context, extras=extras, command=[sys.executable, "-m", "lake_assets.domains.logs.remote"]))
@@ -73,6 +76,10 @@ def test_processed_logs_via_pipes_writes_what_the_asset_writes(tmp_path, spark, 
     result = job.execute_in_process(instance=instance, tags=range_tags, asset_selection=[
         AssetKey("processed_logs"), AssetKey("rejected_log_records"), AssetKey("daily_activity")])
     assert result.success
+    # The remote side published; the orchestrator registered what it wrote in its catalog.
+    from lake_assets.domains.logs.tables import TABLES
+
+    catalog_matches_lake(base.resources, TABLES)
 
     # Both materializations came back through Pipes, with the writer's counts; the checks ran and passed.
     mats = {e.event_specific_data.materialization.asset_key.path[-1]: e.event_specific_data.materialization
