@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from dagster import DagsterEventType, DagsterInstance, Definitions
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
+
+def range_tags(start: str, end: str) -> dict[str, str]:
+    """The run tags that make one run build a range of partitions (what the UI's backfills set);
+    plain strings, Dagster's documented tag names, rather than an import from its internals."""
+    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+
 
 #: Dagster's own console logging is for the UI; the CLI prints its own progress.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -135,8 +137,7 @@ def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ing
         progress(f"{domain}: building {start}..{end} ({n} partition(s)) in one run")
         result = build.execute_in_process(
             run_config=QUIET, instance=instance, raise_on_error=False,
-            tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end,
-                  "lake/trigger": "lake run"},
+            tags={**range_tags(start, end), "lake/trigger": "lake run"},
         )
         out.runs.append(run_outcome(build_job, result, (start, end)))
     return out

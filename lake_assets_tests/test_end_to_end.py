@@ -7,6 +7,7 @@ import json
 import os
 
 import pyarrow as pa
+import pytest
 import pyarrow.parquet as pq
 
 from lake_assets.definitions import build_resources
@@ -92,11 +93,21 @@ def assert_catalog(storage: LakeStorage) -> None:
         r["values"]: r["counts"] for r in pc.value_counts(rejected.column("reason")).to_pylist()}
 
 
-def test_end_to_end_local_lake(lake_root, spark, instance, catalog_matches_lake):
-    storage = LakeStorage(lake_root)
-    gen = generate_logs(storage.write_bytes, start=START, days=3, records_per_day=400, bad_share=0.03,
-                        bad_files=5, seed=11, now=NOW)
-    result = run_lake(lake_root, instance)
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_end_to_end(where, request, spark, instance, monkeypatch, catalog_matches_lake):
+    """A generated lake end to end, on a folder and on S3 (moto): every record and file accounted for,
+    gold deduplicated, checks passed, metrics filed, every table in the catalog; on S3 with
+    LAKE_CATALOG=glue, the Glue Data Catalog follows the run too."""
+    if where == "s3":
+        root = request.getfixturevalue("s3_lake_root")
+        monkeypatch.setenv("LAKE_CATALOG", "glue")
+        monkeypatch.setenv("LAKE_GLUE_DATABASE_PREFIX", f"e2e_{root.split('/')[2].replace('-', '_')}_")
+    else:
+        root = request.getfixturevalue("lake_root")
+    storage = LakeStorage(root)
+    gen = generate_logs(storage.write_bytes, start=START, days=3, records_per_day=300, bad_share=0.03,
+                        bad_files=4, seed=11, now=NOW)
+    result = run_lake(root, instance)
     assert result.success, [r.failures for r in result.runs]
     assert_conserved(storage, gen)
     gold = gold_by_key(storage)
@@ -114,6 +125,37 @@ def test_end_to_end_local_lake(lake_root, spark, instance, catalog_matches_lake)
     assert_metrics_zone(storage, builds[0].run_id, START.isoformat())
     assert_catalog(storage)
     catalog_matches_lake(build_resources(storage.root_uri), TABLES)
+    if where == "s3":
+        assert_s3_keys(request.getfixturevalue("s3_keys")(root))
+        assert_glue(storage, request.getfixturevalue("moto_server"))
+
+
+def assert_s3_keys(all_keys: list[str]) -> None:
+    # (Arrow leaves zero-byte "folder/" markers behind when it deletes a folder's last object.)
+    keys = [k for k in all_keys if not k.endswith("/")]
+    assert not [k for k in keys if k.startswith("raw/")]
+    assert "analytics/daily_activity/date=2024-03-01/part-00000.parquet" in keys
+    assert "processed/logs/log_type=access/year=2024/month=03/day=02/part-00000.parquet" in keys
+    assert any(k.startswith("rejected/data_quality/year=2024/month=03/day=01/") for k in keys)
+    assert any(k.startswith("archive/validated/json_gzip/") for k in keys)
+    assert not [k for k in keys if "_staging" in k or ".tmp-" in k]
+
+
+def assert_glue(storage: LakeStorage, endpoint: str) -> None:
+    """Glue, read back with boto3: every logs table, its columns, keys, location and partitions."""
+    import boto3
+
+    from lake_assets.catalog.base import scan_partitions
+
+    glue = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1")
+    database = os.environ["LAKE_GLUE_DATABASE_PREFIX"] + "logs"
+    for t in TABLES:
+        got = glue.get_table(DatabaseName=database, Name=t.name)["Table"]
+        assert [c["Name"] for c in got["StorageDescriptor"]["Columns"]] == [f.name for f in t.columns]
+        assert [(k["Name"], k["Type"]) for k in got["PartitionKeys"]] == [(k.name, k.type) for k in t.partition_keys]
+        assert got["StorageDescriptor"]["Location"] == storage.uri(t.location) + "/"
+        parts = glue.get_partitions(DatabaseName=database, TableName=t.name)["Partitions"]
+        assert sorted(tuple(p["Values"]) for p in parts) == sorted(e.values for e in scan_partitions(storage, t))
 
 
 def assert_metrics_zone(storage: LakeStorage, run_id: str, day: str) -> None:
@@ -138,42 +180,6 @@ def assert_metrics_zone(storage: LakeStorage, run_id: str, day: str) -> None:
         assert m[f"check.{check}"]["outcome"] == "passed"
     gold = read_metrics(storage, f"metrics/logs/daily_activity/event_date={day}/{run_id}.csv")
     assert gold["check.daily_activity_unique_date_service"]["outcome"] == "passed"
-
-
-def test_end_to_end_s3_lake(s3_lake_root, moto_server, s3_keys, spark, instance, monkeypatch, catalog_matches_lake):
-    """On S3 with LAKE_CATALOG=glue: the embedded catalog and the Glue Data Catalog both follow the run."""
-    import boto3
-
-    monkeypatch.setenv("LAKE_CATALOG", "glue")
-    monkeypatch.setenv("LAKE_GLUE_DATABASE_PREFIX", f"e2e_{s3_lake_root.split('/')[2].replace('-', '_')}_")
-    storage = LakeStorage(s3_lake_root)
-    gen = generate_logs(storage.write_bytes, start=START, days=2, records_per_day=200, bad_share=0.03,
-                        bad_files=3, seed=5, now=NOW)
-    result = run_lake(s3_lake_root, instance)
-    assert result.success, [r.failures for r in result.runs]
-    assert_conserved(storage, gen)
-    # (Arrow leaves zero-byte "folder/" markers behind when it deletes a folder's last object.)
-    keys = [k for k in s3_keys(s3_lake_root) if not k.endswith("/")]
-    assert not [k for k in keys if k.startswith("raw/")]
-    assert "analytics/daily_activity/date=2024-03-01/part-00000.parquet" in keys
-    assert "processed/logs/log_type=access/year=2024/month=03/day=02/part-00000.parquet" in keys
-    assert any(k.startswith("rejected/data_quality/year=2024/month=03/day=01/") for k in keys)
-    assert any(k.startswith("archive/validated/json_gzip/") for k in keys)
-    assert not [k for k in keys if "_staging" in k or ".tmp-" in k]
-    assert_catalog(storage)
-    catalog_matches_lake(build_resources(storage.root_uri), TABLES)
-    # Glue, read back with boto3: every logs table, its columns, keys, location and partitions.
-    from lake_assets.catalog.base import scan_partitions
-
-    glue = boto3.client("glue", endpoint_url=moto_server, region_name="us-east-1")
-    database = os.environ["LAKE_GLUE_DATABASE_PREFIX"] + "logs"
-    for t in TABLES:
-        got = glue.get_table(DatabaseName=database, Name=t.name)["Table"]
-        assert [c["Name"] for c in got["StorageDescriptor"]["Columns"]] == [f.name for f in t.columns]
-        assert [(k["Name"], k["Type"]) for k in got["PartitionKeys"]] == [(k.name, k.type) for k in t.partition_keys]
-        assert got["StorageDescriptor"]["Location"] == storage.uri(t.location) + "/"
-        parts = glue.get_partitions(DatabaseName=database, TableName=t.name)["Partitions"]
-        assert sorted(tuple(p["Values"]) for p in parts) == sorted(e.values for e in scan_partitions(storage, t))
 
 
 def test_hand_made_day_gives_exact_gold(lake_root, spark, instance):

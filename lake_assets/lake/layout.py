@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from enum import Enum
 
 
@@ -22,19 +21,6 @@ def partition_path(style: PartitionStyle | str, day: dt.date | str) -> str:
     if style is PartitionStyle.YMD:
         return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
     return f"{style.value}={day.isoformat()}"
-
-
-_YMD = re.compile(r"year=(\d{4})/month=(\d{2})/day=(\d{2})")
-_DATE = re.compile(r"(?:^|/)(?:date|event_date)=(\d{4}-\d{2}-\d{2})")
-
-
-def parse_partition_date(path: str) -> dt.date | None:
-    """The partition date a path sits under, whichever style spelled it."""
-    m = _YMD.search(path)
-    if m:
-        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    m = _DATE.search(path)
-    return dt.date.fromisoformat(m.group(1)) if m else None
 
 
 def join(*parts: str) -> str:

@@ -263,6 +263,5 @@ GOLD_ASSETS = [dim_users, dim_country, dim_status, dim_date, fact_events, fact_t
 commerce_pipeline_job = define_asset_job(
     "commerce_pipeline_job",
     selection=[k for a in SILVER_ASSETS.values() for k in a.keys] + [a.key for a in GOLD_ASSETS],
-    partitions_def=daily_partitions,
     description="Build commerce silver (+ quarantine), dims, facts and marts for a range of dates.",
 )

@@ -119,7 +119,6 @@ _SPECS = {
 
 EVENT_TYPES = ("page_view", "product_view", "add_to_cart", "checkout", "purchase", "login", "logout")
 USER_STATUSES = ("active", "suspended", "closed")
-TXN_STATUSES = ("pending", "completed", "failed", "refunded")
 COUNTRIES = ("US", "DE", "FR", "GB", "JP", "BR", "IN", "CA")
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "BRL", "INR", "CAD")
 NULL_TOKENS = ("", "null", "NULL", "N/A", "-")

@@ -208,6 +208,5 @@ logs_pipeline_job = define_asset_job(
     "logs_pipeline_job",
     selection=[processed_logs.keys_by_output_name["processed_logs"],
                processed_logs.keys_by_output_name["rejected_log_records"], daily_activity.key],
-    partitions_def=daily_partitions,
     description="Build processed_logs, its rejects and daily_activity for a range of dates.",
 )

@@ -15,8 +15,10 @@ from pyspark.sql import types as T
 from lake_assets.domains.logs.fields import (  # noqa: F401  (re-exported: the contract's lists)
     ACCESS_FIELDS,
     ACCESS_REQUIRED,
+    ACCESS_RULES,
     ERROR_FIELDS,
     ERROR_REQUIRED,
+    ERROR_RULES,
     LEVELS,
     MAY_BE_EMPTY,
     METHODS,
@@ -167,6 +169,7 @@ def parse_access(text: DataFrame, start: dt.date) -> DataFrame:
         Rule("invalid_type:bytes_sent", c["bytes_sent"].isNotNull() & bytes_sent.isNull()),
         Rule("invalid_type:latency_ms", c["latency_ms"].isNotNull() & (latency.isNull() | F.isnan(latency))),
     ]
+    assert tuple(r.name for r in rules) == ACCESS_RULES, "access rules drifted from fields.ACCESS_RULES"
     return step.select(
         ts.alias("event_ts"),
         F.to_date(ts).alias("event_date"),
@@ -197,6 +200,7 @@ def parse_errors(text: DataFrame, start: dt.date) -> DataFrame:
     rules += [Rule(f"missing_field:{n}", missing[n]) for n in ERROR_REQUIRED]
     rules += _timestamp_rules(ts, malformed, missing["timestamp"], F.col("ingest_ts"), start)
     rules += [Rule("invalid_level", ~missing["level"] & ~malformed & ~level.isin(*LEVELS))]
+    assert tuple(r.name for r in rules) == ERROR_RULES, "error rules drifted from fields.ERROR_RULES"
     return df.select(
         ts.alias("event_ts"),
         F.to_date(ts).alias("event_date"),

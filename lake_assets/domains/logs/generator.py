@@ -19,6 +19,8 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from lake_assets.domains.logs.fields import ACCESS_REQUIRED, ACCESS_RULES, ERROR_RULES
+
 __all__ = ["GeneratedLogs", "generate_logs"]
 
 
@@ -58,27 +60,6 @@ _EPOCH_DATE = dt.date(1970, 1, 1)
 _UTC = dt.timezone.utc
 #: Far enough ahead to be out of range whatever the ingestion clock says.
 _FAR_FUTURE = dt.datetime(2100, 1, 6, 12, 0, tzinfo=_UTC)
-
-ACCESS_REQUIRED = ("timestamp", "service", "request_id", "method", "path", "status")
-ERROR_REQUIRED = ("timestamp", "service", "level", "message")
-
-_ACCESS_RULES = (
-    "malformed_record",
-    *(f"missing_field:{f}" for f in ACCESS_REQUIRED),
-    "invalid_timestamp",
-    "timestamp_out_of_range",
-    "invalid_status",
-    "invalid_method",
-    "negative_value:bytes_sent",
-    "negative_value:latency_ms",
-)
-_ERROR_RULES = (
-    "malformed_record",
-    *(f"missing_field:{f}" for f in ERROR_REQUIRED),
-    "invalid_timestamp",
-    "timestamp_out_of_range",
-    "invalid_level",
-)
 
 # --------------------------------------------------------------------------- pools
 
@@ -357,9 +338,9 @@ class _Records:
             if not allow_text:  # inside a JSON array every element must still be JSON
                 value = ["not", "an", "object"]
             else:
-                return value, _sorted_reasons(reasons, _ACCESS_RULES)
+                return value, _sorted_reasons(reasons, ACCESS_RULES)
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        return text, _sorted_reasons(reasons, _ACCESS_RULES)
+        return text, _sorted_reasons(reasons, ACCESS_RULES)
 
     # -- errors
 
@@ -406,7 +387,7 @@ class _Records:
         self.bad_error_i += 1
         fields = self.error_fields(day_ms)
         tag, reasons = variant(self, fields, day_ms)
-        return self.error_xml(fields, tag), _sorted_reasons(reasons, _ERROR_RULES)
+        return self.error_xml(fields, tag), _sorted_reasons(reasons, ERROR_RULES)
 
 
 # --------------------------------------------------------------------------- bad-record variants

@@ -509,17 +509,14 @@ def _snapshot(storage) -> dict[str, list]:
 
 def test_rebuild_is_deterministic(lake):
     """Last in the module: it rebuilds the generated days and compares every table with the first run."""
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-    from lake_assets.pipeline import QUIET
+    from lake_assets.pipeline import QUIET, range_tags
 
     storage = lake["storage"]
     before = _snapshot(storage)
     job = lake["defs"].resolve_job_def("commerce_pipeline_job")
     result = job.execute_in_process(
         run_config=QUIET, instance=lake["instance"], raise_on_error=False,
-        tags={ASSET_PARTITION_RANGE_START_TAG: START.isoformat(),
-              ASSET_PARTITION_RANGE_END_TAG: DATES[-1].isoformat()})
+        tags=range_tags(START.isoformat(), DATES[-1].isoformat()))
     assert result.success
     after = _snapshot(storage)
     assert after.keys() == before.keys()

@@ -46,13 +46,13 @@ def run(lake_root, instance, spark, monkeypatch):
         return out
 
     def _build(day: dt.date):
-        from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+        from lake_assets.pipeline import range_tags
 
         from lake_assets.pipeline import QUIET
 
         result = defs.resolve_job_def("commerce_pipeline_job").execute_in_process(
             run_config=QUIET, instance=instance, raise_on_error=False,
-            tags={ASSET_PARTITION_RANGE_START_TAG: day.isoformat(), ASSET_PARTITION_RANGE_END_TAG: day.isoformat()})
+            tags=range_tags(day.isoformat(), day.isoformat()))
         assert result.success
 
     return storage, _run, _build

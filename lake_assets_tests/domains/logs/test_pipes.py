@@ -7,7 +7,6 @@ import sys
 
 import pyarrow.parquet as pq
 from dagster import AssetKey, Definitions, PipesSubprocessClient, in_process_executor
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from lake_assets.lake import LakeStorage
 
@@ -49,8 +48,9 @@ def test_processed_logs_via_pipes_writes_what_the_asset_writes(tmp_path, spark, 
     from lake_assets.domains.logs.assets import daily_activity, processed_logs_via_pipes, validated_logs
     from lake_assets.domains.logs.checks import LOGS_CHECKS
 
-    range_tags = {ASSET_PARTITION_RANGE_START_TAG: DAYS[0].isoformat(),
-                  ASSET_PARTITION_RANGE_END_TAG: DAYS[-1].isoformat()}
+    from lake_assets.pipeline import range_tags as tags_for
+
+    range_tags = tags_for(DAYS[0].isoformat(), DAYS[-1].isoformat())
 
     # The reference: the in-process asset on one copy of the lake.
     ref_defs, ref = _ingested_lake(str(tmp_path / "in_process"), instance, monkeypatch)
