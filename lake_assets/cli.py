@@ -168,9 +168,13 @@ def print_summary(storage) -> None:
     for t in tables:
         if t.qualified_name in queryable and t.zone in ("rejected", "quarantine", "discarded") \
                 and "reason" in t.schema.names:
-            result = sql.query(f"SELECT reason, count(*) AS n FROM {t.qualified_name} GROUP BY reason ORDER BY n DESC")
-            for r in result.to_pylist():
+            result = sql.query(f"SELECT reason, count(*) AS n FROM {t.qualified_name} "
+                               f"GROUP BY reason ORDER BY n DESC, reason").to_pylist()
+            for r in result[:5]:
                 print(f"  {t.qualified_name:<34} {r['reason'] or '(none)':<40} {r['n']:>8}")
+            if len(result) > 5:
+                rest = result[5:]
+                print(f"  {'':<34} {f'... {len(rest)} more reason(s)':<40} {sum(r['n'] for r in rest):>8}")
     for d in domains.values():
         # A domain's first example, once every table it names holds rows.
         example = d.examples[0] if d.examples else None
@@ -193,12 +197,11 @@ def cmd_demo(args) -> int:
     code = cmd_run(args)
     storage = _storage()
     print_summary(storage)
-    example = next(d.examples[0] for d in _domains().values() if d.examples)
     print(f"""
 Next:
   ask the lake a question:     .venv/bin/lake sql "select * from logs.daily_activity order by date, service limit 5"
-                               .venv/bin/lake sql "{example.sql}"
-                               .venv/bin/lake sql          (an interactive prompt; .venv/bin/lake catalog list)
+                               .venv/bin/lake sql --schema commerce "select reason, count(*) from quarantine_events group by all"
+                               .venv/bin/lake sql          (an interactive prompt; `.venv/bin/lake catalog list` lists tables)
   open the UI on these runs:   .venv/bin/lake ui      (then http://127.0.0.1:3000)
   look at the files:           {storage.root_uri}
   metrics CSVs:                {storage.uri('metrics')}
