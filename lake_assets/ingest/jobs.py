@@ -208,17 +208,52 @@ def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
     return _job
 
 
+@dataclass
+class RequestLedger:
+    """A landing sensor's memory: what it asked to process and when, kept in its cursor.
+
+    One logic for every landing sensor (raw files here, the orders' landing sets):
+    an item is due when it was never requested, or was requested ``retry_after``
+    seconds ago and still waits (its run failed); items no longer waiting are
+    forgotten, so the cursor only holds what is still there. A retried item's run key
+    gets a ``#retry@<time>`` suffix, so Dagster does not deduplicate the new request.
+    """
+
+    requested: dict[str, float]
+    extra: dict
+
+    @classmethod
+    def load(cls, cursor: str | None) -> "RequestLedger":
+        data = json.loads(cursor) if cursor else {}
+        return cls(requested=dict(data.pop("requested", {})), extra=data)
+
+    def due(self, waiting: list[str], now: float, retry_after: float) -> list[str]:
+        """The waiting items to request now, in the order given; forgets items no longer waiting."""
+        present = set(waiting)
+        self.requested = {k: t for k, t in self.requested.items() if k in present}
+        return [k for k in waiting if k not in self.requested or now - self.requested[k] >= retry_after]
+
+    def run_key(self, base: str, items: list[str], now: float) -> str:
+        """``base`` for a first request; with a retry suffix when any of ``items`` was requested before."""
+        return base + (f"#retry@{int(now)}" if any(k in self.requested for k in items) else "")
+
+    def mark(self, items: list[str], now: float) -> None:
+        self.requested.update({k: now for k in items})
+
+    def dump(self, **extra) -> str:
+        return json.dumps({**self.extra, **extra, "requested": self.requested})
+
+
 def build_landing_sensor(spec: LandingSpec, ingest_job: JobDefinition, *, max_files_per_run: int = 50,
                          minimum_interval_seconds: int = 30, retry_after_seconds: int = 900):
     """Start an ingestion run for each new file in ``raw/`` (the seed's S3 event + Lambda).
 
-    The cursor remembers the files already requested (``path@mtime:size``) that
-    are still waiting in ``raw/`` (ingestion deletes what it is done with, so it
-    stays small), and the newest modification time seen. Unlike a bare
-    ``since_last_modified`` watermark, a file that lands with an old mtime
-    (``mv``, ``cp -p``, ``rsync -t``) is not skipped; a file still waiting
-    ``retry_after_seconds`` after its request (its run failed) is requested again.
-    The same code path serves S3 and a local folder.
+    The cursor (a :class:`RequestLedger`) remembers the files already requested
+    (``path@mtime:size``) that are still waiting in ``raw/``, and the newest
+    modification time seen. Unlike a bare ``since_last_modified`` watermark, a file
+    that lands with an old mtime (``mv``, ``cp -p``, ``rsync -t``) is not skipped; a
+    file still waiting ``retry_after_seconds`` after its request (its run failed) is
+    requested again. The same code path serves S3 and a local folder.
     """
 
     @sensor(name=f"{spec.name}_landing_sensor", job=ingest_job,
@@ -226,29 +261,24 @@ def build_landing_sensor(spec: LandingSpec, ingest_job: JobDefinition, *, max_fi
             default_status=DefaultSensorStatus.RUNNING,
             description=f"Watches raw/ for new {spec.name} files and starts their ingestion.")
     def _sensor(context: SensorEvaluationContext, lake: LakeResource):
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        requested: dict[str, float] = cursor.get("requested", {})
-        files = spec.raw_files(lake.storage, lake.claimed_raw_folders)
+        ledger = RequestLedger.load(context.cursor)
+        files = oldest_first(spec.raw_files(lake.storage, lake.claimed_raw_folders))
         now = time.time()
-        fresh = new_files(files, {k for k, t in requested.items() if now - t < retry_after_seconds})
-        listed = {file_key(f) for f in files}
-        requested = {k: t for k, t in requested.items() if k in listed}
+        fresh = ledger.due(list(files), now, retry_after_seconds)
         if not fresh:
-            context.update_cursor(json.dumps({**cursor, "requested": requested}))
+            context.update_cursor(ledger.dump())
             return SkipReason("no new files in raw/")
         requests = []
         for i in range(0, len(fresh), max_files_per_run):
             batch = fresh[i:i + max_files_per_run]
-            retry = sum(1 for f in batch if file_key(f) in requested)
             requests.append(RunRequest(
-                run_key=";".join(file_key(f) for f in batch) + (f"#retry@{int(now)}" if retry else ""),
-                run_config={"ops": {f"ingest_{spec.name}": {"config": {"paths": [f.path for f in batch]}}}},
+                run_key=ledger.run_key(";".join(batch), batch, now),
+                run_config={"ops": {f"ingest_{spec.name}": {"config": {"paths": [files[k].path for k in batch]}}}},
                 tags={"lake/files": str(len(batch))},
             ))
-        requested.update({file_key(f): now for f in fresh})
-        newest = max([f.mtime_ns for f in files] + [cursor.get("last_modified_ns", 0)])
-        return SensorResult(run_requests=requests,
-                            cursor=json.dumps({"last_modified_ns": newest, "requested": requested}))
+        ledger.mark(fresh, now)
+        newest = max([f.mtime_ns for f in files.values()] + [ledger.extra.get("last_modified_ns", 0)])
+        return SensorResult(run_requests=requests, cursor=ledger.dump(last_modified_ns=newest))
 
     return _sensor
 
@@ -258,7 +288,6 @@ def file_key(f: LakeFile) -> str:
     return f"{f.path}@{f.mtime_ns}:{f.size}"
 
 
-def new_files(files: list[LakeFile], requested: set[str]) -> list[LakeFile]:
-    """Files not yet requested, oldest first."""
-    fresh = [f for f in files if file_key(f) not in requested]
-    return sorted(fresh, key=lambda f: (f.mtime_ns, f.path))
+def oldest_first(files: list[LakeFile]) -> dict[str, LakeFile]:
+    """Files by their sensor key (:func:`file_key`), oldest first (then by path)."""
+    return {file_key(f): f for f in sorted(files, key=lambda f: (f.mtime_ns, f.path))}

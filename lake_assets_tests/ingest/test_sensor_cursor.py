@@ -9,7 +9,14 @@ import pytest
 from dagster import AssetKey, SensorResult, SkipReason, build_sensor_context
 
 from lake_assets.ingest.formats import JSON_GZIP, NDJSON, XML_ERRORS
-from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing_sensor, file_key, new_files
+from lake_assets.ingest.jobs import (
+    LandingSpec,
+    RequestLedger,
+    build_ingest_job,
+    build_landing_sensor,
+    file_key,
+    oldest_first,
+)
 from lake_assets.lake import LakeFile
 from lake_assets.resources import LakeResource
 
@@ -21,7 +28,14 @@ def lf(path: str, mtime_s: float, size: int = 10) -> LakeFile:
     return LakeFile(path, size, int(T0 + mtime_s * SEC))
 
 
-# -- new_files -------------------------------------------------------------------------
+# -- which files are due -----------------------------------------------------------------
+def new_files(files: list[LakeFile], requested: set[str]) -> list[LakeFile]:
+    """What the sensor requests on a tick, given the keys it requested a moment ago."""
+    ledger = RequestLedger({k: 0.0 for k in requested}, {})
+    waiting = oldest_first(files)
+    return [waiting[k] for k in ledger.due(list(waiting), now=1.0, retry_after=900)]
+
+
 def test_new_files_with_nothing_requested_returns_everything_oldest_first():
     files = [lf("raw/ndjson/c", 3), lf("raw/ndjson/a", 2), lf("raw/ndjson/b", 2), lf("raw/xml_errors/z", 1)]
     assert [f.path for f in new_files(files, set())] == [
@@ -40,6 +54,16 @@ def test_a_file_rewritten_in_place_is_new_again():
     assert new_files([after], {file_key(before)}) == [after]
     assert new_files([before], {file_key(before)}) == []
     assert new_files([], {file_key(before)}) == []
+
+
+def test_the_ledger_forgets_what_left_retries_what_waits_too_long_and_marks_retried_run_keys():
+    ledger = RequestLedger.load(json.dumps({"requested": {"a": 100.0, "b": 100.0}, "last_modified_ns": 7}))
+    assert ledger.due(["a", "c"], now=200.0, retry_after=900) == ["c"]
+    assert ledger.requested == {"a": 100.0}  # b left: forgotten
+    assert ledger.due(["a", "c"], now=1000.0, retry_after=900) == ["a", "c"]
+    assert ledger.run_key("k", ["a"], 1000.0) == "k#retry@1000" and ledger.run_key("k", ["c"], 1000.0) == "k"
+    ledger.mark(["a", "c"], 1000.0)
+    assert json.loads(ledger.dump()) == {"last_modified_ns": 7, "requested": {"a": 1000.0, "c": 1000.0}}
 
 
 # -- the sensor over a real lake ------------------------------------------------------------

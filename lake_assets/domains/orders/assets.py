@@ -11,7 +11,6 @@
   other's merge.
 """
 
-import json
 import os
 import time
 
@@ -43,6 +42,7 @@ from lake_assets.catalog.resource import CatalogResource
 from lake_assets.domains.orders import tables, zones
 from lake_assets.domains.orders.extract import extract_orders
 from lake_assets.domains.orders.source import OrdersSourceResource, masked
+from lake_assets.ingest.jobs import RequestLedger
 from lake_assets.lake.layout import join
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
@@ -208,10 +208,10 @@ def orders_extract_schedule(context: ScheduleEvaluationContext):
 def build_landing_sensor(*, minimum_interval_seconds: int = 30, retry_after_seconds: int = 900):
     """One validation run per committed landing set (run_key = its folder), oldest first, one at a time.
 
-    The cursor remembers the sets requested that still wait in the landing zone
-    (validation archives what it is done with, so it stays small); a set still
-    waiting ``retry_after_seconds`` after its request (its run failed) is requested
-    again. A folder without its manifest is an extraction in progress (or one that
+    The cursor is the shared :class:`~lake_assets.ingest.jobs.RequestLedger` of every
+    landing sensor: it remembers the sets requested that still wait in the landing zone
+    (validation archives what it is done with, so it stays small); a set still waiting
+    ``retry_after_seconds`` after its request (its run failed) is requested again. A folder without its manifest is an extraction in progress (or one that
     crashed before committing): never requested.
     """
 
@@ -219,29 +219,26 @@ def build_landing_sensor(*, minimum_interval_seconds: int = 30, retry_after_seco
             default_status=DefaultSensorStatus.RUNNING,
             description="Watches bronze/landing/orders/ for committed landing sets and validates each.")
     def _sensor(context: SensorEvaluationContext, lake: LakeResource):
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        requested: dict[str, float] = cursor.get("requested", {})
-        waiting = zones.committed_sets(lake.storage)
-        requested = {k: t for k, t in requested.items() if k in waiting}
+        ledger = RequestLedger.load(context.cursor)
         now = time.time()
-        fresh = [s for s in waiting if s not in requested or now - requested[s] >= retry_after_seconds]
+        fresh = ledger.due(zones.committed_sets(lake.storage), now, retry_after_seconds)
         if not fresh:
-            context.update_cursor(json.dumps({"requested": requested}))
+            context.update_cursor(ledger.dump())
             return SkipReason(f"no new landing set in {zones.LANDING}/")
         busy = _pending_run(context.instance, orders_validate_job.name)
         if busy:
-            context.update_cursor(json.dumps({"requested": requested}))
+            context.update_cursor(ledger.dump())
             return SkipReason(f"{len(fresh)} set(s) wait for validation run {busy} to finish")
         name = fresh[0]
-        retry = name in requested
-        requested[name] = now
+        run_key = ledger.run_key(join(zones.LANDING, name), [name], now)
+        ledger.mark([name], now)
         return SensorResult(
             run_requests=[RunRequest(
-                run_key=join(zones.LANDING, name) + (f"#retry@{int(now)}" if retry else ""),
+                run_key=run_key,
                 run_config={"ops": {"validate_orders": {"config": {"landing_set": name}}}},
                 tags={"lake/landing_set": name, "lake/trigger": "landing sensor"},
             )],
-            cursor=json.dumps({"requested": requested}),
+            cursor=ledger.dump(),
         )
 
     return _sensor

@@ -11,25 +11,19 @@ from typing import Callable
 from dagster import DagsterEventType, DagsterInstance, Definitions
 
 from lake_assets.domains.orders import zones
-from lake_assets.pipeline import QUIET, RunOutcome, run_outcome
+from lake_assets.pipeline import QUIET, DomainRun, run_outcome
 
 
 @dataclass
-class OrdersRun:
-    """What one ``lake run`` of the orders domain did."""
+class OrdersRun(DomainRun):
+    """What one ``lake run`` of the orders domain did: the shared run report, plus what was landed."""
 
     domain: str = "orders"
     landed_rows: int = 0
     landing_sets: list[str] = field(default_factory=list)  # validated in this run, oldest first
     valid_rows: int = 0
     discarded_rows: int = 0
-    runs: list[RunOutcome] = field(default_factory=list)
-
     skipped: str = ""  # why nothing ran (no source configured)
-
-    @property
-    def success(self) -> bool:
-        return all(r.success for r in self.runs)
 
     @property
     def summary(self) -> str:
