@@ -10,7 +10,7 @@ schema, so re-running a partition that lost its rows clears it. A run over a
 range of partitions (``BackfillPolicy.single_run()``) is one Spark job.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -212,13 +212,31 @@ def _write(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None, df: Data
     out = df.withColumn(_PART, F.date_format(F.col(date_col), "yyyy-MM-dd"))
     if date_col.startswith("_"):
         out = out.drop(date_col)
-    data_schema = out.drop(_PART).schema
+    return publish_partitions(lake, out, _PART, keys, lambda key: partition_file(meta, key, sub),
+                              preview_rows=preview_rows)
+
+
+def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list[str],
+                       dest: Callable[[str], str], *, when_empty: str = "write",
+                       preview_rows: int = 0) -> tuple[dict[str, int], str | None]:
+    """Stage, split, publish: the one way a partitioned write reaches the lake.
+
+    ``df`` is written once by Spark into a stage, one file per value of ``column`` (a
+    partition folder ``<column>=<key>``; the column leaves the files); then each of
+    ``keys`` is published to ``dest(key)`` with one atomic rename or PUT, so a reader
+    sees the old partition or the new one, never half. Rows valued outside ``keys``
+    fail the write before anything is published. A key without rows gets an empty file
+    with the schema (``when_empty="write"``: re-running a partition that lost its rows
+    clears it) or loses its file (``"delete"``: the partition is gone). Returns rows per
+    key (from the staged footers) and a markdown preview of the first rows written.
+    """
+    data_schema = df.drop(column).schema
     stage = SparkStage.create(lake)
     try:
-        out.repartition(_PART).write.mode("overwrite").partitionBy(_PART).parquet(stage.spark_uri)
+        df.repartition(column).write.mode("overwrite").partitionBy(column).parquet(stage.spark_uri)
         staged: dict[str, list] = {}
         for f in stage.files():
-            key = f.path.split(f"{_PART}=", 1)[1].split("/", 1)[0]
+            key = f.path.split(f"{column}=", 1)[1].split("/", 1)[0]
             staged.setdefault(key, []).append(f)
         stray = sorted(set(staged) - set(keys))
         if stray:
@@ -228,17 +246,19 @@ def _write(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None, df: Data
         counts: dict[str, int] = {}
         preview: str | None = None
         for key in keys:
-            dest = partition_file(meta, key, sub)
             files = staged.get(key, [])
             if len(files) > 1:
                 raise RuntimeError(f"Spark wrote {len(files)} files for partition {key}; expected one")
             if files:
                 counts[key], found = _inspect(stage.storage, files[0].path, preview_rows if preview is None else 0)
                 preview = preview or found
-                stage.publish(files[0], dest)
+                stage.publish(files[0], dest(key))
             else:
                 counts[key] = 0
-                _write_empty(lake, dest, data_schema)
+                if when_empty == "write":
+                    _write_empty(lake, dest(key), data_schema)
+                elif lake.exists(dest(key)):
+                    lake.delete(dest(key))
         return counts, preview
     finally:
         stage.cleanup()
