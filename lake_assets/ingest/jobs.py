@@ -174,7 +174,7 @@ def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
         storage = lake.storage
         paths = config.paths or [f.path for f in spec.raw_files(storage, lake.claimed_raw_folders)]
         results = ingest_paths(spec, storage, [p for p in paths if storage.exists(p)],
-                               run_id=context.run_id, start=start, log=context.log.info)
+                               run_id=context.run.run_id, start=start, log=context.log.info)
         per_date: dict[tuple[AssetKey, str], dict[str, int]] = defaultdict(lambda: {"records": 0, "files": 0})
         for r in results:
             if r.status != "ingested":
@@ -186,7 +186,7 @@ def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
             context.log_event(AssetMaterialization(
                 asset_key=key, partition=day,
                 metadata={"records": per_date[(key, day)]["records"], "files": per_date[(key, day)]["files"],
-                          "ingest_run_id": context.run_id},
+                          "ingest_run_id": context.run.run_id},
             ))
         rejected = [r for r in results if r.status == "rejected"]
         for r in rejected:

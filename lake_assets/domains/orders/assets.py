@@ -76,14 +76,14 @@ def orders_landing(context: AssetExecutionContext, lake: LakeResource,
                    orders_source: OrdersSourceResource) -> MaterializeResult:
     """Incremental extraction: everything the source changed since the mark, landed at least once."""
     storage = lake.storage
-    r = extract_orders(orders_source, storage, run_id=context.run_id, log=context.log.info)
+    r = extract_orders(orders_source, storage, run_id=context.run.run_id, log=context.log.info)
     per_file = {p: metrics.footer_metrics(storage, p) for p in r.files}
     found = [metrics.Metric(k, v) for k, v in metrics.summarize(per_file).items()] if per_file \
         else [metrics.Metric("rows", 0)]
     found += [metrics.Metric("read_rows", r.read_rows), metrics.Metric("skipped_rows", r.skipped_rows),
               metrics.Metric("files", len(r.files))]
     metrics.write_metrics(storage, dataset=DATASET, asset="orders_landing", partition=None,
-                          run_id=context.run_id, metrics=found)
+                          run_id=context.run.run_id, metrics=found)
     return MaterializeResult(metadata={
         "dagster/row_count": r.rows,
         "landing_set": r.set_name or "",
@@ -135,7 +135,7 @@ def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig
     discarded = sum(r.discarded for r in results)
     written = sorted({d for r in results for d in r.silver_written})
     removed = sorted({d for r in results for d in r.silver_removed} - set(written))
-    run_id = context.run_id
+    run_id = context.run.run_id
 
     silver_found: list[metrics.Metric] = []
     per_day = {}
@@ -144,12 +144,17 @@ def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig
         metrics.write_metrics(storage, dataset=DATASET, asset="orders_silver", partition=day, run_id=run_id,
                               metrics=per_day[day])
     silver_found = [metrics.Metric(k, v) for k, v in metrics.summarize(per_day).items()] if per_day else []
-    # The catalog learns what this run published: partitions rewritten, emptied, sets discarded and archived.
-    catalog.register(storage, tables.SILVER, {
-        **{f"order_date={d}": 0 for d in removed},
-        **{f"order_date={d}": int(per_day[d][0].value) for d in written}})
-    catalog.register(storage, tables.DISCARDED, {r.set_name: r.discarded for r in results})
-    catalog.register(storage, tables.ARCHIVE, {r.set_name: r.rows for r in results})
+    # The catalog learns what this run published (partitions rewritten, emptied, sets discarded and
+    # archived), with the tables' schemas as the source typed them (text or integer keys, extra columns).
+    if results:
+        last = results[-1]
+        catalog.register(storage, tables.with_schema(tables.SILVER, last.silver_schema), {
+            **{f"order_date={d}": 0 for d in removed},
+            **{f"order_date={d}": int(per_day[d][0].value) for d in written}})
+        catalog.register(storage, tables.with_schema(tables.DISCARDED, last.discarded_schema),
+                         {r.set_name: r.discarded for r in results})
+        catalog.register(storage, tables.with_schema(tables.ARCHIVE, last.archive_schema),
+                         {r.set_name: r.rows for r in results})
     silver_found += [metrics.Metric("landed_rows", rows), metrics.Metric("valid_rows", valid)]
     sets = MetadataValue.json([r.set_name for r in results])
     yield MaterializeResult(asset_key=SILVER_SPEC.key, metadata={

@@ -12,20 +12,10 @@
 import datetime as dt
 import os
 
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetCheckSeverity,
-    MetadataValue,
-    asset_check,
-)
-from dagster_pyspark import LazyPySparkResource
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from lake_assets.domains.orders.assets import DATASET
-from lake_assets.domains.orders.source import OrdersSourceResource
-from lake_assets.quality.checks import unique_key_result
-from lake_assets.quality.metrics import record_check
-from lake_assets.resources import LakeResource
+from lake_assets.quality.checks import recorded_check, unique_key_check
 
 DEFAULT_FRESHNESS_LAG_SECONDS = 7200
 
@@ -35,19 +25,20 @@ def _instant(micros: int | None) -> dt.datetime | None:
         microseconds=micros)
 
 
-def _record(context: AssetCheckExecutionContext, lake: LakeResource, asset: str, check: str,
-            result: AssetCheckResult, count: float) -> AssetCheckResult:
-    record_check(lake.storage, dataset=DATASET, asset=asset, partitions=None, run_id=context.run.run_id,
-                 check_name=check, passed=result.passed, count=count)
-    return result
+def _silver(session, storage, keys):
+    from lake_assets.domains.orders.validate import read_silver
+
+    return read_silver(session, storage)
 
 
-@asset_check(asset="orders_landing", description="The watermark never moves back: every committed mark is at "
-             "least the one before, and etl_watermarks holds the last.")
-def orders_landing_watermark_monotonic(context: AssetCheckExecutionContext, lake: LakeResource,
-                                       orders_source: OrdersSourceResource) -> AssetCheckResult:
+@recorded_check(asset="orders_landing", name="orders_landing_watermark_monotonic", dataset=DATASET,
+                resources=("orders_source",),
+                description="The watermark never moves back: every committed mark is at "
+                "least the one before, and etl_watermarks holds the last.")
+def orders_landing_watermark_monotonic(context, keys):
     from lake_assets.domains.orders.extract import history, read_state
 
+    orders_source = context.resources.orders_source
     entries = history(orders_source)
     marks = [e["high_water_mark"] for e in entries]
     backwards = [{"run_id": b["run_id"], "mark": str(b["high_water_mark"]), "after": str(a["high_water_mark"])}
@@ -59,28 +50,24 @@ def orders_landing_watermark_monotonic(context: AssetCheckExecutionContext, lake
     result = AssetCheckResult(passed=not backwards and not stale, metadata={
         "commits": len(entries), "current_mark": str(current or ""), "last_committed": str(marks[-1] if marks else ""),
         "moved_back": MetadataValue.json(backwards)})
-    return _record(context, lake, "orders_landing", "orders_landing_watermark_monotonic", result, len(backwards) + int(stale))
+    return result, len(backwards) + int(stale)
 
 
-@asset_check(asset="orders_silver", blocking=True, description="order_id is unique in silver (a current state).")
-def orders_silver_unique_order_id(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
-                                  lake: LakeResource) -> AssetCheckResult:
-    from lake_assets.domains.orders.validate import read_silver
-
-    result = unique_key_result(read_silver(spark.spark_session, lake.storage), ["order_id"])
-    return _record(context, lake, "orders_silver", "orders_silver_unique_order_id", result, len(result.metadata["duplicate_keys_sample"].value))
+orders_silver_unique_order_id = unique_key_check(
+    "orders_silver", _silver, ["order_id"], dataset=DATASET, blocking=True,
+    description="order_id is unique in silver (a current state).")
 
 
-@asset_check(asset="orders_silver", blocking=True,
-             description="Every extracted row (archive/orders) is in silver or discarded, or superseded "
-                         "there by a newer version of the same order.")
-def orders_silver_rows_accounted(context: AssetCheckExecutionContext, spark: LazyPySparkResource,
-                                 lake: LakeResource) -> AssetCheckResult:
+@recorded_check(asset="orders_silver", name="orders_silver_rows_accounted", dataset=DATASET, blocking=True,
+                resources=("spark",),
+                description="Every extracted row (archive/orders) is in silver or discarded, or superseded "
+                            "there by a newer version of the same order.")
+def orders_silver_rows_accounted(context, keys):
     from pyspark.sql import functions as F
 
     from lake_assets.domains.orders.validate import read_archive, read_discarded, read_silver
 
-    session, storage = spark.spark_session, lake.storage
+    session, storage = context.resources.spark.spark_session, context.resources.lake.storage
     known = (read_silver(session, storage).select("order_id", "updated_at")
              .unionByName(read_discarded(session, storage).select("order_id", "updated_at"))
              .groupBy("order_id").agg(F.max("updated_at").alias("_newest")))
@@ -92,25 +79,26 @@ def orders_silver_rows_accounted(context: AssetCheckExecutionContext, spark: Laz
               missing.select(archive["order_id"], archive["updated_at"]).limit(10).collect()] if counts[1] else []
     result = AssetCheckResult(passed=counts[1] == 0, metadata={
         "extracted_rows": counts[0], "unaccounted_rows": counts[1], "unaccounted_sample": MetadataValue.json(sample)})
-    return _record(context, lake, "orders_silver", "orders_silver_rows_accounted", result, counts[1])
+    return result, counts[1]
 
 
-@asset_check(asset="orders_silver", description="The source's newest updated_at has reached the lake (silver, or "
-             "discarded with reasons) within ORDERS_FRESHNESS_MAX_LAG_SECONDS (default 7200); WARN otherwise.")
-def orders_silver_freshness(context: AssetCheckExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
-                            orders_source: OrdersSourceResource) -> AssetCheckResult:
+@recorded_check(asset="orders_silver", name="orders_silver_freshness", dataset=DATASET,
+                resources=("spark", "orders_source"),
+                description="The source's newest updated_at has reached the lake (silver, or "
+                "discarded with reasons) within ORDERS_FRESHNESS_MAX_LAG_SECONDS (default 7200); WARN otherwise.")
+def orders_silver_freshness(context, keys):
     from pyspark.sql import functions as F
 
     from lake_assets.domains.orders.validate import read_discarded, read_silver
 
     limit = float(os.environ.get("ORDERS_FRESHNESS_MAX_LAG_SECONDS") or DEFAULT_FRESHNESS_LAG_SECONDS)
-    session, storage = spark.spark_session, lake.storage
+    session, storage = context.resources.spark.spark_session, context.resources.lake.storage
     newest = F.unix_micros(F.max("updated_at"))  # an instant, whatever the driver's local zone
     silver_newest = _instant(read_silver(session, storage).agg(newest).first()[0])
     lake_newest = _instant(read_silver(session, storage).select("updated_at")
                            .unionByName(read_discarded(session, storage).select("updated_at"))
                            .agg(newest).first()[0])
-    source_newest = orders_source.source_newest()
+    source_newest = context.resources.orders_source.source_newest()
     if source_newest is None:
         lag = 0.0
     elif lake_newest is None:
@@ -121,7 +109,7 @@ def orders_silver_freshness(context: AssetCheckExecutionContext, spark: LazyPySp
         "source_newest_updated_at": str(source_newest or ""), "lake_newest_updated_at": str(lake_newest or ""),
         "silver_newest_updated_at": str(silver_newest or ""),
         "lag_seconds": lag if lag != float("inf") else -1.0, "max_lag_seconds": limit})
-    return _record(context, lake, "orders_silver", "orders_silver_freshness", result, lag if lag != float("inf") else -1.0)
+    return result, lag if lag != float("inf") else -1.0
 
 
 ORDERS_CHECKS = [orders_landing_watermark_monotonic, orders_silver_unique_order_id, orders_silver_rows_accounted,

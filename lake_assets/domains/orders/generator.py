@@ -6,6 +6,8 @@ after ``now``): new orders, status changes on older open orders (their
 missing amount, bad currency), and groups of rows written with the same
 ``updated_at`` (batch updates), the day's last change among them. Days must be
 generated in order: a day generated before an earlier one writes rows "late".
+With ``text_keys`` a new table is keyed by text (``O000001``), as many real
+order systems are; an existing table keeps the key type it has.
 """
 from __future__ import annotations
 
@@ -17,7 +19,13 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from lake_assets.domains.orders.source import UTC, VALID_STATUSES, create_db_engine, orders_table, source_metadata
+from lake_assets.domains.orders.source import (
+    UTC,
+    VALID_STATUSES,
+    create_db_engine,
+    orders_table,
+    text_keyed_orders_table,
+)
 
 #: The life of a valid order: each change moves it one step (or cancels/returns it); an order
 #: with an invalid status is corrected to PAID by its next change.
@@ -42,12 +50,28 @@ class GeneratedDay:
         return self.new_orders + self.updated_orders
 
 
-def create_source_tables(url: str) -> None:
+def create_source_tables(url: str, *, text_keys: bool = False) -> None:
     engine = create_db_engine(url)
     try:
-        source_metadata.create_all(engine)
+        with engine.begin() as conn:
+            _source_table(conn, text_keys)
     finally:
         engine.dispose()
+
+
+def _source_table(conn: sa.Connection, text_keys: bool) -> sa.Table:
+    """The orders table to write: the existing one's key type wins, else it is created as asked."""
+    found = sa.inspect(conn)
+    if found.has_table(orders_table.name):
+        key = next(c["type"] for c in found.get_columns(orders_table.name) if c["name"] == "order_id")
+        text_keys = isinstance(key, sa.String)
+    table = text_keyed_orders_table if text_keys else orders_table
+    table.create(conn, checkfirst=True)
+    return table
+
+
+def _key(table: sa.Table, n: int):
+    return f"O{n:06d}" if table is text_keyed_orders_table else n
 
 
 def _moment(rng: random.Random, start: dt.datetime, end: dt.datetime) -> dt.datetime:
@@ -71,7 +95,7 @@ def _invalidate(rng: random.Random, row: dict, out: GeneratedDay) -> None:
 
 def generate_orders(url: str, *, day: dt.date, new_orders: int = 200, seed: int = 7,
                     update_share: float = 0.3, invalid_share: float = 0.05, same_ts_share: float = 0.1,
-                    now: dt.datetime | None = None) -> GeneratedDay:
+                    now: dt.datetime | None = None, text_keys: bool = False) -> GeneratedDay:
     """Simulate ``day`` in the database at ``url``; reproducible for a given seed and database state."""
     now = (now or dt.datetime.now(UTC)).astimezone(UTC)
     start = dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -80,12 +104,12 @@ def generate_orders(url: str, *, day: dt.date, new_orders: int = 200, seed: int 
         raise ValueError(f"day {day} has not started yet (now is {now.isoformat()})")
     rng = random.Random(f"{seed}:{day.isoformat()}")
     out = GeneratedDay(day)
-    o = orders_table
     engine = create_db_engine(url)
     try:
-        source_metadata.create_all(engine)
         with engine.begin() as conn:
-            next_id = (conn.execute(sa.select(sa.func.max(o.c.order_id))).scalar() or 0) + 1
+            o = _source_table(conn, text_keys)
+            top = conn.execute(sa.select(sa.func.max(o.c.order_id))).scalar()
+            next_id = (int(top.lstrip("O")) if isinstance(top, str) else top or 0) + 1
             open_orders = conn.execute(
                 sa.select(o.c.order_id, o.c.status, o.c.amount, o.c.currency, o.c.updated_at)
                 .where(sa.or_(o.c.status.in_(list(NEXT_STATUS)), o.c.status.is_(None),
@@ -95,7 +119,7 @@ def generate_orders(url: str, *, day: dt.date, new_orders: int = 200, seed: int 
             inserts, updates = [], []
             for i in range(new_orders):
                 ts = _moment(rng, start, end)
-                row = {"order_id": next_id + i, "customer_id": f"C{rng.randrange(1, 5000):05d}",
+                row = {"order_id": _key(o, next_id + i), "customer_id": f"C{rng.randrange(1, 5000):05d}",
                        "status": rng.choice(["PLACED"] * 4 + ["PAID"]),
                        "amount": Decimal(rng.randrange(100, 500_000)) / 100, "currency": rng.choice(CURRENCIES),
                        "order_ts": ts, "updated_at": ts}

@@ -65,20 +65,26 @@ class UtcDateTime(sa.types.TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-source_metadata = sa.MetaData()
+def _orders_table(metadata: sa.MetaData, key: sa.types.TypeEngine) -> sa.Table:
+    return sa.Table(
+        SOURCE_TABLE, metadata,
+        sa.Column("order_id", key, primary_key=True, autoincrement=False),
+        sa.Column("customer_id", sa.String(32)),
+        sa.Column("status", sa.String(32)),
+        sa.Column("amount", sa.Numeric(12, 2)),
+        sa.Column("currency", sa.String(8)),
+        sa.Column("order_ts", UtcDateTime),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
+        sa.Index("ix_orders_updated_at", "updated_at"),
+    )
 
-#: The source table, as the application owning it defines it.
-orders_table = sa.Table(
-    SOURCE_TABLE, source_metadata,
-    sa.Column("order_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("customer_id", sa.String(32)),
-    sa.Column("status", sa.String(32)),
-    sa.Column("amount", sa.Numeric(12, 2)),
-    sa.Column("currency", sa.String(8)),
-    sa.Column("order_ts", UtcDateTime),
-    sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.Index("ix_orders_updated_at", "updated_at"),
-)
+
+#: The source table, as the application owning it defines it. Extraction does not rely on it: it
+#: reflects the table it reads (see ``extract.reflect_landing``), whatever its key type or extra columns.
+orders_table = _orders_table(sa.MetaData(), sa.BigInteger())
+
+#: The same table keyed by text (``O000001``), as many real order systems are (``lake generate``'s option).
+text_keyed_orders_table = _orders_table(sa.MetaData(), sa.String(32))
 
 state_metadata = sa.MetaData()
 

@@ -15,6 +15,13 @@ For a committed landing set:
 
 Every step is a replace, so processing a set again (a retry, a re-request after a
 crash, sets processed out of order) gives the same silver and discarded files.
+
+Types are the source's (see ``extract.py``): a set is read with the schema its
+manifest records; silver, discarded and the archive are read as their files are,
+their schemas merged by name, so a column a later source gained is null in rows
+extracted before it. Silver's columns are the set's then any only older silver
+rows have, then the lineage; :class:`ValidateResult` carries the schemas each
+table has after the run, for the catalog.
 """
 from __future__ import annotations
 
@@ -29,16 +36,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lake_assets.domains.orders import zones
-from lake_assets.domains.orders.extract import SOURCE_COLUMNS
+from lake_assets.domains.orders.extract import DEFAULT_LANDING, LINEAGE
 from lake_assets.domains.orders.source import VALID_STATUSES
+from lake_assets.io_managers import publish_partitions
 from lake_assets.lake import LakeStorage
 from lake_assets.lake.layout import join
 from lake_assets.quality.rules import Rule, reasons_column
-from lake_assets.spark import SparkStage, spark_paths
-
-LINEAGE = ["_extracted_at", "_extract_run_id"]
-SILVER_COLUMNS = SOURCE_COLUMNS + LINEAGE
-DISCARDED_COLUMNS = SOURCE_COLUMNS + ["reason", "reasons"] + LINEAGE + ["_landing_set"]
+from lake_assets.spark import spark_paths
 
 #: The rules in the order reasons are listed; the first broken one is a row's ``reason``.
 RULE_NAMES = ["order_id_missing", "status_invalid", "amount_missing", "amount_negative", "amount_too_large",
@@ -80,64 +84,64 @@ class ValidateResult:
     silver_removed: list[str] = field(default_factory=list)  # partitions left empty, deleted
     archived: list[str] = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
+    # Each table's schema after the run (its files' columns merged): what the catalog registers
+    # (``tables.with_schema``), the declared ones being the default source's.
+    silver_schema: T.StructType | None = None
+    discarded_schema: T.StructType | None = None
+    archive_schema: T.StructType | None = None
 
 
 def _parquet_files(storage: LakeStorage, prefix: str) -> list[str]:
     return [f.path for f in storage.list_files(prefix) if f.path.endswith(".parquet")]
 
 
-def _read(spark: SparkSession, storage: LakeStorage, files: list[str], schema: T.StructType) -> DataFrame:
+def _read(spark: SparkSession, storage: LakeStorage, files: list[str], empty: T.StructType) -> DataFrame:
+    """Files as written, their schemas merged by name (a column some lack is null there); ``empty``:
+    the schema of the empty frame when there are no files."""
     if not files:
-        return spark.createDataFrame([], schema)
-    return spark.read.schema(schema).parquet(*spark_paths(storage, files))
+        return spark.createDataFrame([], empty)
+    return spark.read.option("mergeSchema", "true").parquet(*spark_paths(storage, files))
 
 
-#: Silver's columns (the partition column order_date lives in the path, as Athena expects).
-SILVER_SCHEMA = T.StructType([
-    T.StructField("order_id", T.LongType()), T.StructField("customer_id", T.StringType()),
-    T.StructField("status", T.StringType()), T.StructField("amount", T.DecimalType(12, 2)),
-    T.StructField("currency", T.StringType()), T.StructField("order_ts", T.TimestampType()),
-    T.StructField("updated_at", T.TimestampType()), T.StructField("_extracted_at", T.TimestampType()),
-    T.StructField("_extract_run_id", T.StringType()),
-])
-_BY_NAME = {f.name: f for f in SILVER_SCHEMA.fields}
-DISCARDED_SCHEMA = T.StructType(
-    [_BY_NAME[c] for c in SOURCE_COLUMNS]
-    + [T.StructField("reason", T.StringType()), T.StructField("reasons", T.ArrayType(T.StringType()))]
-    + [_BY_NAME[c] for c in LINEAGE] + [T.StructField("_landing_set", T.StringType())])
-assert DISCARDED_SCHEMA.names == DISCARDED_COLUMNS
+def discarded_schema(silver: T.StructType) -> T.StructType:
+    """Discarded's columns for a silver schema: the source's, the reasons, the lineage, the landing set."""
+    return T.StructType(
+        [f for f in silver.fields if f.name not in LINEAGE]
+        + [T.StructField("reason", T.StringType()), T.StructField("reasons", T.ArrayType(T.StringType()))]
+        + [f for f in silver.fields if f.name in LINEAGE] + [T.StructField("_landing_set", T.StringType())])
 
 
-def read_silver(spark: SparkSession, storage: LakeStorage) -> DataFrame:
+#: Silver's and the archive's declared columns: the default source's (the partition column order_date
+#: lives in the path, as Athena expects). A source with other types or more columns writes its own.
+SILVER_SCHEMA = DEFAULT_LANDING.spark_schema
+DISCARDED_SCHEMA = discarded_schema(SILVER_SCHEMA)
+
+
+def set_schema(manifest: dict) -> T.StructType:
+    """The schema a set was landed with (sets landed before manifests recorded it: the default's)."""
+    return T.StructType.fromJson(manifest["schema"]) if "schema" in manifest else SILVER_SCHEMA
+
+
+def read_silver(spark: SparkSession, storage: LakeStorage, empty: T.StructType = SILVER_SCHEMA) -> DataFrame:
     """Silver as stored, with ``order_date`` (the partition a row lives in: its order_ts's UTC date)."""
-    df = _read(spark, storage, _parquet_files(storage, zones.SILVER), SILVER_SCHEMA)
+    df = _read(spark, storage, _parquet_files(storage, zones.SILVER), empty)
     return df.withColumn("order_date", F.to_date("order_ts"))
 
 
-def read_discarded(spark: SparkSession, storage: LakeStorage) -> DataFrame:
-    return _read(spark, storage, _parquet_files(storage, zones.DISCARDED), DISCARDED_SCHEMA)
+def read_discarded(spark: SparkSession, storage: LakeStorage, empty: T.StructType = DISCARDED_SCHEMA) -> DataFrame:
+    return _read(spark, storage, _parquet_files(storage, zones.DISCARDED), empty)
 
 
-def read_archive(spark: SparkSession, storage: LakeStorage) -> DataFrame:
+def read_archive(spark: SparkSession, storage: LakeStorage, empty: T.StructType = SILVER_SCHEMA) -> DataFrame:
     """Every archived landing row (the full extracts, the source of truth)."""
-    return _read(spark, storage, _parquet_files(storage, zones.ARCHIVE), SILVER_SCHEMA)
+    return _read(spark, storage, _parquet_files(storage, zones.ARCHIVE), empty)
 
 
-def _write_files(storage: LakeStorage, df: DataFrame, partition_by: str | None = None) -> tuple[SparkStage, dict]:
-    """Write into a stage; return it and the staged files by partition value (None: unpartitioned)."""
-    stage = SparkStage.create(storage)
-    writer = (df.repartition(partition_by) if partition_by else df.coalesce(1)).write.mode("overwrite")
-    if partition_by:
-        writer = writer.partitionBy(partition_by)
-    writer.parquet(stage.spark_uri)
-    staged: dict = {}
-    for f in stage.files():
-        key = f.path.split(f"{partition_by}=", 1)[1].split("/", 1)[0] if partition_by else None
-        staged.setdefault(key, []).append(f)
-    if any(len(v) > 1 for v in staged.values()):
-        stage.cleanup()
-        raise RuntimeError(f"Spark wrote several files for one partition: {staged}")
-    return stage, staged
+def _conform(df: DataFrame, fields: list[T.StructField]) -> DataFrame:
+    """``df`` as exactly ``fields``, in their order: a column it lacks is null, one it has cast to the field's type."""
+    have = set(df.columns)
+    return df.select(*[(F.col(f.name) if f.name in have else F.lit(None)).cast(f.dataType).alias(f.name)
+                       for f in fields])
 
 
 def validate_set(spark: SparkSession, storage: LakeStorage, name: str, *, max_amount: Decimal | None = None,
@@ -150,7 +154,8 @@ def validate_set(spark: SparkSession, storage: LakeStorage, name: str, *, max_am
     out = ValidateResult(name, folder, manifest=manifest)
     parts = [join(folder, f["path"]) for f in manifest["files"]]
     rules = order_rules(max_amount if max_amount is not None else amount_max())
-    landed = _read(spark, storage, parts, SILVER_SCHEMA)
+    schema = set_schema(manifest)
+    landed = spark.read.schema(schema).parquet(*spark_paths(storage, parts))
     checked = landed.withColumn("reasons", reasons_column(rules)).persist()
     try:
         counts = checked.agg(F.count(F.lit(1)).alias("rows"),
@@ -162,18 +167,15 @@ def validate_set(spark: SparkSession, storage: LakeStorage, name: str, *, max_am
         log(f"{name}: {out.rows} row(s), {out.valid} valid, {out.discarded} discarded")
 
         # 1. discarded rows of this set: one file, replaced whole.
-        bad = checked.where(F.size("reasons") > 0).select(
-            *SOURCE_COLUMNS, F.col("reasons")[0].alias("reason"), "reasons", *LINEAGE,
-            F.lit(name).alias("_landing_set"))
-        stage, staged = _write_files(storage, bad)
-        try:
-            if staged.get(None):
-                stage.publish(staged[None][0], zones.discarded_file(name))
-        finally:
-            stage.cleanup()
+        bad = _conform(checked.where(F.size("reasons") > 0).withColumn("reason", F.col("reasons")[0])
+                       .withColumn("_landing_set", F.lit(name)), discarded_schema(schema).fields)
+        # (One partition, "set", published whole by the lake's one publisher; a set without
+        # discarded rows gets an empty file with its columns, as every partition does.)
+        publish_partitions(storage, bad.withColumn("lake_partition", F.lit("set")), "lake_partition", ["set"],
+                           lambda _: zones.discarded_file(name))
 
         # 2. silver: the newest version of every order in the set, wherever it is known.
-        _merge_silver(spark, storage, checked, out, log)
+        _merge_silver(spark, storage, checked, schema, out, log)
     finally:
         checked.unpersist()
 
@@ -190,34 +192,41 @@ def validate_set(spark: SparkSession, storage: LakeStorage, name: str, *, max_am
     landing = zones.landing_folder(name)
     if storage.exists(landing):
         storage.delete_dir(landing)
+    out.discarded_schema = read_discarded(spark, storage, discarded_schema(schema)).schema
+    out.archive_schema = read_archive(spark, storage, schema).schema
     log(f"{name}: archived to {archive}; silver partitions rewritten {out.silver_written}, "
         f"emptied {out.silver_removed}")
     return out
 
 
-def _merge_silver(spark: SparkSession, storage: LakeStorage, checked: DataFrame, out: ValidateResult,
-                  log: Callable[[str], None]) -> None:
-    silver = read_silver(spark, storage)
+def _merge_silver(spark: SparkSession, storage: LakeStorage, checked: DataFrame, schema: T.StructType,
+                  out: ValidateResult, log: Callable[[str], None]) -> None:
+    silver = read_silver(spark, storage, schema)
+    # The set's columns, then any only stored silver rows have (a column the source dropped), then lineage.
+    known = set(schema.names) | {"order_date"}
+    fields = ([f for f in schema.fields if f.name not in LINEAGE]
+              + [f for f in silver.schema.fields if f.name not in known]
+              + [f for f in schema.fields if f.name in LINEAGE])
+    out.silver_schema = T.StructType(fields)
+    columns = [f.name for f in fields]
     affected = checked.where(F.col("order_id").isNotNull()).select("order_id").distinct()
     silver_hit = silver.join(affected, "order_id", "left_semi")
-    discarded = read_discarded(spark, storage).join(affected, "order_id", "left_semi")
+    discarded = read_discarded(spark, storage, discarded_schema(schema)).join(affected, "order_id", "left_semi")
     candidates = (
-        silver_hit.select(*SILVER_COLUMNS, F.lit(True).alias("_valid"))
-        .unionByName(checked.where(F.size("reasons") == 0).select(*SILVER_COLUMNS, F.lit(True).alias("_valid")))
-        .unionByName(discarded.select(
-            *[F.col(f.name) if f.name in ("order_id", "updated_at", "_extracted_at")
-              else F.lit(None).cast(f.dataType).alias(f.name) for f in SILVER_SCHEMA.fields],
-            F.lit(False).alias("_valid")))
+        _conform(silver_hit, fields).withColumn("_valid", F.lit(True))
+        .unionByName(_conform(checked.where(F.size("reasons") == 0), fields).withColumn("_valid", F.lit(True)))
+        .unionByName(_conform(discarded.select("order_id", "updated_at", "_extracted_at"), fields)
+                     .withColumn("_valid", F.lit(False)))
     )
     # The newest version per order: the greatest (updated_at, extracted at, invalid) triple, an
     # invalid version winning a tie with a valid one; one hash aggregation, no sort.
-    rest = [c for c in SILVER_COLUMNS if c not in ("order_id", "updated_at", "_extracted_at")]
+    rest = [c for c in columns if c not in ("order_id", "updated_at", "_extracted_at")]
     newest = F.max(F.struct(F.col("updated_at"), F.col("_extracted_at"), (~F.col("_valid")).alias("_invalid"),
                             *[F.col(c) for c in rest])).alias("v")
     winners = (candidates.groupBy("order_id").agg(newest)
                .where(~F.col("v._invalid"))
                .select("order_id", *[F.col(f"v.{c}").alias(c) for c in ("updated_at", "_extracted_at", *rest)])
-               .select(*SILVER_COLUMNS).withColumn("order_date", F.to_date("order_ts")))
+               .select(*columns).withColumn("order_date", F.to_date("order_ts")))
     # The orders of one set: computed once, used for the partitions to rewrite and for the write.
     winners = winners.persist()
     old_days = silver_hit.select("order_date").distinct().persist()
@@ -227,8 +236,8 @@ def _merge_silver(spark: SparkSession, storage: LakeStorage, checked: DataFrame,
         if not days:
             return
         log(f"silver: merging {winners.count()} order(s) into partition(s) {days}")
-        keep = (silver.where(F.col("order_date").isin(*days)).join(affected, "order_id", "left_anti")
-                .select(*SILVER_COLUMNS, "order_date"))
+        keep = _conform(silver.where(F.col("order_date").isin(*days)).join(affected, "order_id", "left_anti"),
+                        fields + [T.StructField("order_date", T.DateType())])
         _publish_silver(storage, keep.unionByName(winners), days, out)
     finally:
         winners.unpersist()
@@ -237,15 +246,6 @@ def _merge_silver(spark: SparkSession, storage: LakeStorage, checked: DataFrame,
 
 def _publish_silver(storage: LakeStorage, merged: DataFrame, days: list[str], out: ValidateResult) -> None:
     """Each rewritten partition replaced whole (one file); a partition left without rows is deleted."""
-    stage, staged = _write_files(storage, merged, partition_by="order_date")
-    try:
-        for day in days:
-            dest = zones.silver_file(day)
-            if staged.get(day):
-                stage.publish(staged[day][0], dest)
-                out.silver_written.append(day)
-            else:
-                storage.delete(dest)
-                out.silver_removed.append(day)
-    finally:
-        stage.cleanup()
+    counts, _ = publish_partitions(storage, merged, "order_date", days, zones.silver_file, when_empty="delete")
+    out.silver_written += [d for d in days if counts[d]]
+    out.silver_removed += [d for d in days if not counts[d]]

@@ -142,7 +142,8 @@ def source_rows(url: str) -> dict[int, dict]:
 
 
 def _normalized(row: dict) -> dict:
-    """SQLite hands back text timestamps and float amounts: make both backends' rows alike."""
+    """SQLite hands back text timestamps and float amounts (numeric(12,2) there): make both backends'
+    rows alike. PostgreSQL's Decimal amounts are kept as they are, whatever their scale."""
     import datetime as dt
 
     for k in ("order_ts", "updated_at"):
@@ -151,7 +152,7 @@ def _normalized(row: dict) -> dict:
             v = dt.datetime.fromisoformat(v)
         if v is not None:
             row[k] = v.replace(tzinfo=dt.timezone.utc) if v.tzinfo is None else v.astimezone(dt.timezone.utc)
-    if row["amount"] is not None:
+    if isinstance(row["amount"], float):
         row["amount"] = Decimal(str(row["amount"])).quantize(Decimal("0.01"))
     return row
 
