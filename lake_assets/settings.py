@@ -27,9 +27,11 @@ def start_date() -> dt.date:
         raise ValueError(f"LAKE_START_DATE={raw!r} is not a YYYY-MM-DD date") from exc
 
 
-def dagster_home() -> str:
+def dagster_home(create: bool = True) -> str:
+    """DAGSTER_HOME, or the project-local one; created when asked (the CLI), never on a mere read."""
     home = os.environ.get("DAGSTER_HOME") or os.path.abspath(DEFAULT_DAGSTER_HOME)
-    os.makedirs(home, exist_ok=True)
+    if create:
+        os.makedirs(home, exist_ok=True)
     return home
 
 
@@ -50,7 +52,7 @@ def catalog_path(root: str | None = None) -> str:
     """
     if os.environ.get("LAKE_CATALOG_PATH"):
         return os.path.abspath(os.environ["LAKE_CATALOG_PATH"])
-    home = os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME
+    home = dagster_home(create=False)
     root = root or lake_root()
     if root == os.path.abspath(DEFAULT_LAKE_ROOT):
         return os.path.abspath(os.path.join(home, "catalog.duckdb"))

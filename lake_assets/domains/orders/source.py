@@ -122,7 +122,9 @@ watermark_seen_table = sa.Table(
 
 
 def _home() -> str:
-    return os.environ.get("DAGSTER_HOME") or os.path.abspath(".dagster_home")
+    from lake_assets import settings
+
+    return settings.dagster_home(create=False)
 
 
 def default_source_url() -> str:
