@@ -1,14 +1,112 @@
-"""Helpers for asset checks shared by every domain: pandera results and reject-rate thresholds."""
+"""Asset checks shared by every domain: one factory per check kind, one wrapper recording outcomes.
+
+A domain declares its checks as a list of calls, each naming the asset, the
+table it declared (the IO manager's :func:`~lake_assets.io_managers.lake_table`
+metadata, or a reader for a table the IO manager does not write), whether the
+check is partitioned, blocking, and its name and description:
+
+* :func:`schema_check`: a ``pandera.pyspark`` schema (types, nullability, value checks);
+* :func:`unique_key_check`: no two rows share a key;
+* :func:`keys_check`: a unique key, and every reference found in its table (orphans);
+* :func:`accounting_check`: every record ingestion routed to a partition is in the
+  valid table(s) or the rejects, once (manifests and Parquet footers: no Spark);
+* :func:`rate_check`: the share of a partition's dated records rejected, against
+  WARN/ERROR :class:`RateThresholds` (undated records reported apart).
+
+Every check, these and a domain's own (:func:`recorded_check`), merges its
+outcome into the metrics zone (:func:`lake_assets.quality.metrics.recorded`)
+with a count: the failing cases, duplicated keys, lost rows or rejected rows.
+"""
 from __future__ import annotations
 
+import datetime as dt
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Union
 
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetChecksDefinition,
+    AssetKey,
+    MetadataValue,
+    PartitionsDefinition,
+    asset_check,
+)
 
 from lake_assets import settings
+from lake_assets.ingest.formats import RawFormat
+from lake_assets.ingest.router import Zones
+from lake_assets.quality.metrics import recorded
+
+#: A table a check reads: its ``lake_table(...)`` metadata, or ``reader(spark, storage, keys)``
+#: for a table the IO manager does not write.
+TableSource = Union[Mapping[str, Any], Callable[[Any, Any, list], Any]]
+#: A check's body: ``(context, partition keys or [None]) -> (result, count recorded with its outcome)``.
+CheckBody = Callable[[AssetCheckExecutionContext, list], "tuple[AssetCheckResult, float]"]
 
 
+# -- the wrapper every check goes through -------------------------------------------------------
+def recorded_check(*, asset, name: str, dataset: str, description: str,
+                   partitions_def: PartitionsDefinition | None = None, blocking: bool = False,
+                   additional_deps: Sequence = (), resources: Sequence[str] = ()) -> Callable[[CheckBody], AssetChecksDefinition]:
+    """Decorator: a check body becomes an ``@asset_check`` whose outcome is merged into the metrics zone.
+
+    The body gets the check's context and the partitions it covers (``[None]`` when
+    unpartitioned: a full-refresh table, even in a partitioned run) and returns the
+    result with a count, recorded under ``check.<name>`` in the metrics CSV of each
+    partition (or of the run's date) of ``metrics/<dataset>/<asset>/``. The ``lake``
+    resource is always required; ``resources`` names the others the body uses
+    (``context.resources.<key>``).
+    """
+    key = _key(asset)
+
+    def decorate(body: CheckBody) -> AssetChecksDefinition:
+        @asset_check(asset=key, name=name, description=description, blocking=blocking,
+                     partitions_def=partitions_def,
+                     additional_deps=[_key(d) for d in additional_deps],
+                     required_resource_keys={"lake", *resources})
+        def _check(context):  # (annotations are strings here, which Dagster refuses for `context`)
+            keys = list(context.partition_keys) if partitions_def is not None else [None]
+            result, count = body(context, keys)
+            return recorded(context, context.resources.lake.storage, result, dataset=dataset,
+                            asset=key.path[-1], name=name,
+                            partitions=[k for k in keys if k is not None] or None, count=count)
+
+        return _check
+
+    return decorate
+
+
+def read_source(context: AssetCheckExecutionContext, source: TableSource, keys: list, asset: str = "asset"):
+    """The partitions ``keys`` of a check's table, as stored (a mapping for an asset of several tables)."""
+    from lake_assets.io_managers import read_table
+
+    session, storage = context.resources.spark.spark_session, context.resources.lake.storage
+    if callable(source):
+        return source(session, storage, keys)
+    return read_table(session, storage, source, keys, asset)
+
+
+def _dataset(dataset: str | None, source: TableSource, name: str) -> str:
+    found = dataset or (None if callable(source) else source.get("lake/metrics_dataset"))
+    if not found:
+        raise ValueError(f"check {name}: its table declares no metrics dataset; pass dataset=")
+    return found
+
+
+def _key(asset) -> AssetKey:
+    """An asset key from a key or a name (``"dim_users"``)."""
+    return asset if isinstance(asset, AssetKey) else AssetKey(asset)
+
+
+def _short(asset) -> str:
+    return _key(asset).path[-1]
+
+
+# -- pandera schemas ---------------------------------------------------------------------------------
 def _violation(check, col):
     """A Spark condition true where a row breaks a pandera built-in check (nulls break none)."""
     stats, name = check.statistics, check.name
@@ -61,6 +159,16 @@ def validate_with_pandera(schema, df) -> dict[str, object]:
     return {"DATA": failures} if failures else {}
 
 
+def error_count(errors: Mapping[str, Any]) -> int:
+    """How many cases an error report of :func:`validate_with_pandera` holds: the rows breaking
+    each data check, and one per schema-level error (a column missing, extra or mistyped)."""
+    n = sum(int(e.get("failure_cases", 1)) for e in errors.get("DATA", []) or [])
+    for kind, found in errors.items():
+        if kind != "DATA":
+            n += sum(len(v) for v in found.values()) if isinstance(found, Mapping) else len(found)
+    return n
+
+
 def pandera_schema(struct, checks: dict[str, list] | None = None):
     """A strict ``pandera.pyspark`` schema from a StructType (types and nullability) plus column checks."""
     import pandera.pyspark as pa
@@ -81,6 +189,209 @@ def pandera_result(schemas: dict[str, object], frames: dict[str, object]) -> Ass
         passed=not errors,
         metadata={"tables": MetadataValue.json(sorted(schemas)), "errors": MetadataValue.json(errors)},
     )
+
+
+def schema_check(asset, table: TableSource, schema, *, name: str | None = None, dataset: str | None = None,
+                 partitions_def: PartitionsDefinition | None = None, blocking: bool = True,
+                 description: str | None = None) -> AssetChecksDefinition:
+    """A check that the asset's table, as stored, has a ``pandera.pyspark`` schema (``{asset}_schema``).
+
+    ``schema`` is one schema (metadata ``errors``: :func:`validate_with_pandera`'s report),
+    or a mapping name -> schema (metadata ``tables`` and ``errors`` by name) for an asset
+    writing several tables, or one table reported under a name. Records the failing cases.
+    """
+    short = _short(asset)
+    name = name or f"{short}_schema"
+
+    @recorded_check(asset=asset, name=name, dataset=_dataset(dataset, table, name), blocking=blocking,
+                    partitions_def=partitions_def, resources=("spark",),
+                    description=description or f"pandera (PySpark) schema of {short}: columns, types, "
+                                               "nullability, allowed values.")
+    def _check(context, keys):
+        frames = read_source(context, table, keys, short)
+        if isinstance(schema, Mapping):
+            if not isinstance(frames, Mapping):
+                [label] = schema  # one table, reported under its name
+                frames = {label: frames}
+            result = pandera_result(dict(schema), frames)
+            failed = sum(error_count(e) for e in result.metadata["errors"].value.values())
+        else:
+            errors = validate_with_pandera(schema, frames)
+            result = AssetCheckResult(passed=not errors, metadata={"errors": MetadataValue.json(errors)})
+            failed = error_count(errors)
+        return result, failed
+
+    return _check
+
+
+# -- keys and references ---------------------------------------------------------------------------------
+def count_and_sample(rows, sample: int) -> tuple[int, list[str]]:
+    """How many rows a DataFrame has, and the first ``sample`` of them in order as ``a/b`` strings.
+
+    One Spark job (an aggregation): the count is the real one, not the sample's size.
+    """
+    from pyspark.sql import functions as F
+
+    cols = rows.columns
+    found = rows.agg(F.count(F.lit(1)).alias("n"),
+                     F.slice(F.sort_array(F.collect_list(F.struct(*cols))), 1, sample).alias("s")).first()
+    return int(found["n"]), ["/".join(str(r[c]) for c in cols) for r in found["s"]]
+
+
+def duplicate_keys(df, keys: Sequence[str], sample: int = 10) -> tuple[int, list[str]]:
+    """How many key values more than one row shares, and a few of them (one Spark job)."""
+    from pyspark.sql import functions as F
+
+    return count_and_sample(df.groupBy(*keys).count().where(F.col("count") > 1).select(*keys), sample)
+
+
+def orphan_values(df, column: str, ref, ref_column: str, sample: int = 5) -> tuple[int, list[str]]:
+    """How many distinct non-null values of ``column`` have no match in ``ref``'s ``ref_column``, and a few."""
+    from pyspark.sql import functions as F
+
+    missing = df.where(F.col(column).isNotNull()).select(column).distinct().join(
+        ref.select(F.col(ref_column).alias(column)).distinct(), column, "left_anti")
+    return count_and_sample(missing, sample)
+
+
+def unique_key_result(df, keys: list[str], sample: int = 10) -> AssetCheckResult:
+    """Passes when no two rows share ``keys``; fails with how many keys are shared and a few of them."""
+    n, found = duplicate_keys(df, keys, sample)
+    return AssetCheckResult(passed=n == 0, metadata={"key": MetadataValue.json(list(keys)), "duplicate_keys": n,
+                                                     "duplicate_keys_sample": MetadataValue.json(found)})
+
+
+def unique_key_check(asset, table: TableSource, keys: Sequence[str], *, name: str | None = None,
+                     dataset: str | None = None, partitions_def: PartitionsDefinition | None = None,
+                     blocking: bool = True, description: str | None = None,
+                     sample: int = 10) -> AssetChecksDefinition:
+    """A check that ``keys`` is unique in the partitions checked (``{asset}_unique_{keys}``).
+
+    Metadata ``key``, ``duplicate_keys`` (how many) and ``duplicate_keys_sample``; records that count.
+    """
+    short = _short(asset)
+    name = name or f"{short}_unique_{'_'.join(keys)}"
+
+    @recorded_check(asset=asset, name=name, dataset=_dataset(dataset, table, name), blocking=blocking,
+                    partitions_def=partitions_def, resources=("spark",),
+                    description=description or f"({', '.join(keys)}) is unique in {short}.")
+    def _check(context, part_keys):
+        result = unique_key_result(read_source(context, table, part_keys, short), list(keys), sample)
+        return result, result.metadata["duplicate_keys"].value
+
+    return _check
+
+
+class Reference(NamedTuple):
+    """A column whose every non-null value must be in an unpartitioned table's column."""
+
+    column: str
+    table: Mapping[str, Any]  # lake_table(...) metadata of the referenced table
+    asset: str
+    ref_column: str
+
+
+def keys_check(asset, table: TableSource, unique: Sequence[str], *, refs: Sequence[Reference] = (),
+               name: str | None = None, dataset: str | None = None,
+               partitions_def: PartitionsDefinition | None = None, blocking: bool = True,
+               description: str | None = None, sample: int = 5) -> AssetChecksDefinition:
+    """A check that ``unique`` is unique and each reference has its match (``{asset}_keys``).
+
+    Metadata ``violations`` (duplicated keys plus orphan values, also the count recorded)
+    and ``details``: ``duplicate_keys`` and ``<column>_not_in_<ref asset>``, each a count and a sample.
+    """
+    short = _short(asset)
+    name = name or f"{short}_keys"
+    refs = [Reference(*r) for r in refs]
+    what = f"({', '.join(unique)}) unique" + "".join(f"; every {r.column} in {r.asset}" for r in refs) + "."
+
+    @recorded_check(asset=asset, name=name, dataset=_dataset(dataset, table, name), blocking=blocking,
+                    partitions_def=partitions_def, additional_deps=[r.asset for r in refs],
+                    resources=("spark",), description=description or what)
+    def _check(context, keys):
+        df = read_source(context, table, keys, short)
+        n, found = duplicate_keys(df, unique, sample)
+        details: dict[str, Any] = {"duplicate_keys": {"key": list(unique), "count": n, "sample": found}}
+        bad = n
+        for ref in refs:
+            n, found = orphan_values(df, ref.column, read_source(context, ref.table, [None], ref.asset),
+                                     ref.ref_column, sample)
+            details[f"{ref.column}_not_in_{ref.asset}"] = {"count": n, "sample": found}
+            bad += n
+        return AssetCheckResult(passed=bad == 0, metadata={
+            "violations": bad, "details": MetadataValue.json(details)}), bad
+
+    return _check
+
+
+# -- count accounting and reject rates ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Accounting:
+    """Where the records ingestion routed to a partition end up, counted without Spark.
+
+    ``records_read`` comes from the ingestion manifests of ``formats`` (in ``zones``);
+    each ``valid`` label counts a table (``(lake_table metadata, subtable or None)``) and
+    the ``rejected`` label the rejects table, from Parquet footers. ``undated`` labels the
+    records ingestion routed to their ingest date for want of a usable date (all rejected).
+    """
+
+    formats: tuple[RawFormat, ...]
+    valid: Mapping[str, tuple[Mapping[str, Any], str | None]]
+    rejected: tuple[str, Mapping[str, Any]]
+    undated: str
+    zones: Zones = field(default_factory=Zones)
+
+    def counts(self, storage, keys: list[str]) -> dict[str, dict[str, int]]:
+        """Per partition: ``records_read``, each valid label, the rejected label and the undated one."""
+        from lake_assets.ingest.validated import validated_files
+        from lake_assets.io_managers import partition_row_counts
+
+        days = [dt.date.fromisoformat(k) for k in keys]
+        files = validated_files(storage, days, self.formats, self.zones)
+        out = {}
+        for day in days:
+            key = day.isoformat()
+            footers: dict[int, dict] = {}  # one read per table, however many labels count it
+
+            def rows(meta, sub):
+                if id(meta) not in footers:
+                    footers[id(meta)] = partition_row_counts(storage, meta, key)
+                return footers[id(meta)][sub]
+
+            label, rejects = self.rejected
+            out[key] = {"records_read": sum(f.records for f in files if f.day == day),
+                        **{v: rows(meta, sub) for v, (meta, sub) in self.valid.items()},
+                        label: rows(rejects, None),
+                        self.undated: sum(f.undated for f in files if f.day == day)}
+        return out
+
+    def written(self, counts: Mapping[str, int]) -> int:
+        """Rows the partition's tables hold: valid and rejected."""
+        return sum(counts[v] for v in self.valid) + counts[self.rejected[0]]
+
+
+def accounting_check(asset, accounting: Accounting, *, name: str, dataset: str, description: str,
+                     partitions_def: PartitionsDefinition, blocking: bool = True) -> AssetChecksDefinition:
+    """A check that valid + rejected rows = records ingestion routed to each partition checked.
+
+    Metadata: the totals (``records_read``, each valid label, the rejected label) and
+    ``mismatched_partitions`` (each mismatched partition's counts); records the rows lost or gained.
+    """
+    if partitions_def is None:
+        raise ValueError(f"check {name}: accounting is per partition; pass partitions_def")
+
+    @recorded_check(asset=asset, name=name, dataset=dataset, blocking=blocking, partitions_def=partitions_def,
+                    description=description)
+    def _check(context, keys):
+        counts = accounting.counts(context.resources.lake.storage, keys)
+        broken = {d: c for d, c in counts.items() if accounting.written(c) != c["records_read"]}
+        labels = ["records_read", *accounting.valid, accounting.rejected[0]]
+        totals = {k: sum(c[k] for c in counts.values()) for k in labels}
+        lost = sum(abs(c["records_read"] - accounting.written(c)) for c in broken.values())
+        return AssetCheckResult(passed=not broken, metadata={
+            **totals, "mismatched_partitions": MetadataValue.json(broken)}), lost
+
+    return _check
 
 
 @dataclass(frozen=True)
@@ -106,11 +417,26 @@ def rate_result(rejected: int, total: int, thresholds: RateThresholds, **metadat
     )
 
 
-def unique_key_result(df, keys: list[str], sample: int = 10) -> AssetCheckResult:
-    """Passes when no two rows share ``keys``; fails with a few offending keys (one Spark job)."""
-    from pyspark.sql import functions as F
+def rate_check(asset, accounting: Accounting, thresholds: RateThresholds | Callable[[], RateThresholds], *,
+               name: str, dataset: str, description: str, partitions_def: PartitionsDefinition,
+               blocking: bool = True) -> AssetChecksDefinition:
+    """A check on the share of the partitions' dated rows rejected (:func:`rate_result`).
 
-    dupes = df.groupBy(*keys).count().where(F.col("count") > 1)
-    found = ["/".join(str(r[k]) for k in keys) for r in dupes.limit(sample).collect()]
-    return AssetCheckResult(passed=not found, metadata={"key": MetadataValue.json(keys),
-                                                        "duplicate_keys_sample": MetadataValue.json(found)})
+    Undated records (rejected on their ingest date) are left out of both counts and
+    reported apart under the accounting's ``undated`` label. ``thresholds`` may be a
+    callable, read when the check runs. Records the dated rejected rows.
+    """
+    if partitions_def is None:
+        raise ValueError(f"check {name}: a rate is per partition; pass partitions_def")
+
+    @recorded_check(asset=asset, name=name, dataset=dataset, blocking=blocking, partitions_def=partitions_def,
+                    description=description)
+    def _check(context, keys):
+        counts = accounting.counts(context.resources.lake.storage, keys).values()
+        undated = sum(c[accounting.undated] for c in counts)
+        rejected = sum(c[accounting.rejected[0]] for c in counts) - undated
+        total = sum(accounting.written(c) for c in counts) - undated
+        limits = thresholds() if callable(thresholds) else thresholds
+        return rate_result(rejected, total, limits, **{accounting.undated: undated}), rejected
+
+    return _check
