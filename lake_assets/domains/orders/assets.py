@@ -43,6 +43,7 @@ from lake_assets.domains.orders import tables, zones
 from lake_assets.domains.orders.extract import extract_orders
 from lake_assets.domains.orders.source import OrdersSourceResource, masked
 from lake_assets.ingest.jobs import RequestLedger
+from lake_assets.io_managers import record_metrics
 from lake_assets.lake.layout import join
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
@@ -137,30 +138,27 @@ def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig
     removed = sorted({d for r in results for d in r.silver_removed} - set(written))
     run_id = context.run.run_id
 
-    silver_found: list[metrics.Metric] = []
-    per_day = {}
-    for day in written:
-        per_day[day] = metrics.footer_metrics(storage, zones.silver_file(day))
-        metrics.write_metrics(storage, dataset=DATASET, asset="orders_silver", partition=day, run_id=run_id,
-                              metrics=per_day[day])
-    silver_found = [metrics.Metric(k, v) for k, v in metrics.summarize(per_day).items()] if per_day else []
+    # Silver's partitions through the lake's one metrics path (rows and null rates from the footers).
+    silver_metrics = record_metrics(storage, dataset=DATASET, asset="orders_silver", run_id=run_id,
+                                    partitions={day: {"": zones.silver_file(day)} for day in written}) \
+        if written else {}
+    rows_by_day = {day: n for r in results for day, n in r.silver_rows.items()}  # the last set's count wins
     # The catalog learns what this run published (partitions rewritten, emptied, sets discarded and
     # archived), with the tables' schemas as the source typed them (text or integer keys, extra columns).
     if results:
         last = results[-1]
         catalog.register(storage, tables.with_schema(tables.SILVER, last.silver_schema), {
             **{f"order_date={d}": 0 for d in removed},
-            **{f"order_date={d}": int(per_day[d][0].value) for d in written}})
+            **{f"order_date={d}": rows_by_day[d] for d in written}})
         catalog.register(storage, tables.with_schema(tables.DISCARDED, last.discarded_schema),
                          {r.set_name: r.discarded for r in results})
         catalog.register(storage, tables.with_schema(tables.ARCHIVE, last.archive_schema),
                          {r.set_name: r.rows for r in results})
-    silver_found += [metrics.Metric("landed_rows", rows), metrics.Metric("valid_rows", valid)]
     sets = MetadataValue.json([r.set_name for r in results])
     yield MaterializeResult(asset_key=SILVER_SPEC.key, metadata={
         "landing_sets": sets, "partitions_rewritten": MetadataValue.json(written),
         "partitions_emptied": MetadataValue.json(removed), "dagster/uri": MetadataValue.path(storage.uri(zones.SILVER)),
-        **_metrics_metadata(silver_found)})
+        **silver_metrics, "metrics/landed_rows": rows, "metrics/valid_rows": valid})
 
     reasons: dict[str, int] = {}
     for r in results:

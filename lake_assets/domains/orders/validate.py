@@ -82,6 +82,7 @@ class ValidateResult:
     discarded: int = 0
     silver_written: list[str] = field(default_factory=list)  # order_date partitions rewritten
     silver_removed: list[str] = field(default_factory=list)  # partitions left empty, deleted
+    silver_rows: dict[str, int] = field(default_factory=dict)  # rows of each partition written
     archived: list[str] = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
     # Each table's schema after the run (its files' columns merged): what the catalog registers
@@ -249,3 +250,4 @@ def _publish_silver(storage: LakeStorage, merged: DataFrame, days: list[str], ou
     counts, _ = publish_partitions(storage, merged, "order_date", days, zones.silver_file, when_empty="delete")
     out.silver_written += [d for d in days if counts[d]]
     out.silver_removed += [d for d in days if not counts[d]]
+    out.silver_rows.update({d: n for d, n in counts.items() if n})
