@@ -260,12 +260,13 @@ def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list
             raise ValueError(
                 f"rows dated {stray[:5]} fall outside this run's partitions "
                 f"{keys[0]}..{keys[-1]}; nothing was published")
+        several = {k: len(v) for k, v in staged.items() if len(v) > 1}
+        if several:  # refused before any partition is replaced
+            raise RuntimeError(f"Spark wrote several files for partitions {several}; expected one each")
         counts: dict[str, int] = {}
         preview: str | None = None
         for key in keys:
             files = staged.get(key, [])
-            if len(files) > 1:
-                raise RuntimeError(f"Spark wrote {len(files)} files for partition {key}; expected one")
             if files:
                 counts[key], found = _inspect(stage.storage, files[0].path, preview_rows if preview is None else 0)
                 preview = preview or found

@@ -134,15 +134,19 @@ def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig
     rows = sum(r.rows for r in results)
     valid = sum(r.valid for r in results)
     discarded = sum(r.discarded for r in results)
-    written = sorted({d for r in results for d in r.silver_written})
-    removed = sorted({d for r in results for d in r.silver_removed} - set(written))
+    # Each silver partition as the last set to touch it left it: rows, or 0 when emptied (deleted).
+    rows_by_day: dict[str, int] = {}
+    for r in results:
+        rows_by_day.update({d: 0 for d in r.silver_removed})
+        rows_by_day.update(r.silver_rows)
+    written = sorted(d for d, n in rows_by_day.items() if n)
+    removed = sorted(d for d, n in rows_by_day.items() if not n)
     run_id = context.run.run_id
 
     # Silver's partitions through the lake's one metrics path (rows and null rates from the footers).
     silver_metrics = record_metrics(storage, dataset=DATASET, asset="orders_silver", run_id=run_id,
                                     partitions={day: {"": zones.silver_file(day)} for day in written}) \
         if written else {}
-    rows_by_day = {day: n for r in results for day, n in r.silver_rows.items()}  # the last set's count wins
     # The catalog learns what this run published (partitions rewritten, emptied, sets discarded and
     # archived), with the tables' schemas as the source typed them (text or integer keys, extra columns).
     if results:

@@ -83,7 +83,7 @@ SOURCE_COLUMNS = list(REQUIRED_KINDS)
 LINEAGE = ["_extracted_at", "_extract_run_id"]
 #: Names the lake adds downstream (lineage, discarded's reasons, silver's partition): a source column
 #: so named would collide with them (compared case-insensitively, as Spark does).
-RESERVED = {*LINEAGE, "reason", "reasons", "_landing_set", "order_date", "_valid"}
+RESERVED = {*LINEAGE, "reason", "reasons", "_landing_set", "order_date", "_valid", "_invalid", "lake_partition"}
 
 #: PostgreSQL's unconstrained ``numeric`` declares no scale; it lands as Spark's widest decimal with
 #: 9 decimals (29 integer digits). A value that does not fit fails the extraction naming its column,

@@ -65,7 +65,8 @@ def order_rules(max_amount: Decimal) -> list[Rule]:
         Rule("status_invalid", status.isNull() | ~status.isin(*VALID_STATUSES)),
         Rule("amount_missing", amount.isNull()),
         Rule("amount_negative", amount < F.lit(0)),
-        Rule("amount_too_large", amount > F.lit(max_amount).cast(T.DecimalType(12, 2))),
+        # The limit as its own decimal (a cast to the column's precision could overflow to null).
+        Rule("amount_too_large", amount > F.lit(max_amount)),
         Rule("currency_invalid", currency.isNull() | ~currency.rlike("^[A-Z]{3}$")),
         Rule("order_ts_missing", F.col("order_ts").isNull()),
     ]
@@ -203,6 +204,12 @@ def validate_set(spark: SparkSession, storage: LakeStorage, name: str, *, max_am
 def _merge_silver(spark: SparkSession, storage: LakeStorage, checked: DataFrame, schema: T.StructType,
                   out: ValidateResult, log: Callable[[str], None]) -> None:
     silver = read_silver(spark, storage, schema)
+    stored, incoming = silver.schema["order_id"].dataType, schema["order_id"].dataType
+    if stored != incoming:
+        # A source whose key changed kind (bigint <-> text) cannot be merged row by row: say so plainly.
+        raise Failure(f"{out.set_name}: order_id is {incoming.simpleString()} in this set but "
+                      f"{stored.simpleString()} in silver ({zones.SILVER}); the source's key changed type. "
+                      "Rebuild silver from the archive with the new type, or restore the source's key type")
     # The set's columns, then any only stored silver rows have (a column the source dropped), then lineage.
     known = set(schema.names) | {"order_date"}
     fields = ([f for f in schema.fields if f.name not in LINEAGE]

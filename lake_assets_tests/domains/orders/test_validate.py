@@ -114,3 +114,23 @@ def test_a_set_without_manifest_is_not_validated(env, spark):
 
     with pytest.raises(Failure, match="no manifest"):
         validate_set(spark, env.storage, "extracted_at=2024-03-01T000000.000000Z")
+
+
+def test_one_run_over_several_sets_registers_each_partition_as_the_last_set_left_it(
+        env, spark, readers, catalog_matches_lake):
+    """The UI's default validation (every waiting set in one run): a day written by one set and emptied by
+    a later one ends deleted, out of the catalog, and the run succeeds."""
+    from lake_assets.domains.orders.tables import TABLES
+
+    write(env.source.url, row(1, order_ts=T0), row(2, order_ts=T0 + dt.timedelta(days=1)))
+    env.extract()
+    # Order 1 moves to the next day: its old day is left without orders.
+    write(env.source.url, row(1, order_ts=T0 + dt.timedelta(days=1), minutes=5))
+    env.extract(run_id="second")
+    result = env.defs.resolve_job_def("orders_validate_job").execute_in_process(instance=env.instance,
+                                                                                raise_on_error=False)
+    assert result.success
+    assert not env.storage.exists("silver/staging/orders/order_date=2024-03-01/part-00000.parquet")
+    assert sorted(readers.silver_orders(env.storage)) == [1, 2]
+    catalog_matches_lake(env.defs.resources, TABLES)
+    assert "order_date=2024-03-01" not in env.defs.resources["catalog"].describe(TABLES[0]).partitions
