@@ -11,14 +11,12 @@ from typing import Iterable
 
 import pyarrow as pa
 from dagster import (
-    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetChecksDefinition,
     AssetKey,
     AssetsDefinition,
     MetadataValue,
-    asset_check,
 )
 
 from lake_assets.catalog.tables import Table, tables_of
@@ -97,20 +95,27 @@ def schema_drift_checks(assets: Iterable[AssetsDefinition]) -> list[AssetChecksD
         for spec in assets_def.specs:
             tables = tables_of(spec.metadata or {})
             if tables:
-                checks.append(_drift_check(spec.key, tables, assets_def.partitions_def))
+                # Recorded in the metrics zone beside the table's other numbers (its metrics dataset,
+                # else its domain's).
+                dataset = (spec.metadata or {}).get("lake/metrics_dataset") or next(iter(tables.values())).domain
+                checks.append(_drift_check(spec.key, tables, assets_def.partitions_def, dataset))
     return checks
 
 
-def _drift_check(key: AssetKey, tables: dict[str, Table], partitions_def) -> AssetChecksDefinition:
+def _drift_check(key: AssetKey, tables: dict[str, Table], partitions_def, dataset: str) -> AssetChecksDefinition:
+    from lake_assets.quality.checks import recorded_check
+
     blocking = any(t.zone not in TERMINAL_ZONES for t in tables.values())
     names = ", ".join(sorted(t.qualified_name for t in tables.values()))
 
-    @asset_check(asset=key, name="schema_drift", partitions_def=partitions_def, blocking=blocking,
-                 required_resource_keys={"lake", "catalog"},
-                 description=f"The files written match the catalog's columns for {names}: an added column "
-                             "warns; a removed or retyped one is an error.")
-    def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        keys = list(context.partition_keys) if partitions_def is not None else None
-        return table_drift_result(context.resources.lake.storage, context.resources.catalog, tables, keys)
+    @recorded_check(asset=key, name="schema_drift", dataset=dataset, partitions_def=partitions_def,
+                    blocking=blocking, resources=("catalog",),
+                    description=f"The files written match the catalog's columns for {names}: an added column "
+                                "warns; a removed or retyped one is an error.")
+    def _check(context, keys):
+        result = table_drift_result(context.resources.lake.storage, context.resources.catalog, tables,
+                                    None if keys == [None] else keys)
+        drifted = result.metadata["drift"].value
+        return result, sum(len(v) for d in drifted.values() for v in d.values())
 
     return _check

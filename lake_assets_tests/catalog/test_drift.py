@@ -59,6 +59,12 @@ def test_an_added_column_warns_and_blocks_nothing(lake_root, spark, instance):
     [(_, found)] = ev.metadata["drift"].value.items()
     assert found == {"added": ["note"], "removed": [], "retyped": []}
     assert result.success  # a warning: gold was built
+    # The outcome is in the metrics zone beside the table's numbers (its domain's dataset here).
+    from lake_assets.lake import LakeStorage
+    from lake_assets.quality.metrics import read_metrics
+
+    m = read_metrics(LakeStorage(lake_root), f"metrics/test/events/event_date=2024-03-02/{result.run_id}.csv")
+    assert (m["check.schema_drift"]["outcome"], float(m["check.schema_drift"]["value"])) == ("failed", 1.0)
     assert [m.asset_key for m in result.get_asset_materialization_events()
             if m.asset_key == AssetKey("daily")]
 
