@@ -67,12 +67,14 @@ def run_lake(progress=_say):
     from dagster import DagsterInstance
 
     from lake_assets.definitions import build_defs
+    from lake_assets.settings import LakeSettings
 
     storage = _storage()
-    defs = build_defs(storage.root_uri)
+    settings = LakeSettings.from_env()
+    defs = build_defs(storage.root_uri, settings)
     # Entered, so Dagster's definitions-state storage is this live instance's.
     with DagsterInstance.get() as instance:
-        return [domain.run(defs, instance, storage, progress) for domain in _domains().values()]
+        return [domain.run(defs, instance, storage, progress, settings) for domain in _domains().values()]
 
 
 def _report(runs) -> int:

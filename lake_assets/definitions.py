@@ -20,6 +20,7 @@ from lake_assets.catalog.tables import Registry
 from lake_assets.domains import DOMAINS
 from lake_assets.io_managers import LakeParquetIOManager
 from lake_assets.resources import LakeResource
+from lake_assets.settings import LakeSettings
 from lake_assets.spark import spark_resource_from_env
 
 def registry() -> Registry:
@@ -52,10 +53,15 @@ lake_automation_sensor = AutomationConditionSensorDefinition(
 )
 
 
-def build_defs(lake_root: str | None = None) -> Definitions:
-    """The code location; ``lake_root`` overrides LAKE_ROOT (tests point it at a temporary lake)."""
+def build_defs(lake_root: str | None = None, settings: LakeSettings | None = None) -> Definitions:
+    """The code location; ``lake_root`` overrides LAKE_ROOT (tests point it at a temporary lake).
+
+    ``settings`` (start date, dedup window, cron, thresholds) default to the environment's,
+    read here, when the definitions are built, never at import.
+    """
+    settings = settings or LakeSettings.from_env()
     registry()  # refuses a table declared twice or locations that overlap, before anything runs
-    domain_defs = [d.definitions() for d in DOMAINS.values()]
+    domain_defs = [d.definitions(settings) for d in DOMAINS.values()]
     return Definitions.merge(
         *domain_defs,
         Definitions(

@@ -72,14 +72,15 @@ class Example:
 class Domain:
     name: str
     description: str
-    #: () -> the domain's Definitions (assets, checks, jobs, sensors, schedules, own resources).
-    definitions: Callable[[], Any]
+    #: (settings) -> the domain's Definitions (assets, checks, jobs, sensors, schedules, own resources),
+    #: built with those LakeSettings (start date, dedup window, cron, thresholds).
+    definitions: Callable[[Any], Any]
     #: () -> every table the domain writes (imported lazily: tables pull in pyspark's type module).
     tables: Callable[[], Sequence[Table]]
     #: (storage, request) -> a line saying what was generated.
     generate: Callable[[Any, GenerateRequest], str]
-    #: (defs, instance, storage, progress) -> RunReport: ingest what waits, build it to gold.
-    run: Callable[[Any, Any, Any, Callable[[str], None]], RunReport]
+    #: (defs, instance, storage, progress, settings) -> RunReport: ingest what waits, build it to gold.
+    run: Callable[[Any, Any, Any, Callable[[str], None], Any], RunReport]
     #: () -> the domain's LandingSpec when files land for it in raw/ (its folders are claimed).
     landing: Callable[[], Any] | None = None
     generate_options: tuple[Option, ...] = ()

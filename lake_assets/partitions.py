@@ -1,12 +1,14 @@
 """Partitions shared by every domain, defined once."""
 from __future__ import annotations
 
+import datetime as dt
+import functools
+
 from dagster import DailyPartitionsDefinition
 
-from lake_assets import settings
 
-#: Daily UTC partitions from LAKE_START_DATE through tomorrow: the contracts accept
-#: events up to one day after ingestion, so tomorrow's partition must exist today.
-daily_partitions = DailyPartitionsDefinition(
-    start_date=settings.start_date().isoformat(), timezone="UTC", end_offset=2
-)
+@functools.lru_cache
+def daily_partitions(start: dt.date) -> DailyPartitionsDefinition:
+    """Daily UTC partitions from ``start`` (LakeSettings.start_date) through tomorrow: the contracts
+    accept events up to one day after ingestion, so tomorrow's partition must exist today."""
+    return DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", end_offset=2)

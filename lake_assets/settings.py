@@ -5,7 +5,10 @@ Reading them touches no storage and starts nothing, so loading definitions stays
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 #: The project-local lake and Dagster home used when the environment names none,
 #: shared by the CLI and the README's UI command so the UI shows the demo's runs.
@@ -75,3 +78,67 @@ def glue_database_prefix() -> str:
 def sql_engine() -> str:
     """LAKE_SQL_ENGINE: what runs ``lake sql`` and the ``sql`` resource: duckdb (default) or athena."""
     return (os.environ.get("LAKE_SQL_ENGINE") or "duckdb").lower()
+
+
+@dataclass(frozen=True)
+class RateThresholds:
+    """Share of rejected records above which a check warns, and above which it fails."""
+
+    warn: float
+    error: float
+
+    @classmethod
+    def from_env(cls, prefix: str = "LAKE_REJECT_RATE", warn: float = 0.05, error: float = 0.25) -> "RateThresholds":
+        return cls(env_float(f"{prefix}_WARN", warn), env_float(f"{prefix}_ERROR", error))
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """What the code location's definitions are built with: read once, when they are built.
+
+    ``build_defs(settings=...)`` takes one (tests build definitions with their own);
+    :meth:`from_env` reads the environment's. Frozen and hashable, so a domain's build for
+    given settings is made once and shared.
+    """
+
+    start_date: dt.date = dt.date.fromisoformat(DEFAULT_START_DATE)  # LAKE_START_DATE: the first partition
+    dedup_window_days: int = 1  # LAKE_DEDUP_WINDOW_DAYS: commerce duplicates searched this many days apart
+    orders_extract_cron: str = "0 * * * *"  # ORDERS_EXTRACT_CRON (UTC)
+    orders_schedule_running: bool = True  # ORDERS_SCHEDULE_STATUS=stopped starts the schedule off
+    reject_rate: RateThresholds = field(default_factory=lambda: RateThresholds(0.05, 0.25))  # LAKE_REJECT_RATE_*
+    quarantine_rate: RateThresholds = field(default_factory=lambda: RateThresholds(0.10, 0.30))  # LAKE_QUARANTINE_RATE_*
+
+    @classmethod
+    def from_env(cls) -> "LakeSettings":
+        return cls(
+            start_date=start_date(),
+            dedup_window_days=int(os.environ.get("LAKE_DEDUP_WINDOW_DAYS") or 1),
+            orders_extract_cron=os.environ.get("ORDERS_EXTRACT_CRON") or "0 * * * *",
+            orders_schedule_running=(os.environ.get("ORDERS_SCHEDULE_STATUS") or "running").lower() != "stopped",
+            reject_rate=RateThresholds.from_env("LAKE_REJECT_RATE", 0.05, 0.25),
+            quarantine_rate=RateThresholds.from_env("LAKE_QUARANTINE_RATE", 0.10, 0.30),
+        )
+
+
+def module_built_from_env(build: Callable[[LakeSettings], Mapping[str, Any]]) -> Callable[[str], Any]:
+    """A module's ``__getattr__`` serving the names of ``build(LakeSettings.from_env())``.
+
+    A domain module builds its definitions from settings (``build(settings)``); importing it
+    reads nothing. Its module-level names (``from ...assets import processed_logs``) are the
+    build with the environment's settings, made on first use, the same objects
+    ``build_defs()`` uses (builds are cached per settings).
+    """
+
+    @functools.lru_cache(maxsize=1)
+    def default() -> Mapping[str, Any]:
+        return build(LakeSettings.from_env())
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return default()[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    return __getattr__

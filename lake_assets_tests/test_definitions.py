@@ -61,3 +61,53 @@ def test_workspace_and_pyproject_name_the_same_code_location():
         ws = yaml.safe_load(f)["load_from"][0]["python_module"]
     assert tool["module_name"] == ws["module_name"] == "lake_assets.definitions"
     assert tool["code_location_name"] == ws["location_name"] == "lake_assets"
+
+
+IMPORT_PROBE = r"""
+import json, os, sys
+os.environ["LAKE_START_DATE"] = "not a date"  # read at import, this would raise
+import lake_assets.definitions, lake_assets.domains.logs.assets, lake_assets.domains.commerce.checks
+print(json.dumps({"imported": True}))
+"""
+
+
+def test_importing_the_modules_reads_no_setting(tmp_path):
+    """Configuration is read when definitions are built: importing every module reads none (a bad
+    LAKE_START_DATE only fails once something builds definitions from the environment)."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    probe = IMPORT_PROBE.replace("import lake_assets.definitions, ", "import ")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([sys.executable, "-c", probe + "lake_assets.domains.logs.assets.processed_logs\n"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "LAKE_START_DATE='not a date' is not a YYYY-MM-DD date" in out.stderr
+
+
+def test_definitions_built_with_their_own_settings(tmp_path, monkeypatch):
+    """Tests (and deployments) build definitions with a settings object; no environment variable is set."""
+    import datetime as dt
+
+    from dagster import AssetKey, DefaultScheduleStatus
+
+    from lake_assets.definitions import build_defs
+    from lake_assets.settings import LakeSettings, RateThresholds
+
+    for name in ("LAKE_START_DATE", "LAKE_DEDUP_WINDOW_DAYS", "ORDERS_EXTRACT_CRON", "ORDERS_SCHEDULE_STATUS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = LakeSettings(start_date=dt.date(2024, 2, 1), dedup_window_days=2, orders_extract_cron="*/5 * * * *",
+                            orders_schedule_running=False, reject_rate=RateThresholds(0.0, 0.0))
+    defs = build_defs(str(tmp_path / "lake"), settings)
+    for job in ("logs_pipeline_job", "commerce_pipeline_job"):
+        parts = defs.resolve_job_def(job).partitions_def
+        assert parts.get_first_partition_key() == "2024-02-01", job
+    schedule = defs.resolve_schedule_def("orders_extract_schedule")
+    assert (schedule.cron_schedule, schedule.default_status) == ("*/5 * * * *", DefaultScheduleStatus.STOPPED)
+    silver = defs.resolve_assets_def(AssetKey("silver_events"))
+    mapping = silver.get_partition_mapping(AssetKey("bronze_events"))
+    assert (mapping.start_offset, mapping.end_offset) == (-2, 2)
+    # The environment's defaults are another build; a domain's build for the same settings is made once.
+    default = build_defs(str(tmp_path / "lake"))
+    assert default.resolve_job_def("logs_pipeline_job").partitions_def.get_first_partition_key() == "2024-01-01"
+    from lake_assets.domains.commerce import assets
+
+    assert assets.build(settings) is assets.build(LakeSettings(**vars(settings)))

@@ -36,7 +36,7 @@ from dagster import (
     asset_check,
 )
 
-from lake_assets import settings
+from lake_assets.settings import RateThresholds  # noqa: F401  (re-exported: the checks' thresholds)
 from lake_assets.ingest.formats import RawFormat
 from lake_assets.ingest.router import Zones
 from lake_assets.quality.metrics import recorded
@@ -391,18 +391,6 @@ def accounting_check(asset, accounting: Accounting, *, name: str, dataset: str, 
             **totals, "mismatched_partitions": MetadataValue.json(broken)}), lost
 
     return _check
-
-
-@dataclass(frozen=True)
-class RateThresholds:
-    """Share of rejected records above which a check warns, and above which it fails."""
-
-    warn: float
-    error: float
-
-    @classmethod
-    def from_env(cls, prefix: str = "LAKE_REJECT_RATE", warn: float = 0.05, error: float = 0.25) -> "RateThresholds":
-        return cls(settings.env_float(f"{prefix}_WARN", warn), settings.env_float(f"{prefix}_ERROR", error))
 
 
 def rate_result(rejected: int, total: int, thresholds: RateThresholds, **metadata) -> AssetCheckResult:

@@ -2,27 +2,22 @@
 from dagster import Definitions
 
 from lake_assets.domain import Domain, Example, GenerateRequest, Option
+from lake_assets.settings import LakeSettings
 
 NAME = "commerce"
 
 
-def definitions() -> Definitions:
-    """Everything the commerce domain adds to the code location."""
-    from lake_assets.domains.commerce.assets import (
-        BRONZE,
-        GOLD_ASSETS,
-        SILVER_ASSETS,
-        commerce_landing_sensor,
-        commerce_pipeline_job,
-        ingest_commerce_job,
-    )
-    from lake_assets.domains.commerce.checks import COMMERCE_CHECKS
+def definitions(settings: LakeSettings | None = None) -> Definitions:
+    """Everything the commerce domain adds to the code location, built with ``settings``."""
+    from lake_assets.domains.commerce import assets, checks
 
+    settings = settings or LakeSettings.from_env()
+    a, c = assets.build(settings), checks.build(settings)
     return Definitions(
-        assets=[*BRONZE.values(), *SILVER_ASSETS.values(), *GOLD_ASSETS],
-        asset_checks=COMMERCE_CHECKS,
-        jobs=[ingest_commerce_job, commerce_pipeline_job],
-        sensors=[commerce_landing_sensor],
+        assets=[*a["BRONZE"].values(), *a["SILVER_ASSETS"].values(), *a["GOLD_ASSETS"]],
+        asset_checks=c["COMMERCE_CHECKS"],
+        jobs=[a["ingest_commerce_job"], a["commerce_pipeline_job"]],
+        sensors=[a["commerce_landing_sensor"]],
     )
 
 
@@ -50,12 +45,12 @@ def _landing():
     return LANDING
 
 
-def _run(defs, instance, storage, progress):
-    from lake_assets.domains.commerce.assets import dates_to_rebuild
+def _run(defs, instance, storage, progress, settings: LakeSettings):
+    from lake_assets.domains.commerce.assets import rebuild_dates
     from lake_assets.pipeline import run_landing_domain
 
     return run_landing_domain(defs, instance, storage, _landing(), progress=progress,
-                              widen=lambda touched: dates_to_rebuild(storage, touched))
+                              widen=lambda touched: rebuild_dates(storage, touched, settings))
 
 
 DOMAIN = Domain(

@@ -10,8 +10,8 @@ Each Spark asset is built per dataset from its :class:`DatasetSpec`.
 
 import datetime as dt
 import functools
-import os
 import warnings
+from typing import Any
 
 from dagster import (
     AssetDep,
@@ -32,7 +32,6 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lake_assets import settings
 from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE, REBUILD_ON_WINDOW_CHANGE
 from lake_assets.domains.commerce import gold, silver, tables
 from lake_assets.domains.commerce.spec import DATASETS, DatasetSpec
@@ -44,12 +43,9 @@ from lake_assets.io_managers import lake_table, read_partitions_present
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality.rules import record_text_for_rejects
 from lake_assets.resources import LakeResource
+from lake_assets.settings import LakeSettings, module_built_from_env
 
 GROUP_BRONZE, GROUP_SILVER, GROUP_GOLD = "commerce_bronze", "commerce_silver", "commerce_gold"
-START_DATE = settings.start_date()
-#: Duplicates are looked for this many days either side of the dates being built, so a re-delivery
-#: whose timestamp moved across midnight meets its original whatever the build's range.
-DEDUP_WINDOW_DAYS = int(os.environ.get("LAKE_DEDUP_WINDOW_DAYS") or 1)
 
 #: raw/<dataset>/ -> any of the contract's formats.
 FORMATS = {name: tabular_format(name) for name in DATASETS}
@@ -62,28 +58,13 @@ ZONES = Zones(
     archive_name="{stem}_{token}{ext}",
 )
 
-BRONZE = {
-    name: AssetSpec(
-        f"bronze_{name}", partitions_def=daily_partitions, group_name=GROUP_BRONZE,
-        kinds={"s3", "json", "csv", "parquet"},
-        description=f"Readable raw {name} files, copied unchanged into bronze/{name}/ and their records "
-                    f"routed by event date (bronze/_records/{name}/). Written by ingest_commerce_job "
-                    "(sensor-driven), not materialized directly.",
-        metadata={"lake/prefix": f"bronze/{name}"},
-    )
-    for name in DATASETS
-}
-
-
 LANDING = LandingSpec(
     name="commerce",
     formats=FORMATS,
     date_of={name: functools.partial(silver.routing_date, spec) for name, spec in DATASETS.items()},
-    validated_asset={name: BRONZE[name].key for name in DATASETS},
+    validated_asset={name: AssetKey(f"bronze_{name}") for name in DATASETS},
     zones=ZONES,
 )
-ingest_commerce_job = build_ingest_job(LANDING, START_DATE)
-commerce_landing_sensor = build_landing_sensor(LANDING, ingest_commerce_job)
 
 QUARANTINE_TABLES = {name: lake_table(tables.QUARANTINE[name], date_column="_partition_date")
                      for name in DATASETS}
@@ -98,25 +79,27 @@ GOLD_TABLES = {name: lake_table(t, date_column=_GOLD_DATE_COLUMNS.get(name, "_ev
                for name, t in tables.GOLD.items()}
 
 
-def _bronze_window():
+def _bronze_window(window: int):
     """Silver of a date reads bronze of the dates around it (deduplication), so depends on them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # allow_nonexistent_upstream_partitions is a beta parameter
-        return TimeWindowPartitionMapping(start_offset=-DEDUP_WINDOW_DAYS, end_offset=DEDUP_WINDOW_DAYS,
+        return TimeWindowPartitionMapping(start_offset=-window, end_offset=window,
                                           allow_nonexistent_upstream_partitions=True)
 
 
-def window_days(days: list[dt.date]) -> list[dt.date]:
-    """The dates whose bronze records a build of ``days`` reads: each day and its dedup window."""
-    k = DEDUP_WINDOW_DAYS
+def window_days(days: list[dt.date], settings: LakeSettings) -> list[dt.date]:
+    """The dates whose bronze records a build of ``days`` reads: each day and its dedup window
+    (``settings.dedup_window_days`` either side: a re-delivery whose timestamp moved across
+    midnight meets its original whatever the build's range)."""
+    k = settings.dedup_window_days
     return sorted({d + dt.timedelta(days=i) for d in days for i in range(-k, k + 1)
-                   if d + dt.timedelta(days=i) >= START_DATE})
+                   if d + dt.timedelta(days=i) >= settings.start_date})
 
 
-def dates_to_rebuild(storage, touched: list[str]) -> list[str]:
+def rebuild_dates(storage, touched: list[str], settings: LakeSettings) -> list[str]:
     """Touched dates plus the neighbours holding bronze records: their winners may have changed."""
     days = [dt.date.fromisoformat(k) for k in touched]
-    near = [d for d in window_days(days) if d.isoformat() not in touched]
+    near = [d for d in window_days(days, settings) if d.isoformat() not in touched]
     held = {f.day for f in validated_files(storage, near, tuple(FORMATS.values()), ZONES)}
     return sorted(set(touched) | {d.isoformat() for d in held})
 
@@ -125,7 +108,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
-def build_silver(spec: DatasetSpec) -> AssetsDefinition:
+def build_silver(spec: DatasetSpec, settings: LakeSettings, bronze: AssetSpec) -> AssetsDefinition:
     """silver_<dataset> and quarantine_<dataset> for a range of dates: one parse, one Spark job each."""
     name = spec.name
 
@@ -147,21 +130,21 @@ def build_silver(spec: DatasetSpec) -> AssetsDefinition:
                             "_extra (unknown columns as JSON) and lineage.",
             ),
         },
-        deps=[AssetDep(BRONZE[name], partition_mapping=_bronze_window())],
-        partitions_def=daily_partitions,
+        deps=[AssetDep(bronze, partition_mapping=_bronze_window(settings.dedup_window_days))],
+        partitions_def=daily_partitions(settings.start_date),
         backfill_policy=BackfillPolicy.single_run(),
     )
     def _silver(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource):
         days = [dt.date.fromisoformat(k) for k in context.partition_keys]
         storage = lake.storage
         # The run's dates and their dedup window: neighbours decide winners, only the run's dates are written.
-        files = validated_files(storage, window_days(days), (FORMATS[name],), ZONES)
+        files = validated_files(storage, window_days(days, settings), (FORMATS[name],), ZONES)
         own = [f for f in files if f.day in set(days)]
         context.log.info(f"{len(days)} partition(s): {len(own)} bronze record file(s), "
-                         f"{len(files) - len(own)} more within {DEDUP_WINDOW_DAYS} day(s) for deduplication")
+                         f"{len(files) - len(own)} more within {settings.dedup_window_days} day(s) for deduplication")
         records = read_validated_text(spark.spark_session, storage, files, numbered=True)
         # Two writes (quarantine, silver) read the parse: parse once.
-        parsed = silver.parse(records, spec, START_DATE)
+        parsed = silver.parse(records, spec, settings.start_date)
         parsed = record_text_for_rejects(parsed.where(F.col("routed_date").isin(*days))).persist()
         now = _now()
         try:
@@ -175,12 +158,10 @@ def build_silver(spec: DatasetSpec) -> AssetsDefinition:
     return _silver
 
 
-SILVER_ASSETS = {name: build_silver(spec) for name, spec in DATASETS.items()}
 SILVER_KEYS = {name: AssetKey(f"silver_{name}") for name in DATASETS}
 
 _GOLD_KW = dict(io_manager_key="lake_io_manager", group_name=GROUP_GOLD, kinds={"spark", "parquet"},
                 automation_condition=REBUILD_ON_UPSTREAM_CHANGE)
-_DAILY_KW = dict(partitions_def=daily_partitions, backfill_policy=BackfillPolicy.single_run())
 
 
 @asset(deps=[SILVER_KEYS["users"]], metadata=GOLD_TABLES["dim_users"], **_GOLD_KW)
@@ -203,41 +184,6 @@ def dim_status(spark: LazyPySparkResource) -> DataFrame:
     return gold.dim_status(spark.spark_session)
 
 
-@asset(ins={"events": AssetIn(SILVER_KEYS["events"]), "dim_users": AssetIn("dim_users")},
-       metadata=GOLD_TABLES["fact_events"], **_GOLD_KW, **_DAILY_KW)
-def fact_events(events: DataFrame, dim_users: DataFrame) -> DataFrame:
-    """One row per event, with the user version valid at its time (point in time)."""
-    return gold.fact_events(events, dim_users)
-
-
-@asset(ins={"transactions": AssetIn(SILVER_KEYS["transactions"]), "dim_users": AssetIn("dim_users")},
-       metadata=GOLD_TABLES["fact_transactions"], **_GOLD_KW, **_DAILY_KW)
-def fact_transactions(transactions: DataFrame, dim_users: DataFrame) -> DataFrame:
-    """One row per transaction (refunds are their own), with the user version valid at its time."""
-    return gold.fact_transactions(transactions, dim_users)
-
-
-@asset(ins={"fact_events": AssetIn("fact_events"), "fact_transactions": AssetIn("fact_transactions")},
-       metadata=GOLD_TABLES["fact_user_activity"], **_GOLD_KW, **_DAILY_KW)
-def fact_user_activity(fact_events: DataFrame, fact_transactions: DataFrame) -> DataFrame:
-    """(user_id, date): events, distinct sessions, completed purchases."""
-    return gold.fact_user_activity(fact_events, fact_transactions)
-
-
-@asset(ins={"fact_transactions": AssetIn("fact_transactions"), "dim_users": AssetIn("dim_users")},
-       metadata=GOLD_TABLES["daily_revenue"], **_GOLD_KW, **_DAILY_KW)
-def daily_revenue(fact_transactions: DataFrame, dim_users: DataFrame) -> DataFrame:
-    """(date, country, currency): completed revenue and orders, refunds, average order value."""
-    return gold.daily_revenue(fact_transactions, dim_users)
-
-
-@asset(ins={"fact_events": AssetIn("fact_events"), "dim_users": AssetIn("dim_users")},
-       metadata=GOLD_TABLES["daily_active_users"], **_GOLD_KW, **_DAILY_KW)
-def daily_active_users(fact_events: DataFrame, dim_users: DataFrame) -> DataFrame:
-    """(date, country): distinct users with an event, counted in the country they had at each event."""
-    return gold.daily_active_users(fact_events, dim_users)
-
-
 @asset(deps=["fact_transactions"], metadata=GOLD_TABLES["user_ltv"], **_GOLD_KW)
 def user_ltv(spark: LazyPySparkResource, lake: LakeResource) -> DataFrame:
     """(user_id, currency) over all time, rebuilt whole from every fact_transactions partition."""
@@ -256,12 +202,82 @@ def dim_date(spark: LazyPySparkResource, lake: LakeResource) -> DataFrame:
     return gold.dim_date(times)
 
 
-GOLD_ASSETS = [dim_users, dim_country, dim_status, dim_date, fact_events, fact_transactions,
-               fact_user_activity, daily_revenue, daily_active_users, user_ltv]
+@functools.lru_cache
+def build(settings: LakeSettings) -> dict[str, Any]:
+    """The commerce domain's partitioned assets, jobs and sensor for ``settings`` (made once per settings):
+    partitions from ``settings.start_date``, silver's dedup window of ``settings.dedup_window_days``."""
+    partitions = daily_partitions(settings.start_date)
+    bronze = {
+        name: AssetSpec(
+            f"bronze_{name}", partitions_def=partitions, group_name=GROUP_BRONZE,
+            kinds={"s3", "json", "csv", "parquet"},
+            description=f"Readable raw {name} files, copied unchanged into bronze/{name}/ and their records "
+                        f"routed by event date (bronze/_records/{name}/). Written by ingest_commerce_job "
+                        "(sensor-driven), not materialized directly.",
+            metadata={"lake/prefix": f"bronze/{name}"},
+        )
+        for name in DATASETS
+    }
+    ingest_commerce_job = build_ingest_job(LANDING, settings.start_date)
+    commerce_landing_sensor = build_landing_sensor(LANDING, ingest_commerce_job)
+    silver_assets = {name: build_silver(spec, settings, bronze[name]) for name, spec in DATASETS.items()}
+    _DAILY_KW = dict(partitions_def=partitions, backfill_policy=BackfillPolicy.single_run())
 
-#: Silver and gold for a range of dates, with the full refreshes they feed: what `lake run` runs.
-commerce_pipeline_job = define_asset_job(
-    "commerce_pipeline_job",
-    selection=[k for a in SILVER_ASSETS.values() for k in a.keys] + [a.key for a in GOLD_ASSETS],
-    description="Build commerce silver (+ quarantine), dims, facts and marts for a range of dates.",
-)
+
+    @asset(ins={"events": AssetIn(SILVER_KEYS["events"]), "dim_users": AssetIn("dim_users")},
+           metadata=GOLD_TABLES["fact_events"], **_GOLD_KW, **_DAILY_KW)
+    def fact_events(events: DataFrame, dim_users: DataFrame) -> DataFrame:
+        """One row per event, with the user version valid at its time (point in time)."""
+        return gold.fact_events(events, dim_users)
+
+
+    @asset(ins={"transactions": AssetIn(SILVER_KEYS["transactions"]), "dim_users": AssetIn("dim_users")},
+           metadata=GOLD_TABLES["fact_transactions"], **_GOLD_KW, **_DAILY_KW)
+    def fact_transactions(transactions: DataFrame, dim_users: DataFrame) -> DataFrame:
+        """One row per transaction (refunds are their own), with the user version valid at its time."""
+        return gold.fact_transactions(transactions, dim_users)
+
+
+    @asset(ins={"fact_events": AssetIn("fact_events"), "fact_transactions": AssetIn("fact_transactions")},
+           metadata=GOLD_TABLES["fact_user_activity"], **_GOLD_KW, **_DAILY_KW)
+    def fact_user_activity(fact_events: DataFrame, fact_transactions: DataFrame) -> DataFrame:
+        """(user_id, date): events, distinct sessions, completed purchases."""
+        return gold.fact_user_activity(fact_events, fact_transactions)
+
+
+    @asset(ins={"fact_transactions": AssetIn("fact_transactions"), "dim_users": AssetIn("dim_users")},
+           metadata=GOLD_TABLES["daily_revenue"], **_GOLD_KW, **_DAILY_KW)
+    def daily_revenue(fact_transactions: DataFrame, dim_users: DataFrame) -> DataFrame:
+        """(date, country, currency): completed revenue and orders, refunds, average order value."""
+        return gold.daily_revenue(fact_transactions, dim_users)
+
+
+    @asset(ins={"fact_events": AssetIn("fact_events"), "dim_users": AssetIn("dim_users")},
+           metadata=GOLD_TABLES["daily_active_users"], **_GOLD_KW, **_DAILY_KW)
+    def daily_active_users(fact_events: DataFrame, dim_users: DataFrame) -> DataFrame:
+        """(date, country): distinct users with an event, counted in the country they had at each event."""
+        return gold.daily_active_users(fact_events, dim_users)
+
+
+    gold_assets = [dim_users, dim_country, dim_status, dim_date, fact_events, fact_transactions,
+                   fact_user_activity, daily_revenue, daily_active_users, user_ltv]
+
+    # Silver and gold for a range of dates, with the full refreshes they feed: what `lake run` runs.
+    commerce_pipeline_job = define_asset_job(
+        "commerce_pipeline_job",
+        selection=[k for a in silver_assets.values() for k in a.keys] + [a.key for a in gold_assets],
+        description="Build commerce silver (+ quarantine), dims, facts and marts for a range of dates.",
+    )
+
+    return {"START_DATE": settings.start_date, "DEDUP_WINDOW_DAYS": settings.dedup_window_days, "BRONZE": bronze,
+            "ingest_commerce_job": ingest_commerce_job, "commerce_landing_sensor": commerce_landing_sensor,
+            "SILVER_ASSETS": silver_assets, "GOLD_ASSETS": gold_assets, "commerce_pipeline_job": commerce_pipeline_job,
+            "fact_events": fact_events, "fact_transactions": fact_transactions,
+            "fact_user_activity": fact_user_activity, "daily_revenue": daily_revenue,
+            "daily_active_users": daily_active_users,
+            "dates_to_rebuild": functools.partial(rebuild_dates, settings=settings)}
+
+
+#: Module-level names (``GOLD_ASSETS``, ``dates_to_rebuild``, ...) are the build with the environment's
+#: settings, made on first use; importing this module reads no setting.
+__getattr__ = module_built_from_env(build)

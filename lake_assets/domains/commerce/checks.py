@@ -19,7 +19,6 @@ from lake_assets.domains.commerce.spec import DATASETS, DatasetSpec
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality.checks import (
     Accounting,
-    RateThresholds,
     Reference,
     accounting_check,
     keys_check,
@@ -30,6 +29,7 @@ from lake_assets.quality.checks import (
     schema_check,
 )
 from lake_assets.quality.rules import REJECT_SCHEMA
+from lake_assets.settings import LakeSettings, module_built_from_env
 
 _REJECT_STRUCT = T.StructType([f for f in REJECT_SCHEMA.fields if not f.name.startswith("_")])
 
@@ -53,9 +53,9 @@ def accounting(spec: DatasetSpec) -> Accounting:
                       zones=ZONES)
 
 
-def silver_checks(spec: DatasetSpec) -> list[AssetChecksDefinition]:
+def silver_checks(spec: DatasetSpec, settings: LakeSettings) -> list[AssetChecksDefinition]:
     name, asset = spec.name, f"silver_{spec.name}"
-    daily = {"dataset": name, "partitions_def": daily_partitions}
+    daily = {"dataset": name, "partitions_def": daily_partitions(settings.start_date)}
     return [
         schema_check(asset, SILVER_TABLES[name], _silver_pandera(spec), **daily),
         keys_check(asset, SILVER_TABLES[name], list(spec.primary_key), **daily,
@@ -63,8 +63,7 @@ def silver_checks(spec: DatasetSpec) -> list[AssetChecksDefinition]:
         accounting_check(asset, accounting(spec), name=f"{asset}_every_row_accounted", **daily,
                          description="Every bronze record routed to the partition is in silver or "
                                      "quarantine, once (from the ingestion manifests and Parquet footers)."),
-        rate_check(asset, accounting(spec),
-                   functools.partial(RateThresholds.from_env, "LAKE_QUARANTINE_RATE", 0.10, 0.30),
+        rate_check(asset, accounting(spec), settings.quarantine_rate,
                    name=f"{asset}_quarantine_rate", **daily,
                    description="Share of the partition's dated rows quarantined: WARN above "
                    "LAKE_QUARANTINE_RATE_WARN (default 0.10), ERROR (blocks gold) above LAKE_QUARANTINE_RATE_ERROR "
@@ -103,7 +102,7 @@ def scd2_result(dim) -> tuple[AssetCheckResult, int]:
     return result, bad_windows + bad_current + abs(unknown - 1)
 
 
-def gold_checks() -> list[AssetChecksDefinition]:
+def gold_checks(settings: LakeSettings) -> list[AssetChecksDefinition]:
     t = GOLD_TABLES
     status, country, users = t["dim_status"], t["dim_country"], t["dim_users"]
     specs = [
@@ -128,10 +127,17 @@ def gold_checks() -> list[AssetChecksDefinition]:
     out: list[AssetChecksDefinition] = [dim_users_scd2]
     for asset, struct, partitioned, unique, refs in specs:
         checks = {f.name: [pa.Check.ge(0)] for f in struct.fields if f.name in non_negative}
-        kw = {"dataset": "gold", "partitions_def": daily_partitions if partitioned else None}
+        kw = {"dataset": "gold", "partitions_def": daily_partitions(settings.start_date) if partitioned else None}
         out.append(schema_check(asset, t[asset], pandera_schema(struct, checks), **kw))
         out.append(keys_check(asset, t[asset], unique, refs=refs, **kw))
     return out
 
 
-COMMERCE_CHECKS = [c for spec in DATASETS.values() for c in silver_checks(spec)] + gold_checks()
+@functools.lru_cache
+def build(settings: LakeSettings) -> dict[str, list]:
+    """The commerce checks for ``settings``: its partitions and its quarantine-rate thresholds."""
+    return {"COMMERCE_CHECKS": [c for spec in DATASETS.values() for c in silver_checks(spec, settings)]
+            + gold_checks(settings)}
+
+
+__getattr__ = module_built_from_env(build)

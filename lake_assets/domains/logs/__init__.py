@@ -2,27 +2,22 @@
 from dagster import Definitions
 
 from lake_assets.domain import Domain, Example, GenerateRequest
+from lake_assets.settings import LakeSettings
 
 NAME = "logs"
 
 
-def definitions() -> Definitions:
-    """Everything the logs domain adds to the code location."""
-    from lake_assets.domains.logs.assets import (
-        daily_activity,
-        ingest_logs_job,
-        logs_pipeline_job,
-        logs_landing_sensor,
-        processed_logs,
-        validated_logs,
-    )
-    from lake_assets.domains.logs.checks import LOGS_CHECKS
+def definitions(settings: LakeSettings | None = None) -> Definitions:
+    """Everything the logs domain adds to the code location, built with ``settings``."""
+    from lake_assets.domains.logs import assets, checks
 
+    settings = settings or LakeSettings.from_env()
+    a, c = assets.build(settings), checks.build(settings)
     return Definitions(
-        assets=[validated_logs, processed_logs, daily_activity],
-        asset_checks=LOGS_CHECKS,
-        jobs=[ingest_logs_job, logs_pipeline_job],
-        sensors=[logs_landing_sensor],
+        assets=[a["validated_logs"], a["processed_logs"], a["daily_activity"]],
+        asset_checks=c["LOGS_CHECKS"],
+        jobs=[a["ingest_logs_job"], a["logs_pipeline_job"]],
+        sensors=[a["logs_landing_sensor"]],
     )
 
 
@@ -47,7 +42,7 @@ def _landing():
     return LANDING
 
 
-def _run(defs, instance, storage, progress):
+def _run(defs, instance, storage, progress, settings: LakeSettings):
     from lake_assets.pipeline import run_landing_domain
 
     return run_landing_domain(defs, instance, storage, _landing(), progress=progress)

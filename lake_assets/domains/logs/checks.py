@@ -15,7 +15,6 @@ from lake_assets.domains.logs.assets import DAILY_ACTIVITY_TABLE, PROCESSED_TABL
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality.checks import (
     Accounting,
-    RateThresholds,
     accounting_check,
     pandera_schema as _schema,
     rate_check,
@@ -23,6 +22,7 @@ from lake_assets.quality.checks import (
     unique_key_check,
 )
 from lake_assets.quality.rules import REJECT_SCHEMA
+from lake_assets.settings import LakeSettings, module_built_from_env
 
 ACCESS_PANDERA = _schema(contract.ACCESS_SCHEMA, {
     "status": [pa.Check.in_range(100, 599)],
@@ -46,27 +46,34 @@ ACCOUNTING = Accounting(
     undated="undated_rejected",
 )
 
-_DAILY = {"dataset": "logs", "partitions_def": daily_partitions}
+@functools.lru_cache
+def build(settings: LakeSettings) -> dict[str, list]:
+    """The logs checks for ``settings``: its partitions and its reject-rate thresholds."""
+    _DAILY = {"dataset": "logs", "partitions_def": daily_partitions(settings.start_date)}
 
-LOGS_CHECKS = [
-    schema_check("rejected_log_records", REJECTS_TABLE, {"rejected": REJECTS_PANDERA}, blocking=False, **_DAILY,
-                 description="pandera (PySpark) schema of the rejected records: every row has its record, "
-                             "a reason and the stage that rejected it."),
-    schema_check("processed_logs", PROCESSED_TABLE, {"access": ACCESS_PANDERA, "error": ERROR_PANDERA}, **_DAILY,
-                 description="pandera (PySpark) schema of processed access and error rows: types, "
-                             "nullability, value ranges."),
-    accounting_check("processed_logs", ACCOUNTING, name="processed_logs_count_conservation", **_DAILY,
-                     description="Count conservation: valid + rejected rows = records ingestion routed "
-                                 "to the partition (from the ingestion manifests)."),
-    rate_check("processed_logs", ACCOUNTING, functools.partial(RateThresholds.from_env, "LAKE_REJECT_RATE", 0.05, 0.25),
-               name="processed_logs_reject_rate", **_DAILY,
-               description="Share of the partition's dated records rejected: WARN above "
-                           "LAKE_REJECT_RATE_WARN, ERROR (blocks gold) above LAKE_REJECT_RATE_ERROR. "
-                           "Records without a date in range land on their ingest date and are "
-                           "reported apart (undated_rejected), not counted against it."),
-    schema_check("daily_activity", DAILY_ACTIVITY_TABLE, {"daily_activity": DAILY_ACTIVITY_PANDERA}, **_DAILY,
-                 description="pandera (PySpark) schema of daily_activity."),
-    unique_key_check("daily_activity", DAILY_ACTIVITY_TABLE, ["date", "service"], **_DAILY,
-                     name="daily_activity_unique_date_service",
-                     description="(date, service) is unique in daily_activity."),
-]
+    checks = [
+        schema_check("rejected_log_records", REJECTS_TABLE, {"rejected": REJECTS_PANDERA}, blocking=False, **_DAILY,
+                     description="pandera (PySpark) schema of the rejected records: every row has its record, "
+                                 "a reason and the stage that rejected it."),
+        schema_check("processed_logs", PROCESSED_TABLE, {"access": ACCESS_PANDERA, "error": ERROR_PANDERA}, **_DAILY,
+                     description="pandera (PySpark) schema of processed access and error rows: types, "
+                                 "nullability, value ranges."),
+        accounting_check("processed_logs", ACCOUNTING, name="processed_logs_count_conservation", **_DAILY,
+                         description="Count conservation: valid + rejected rows = records ingestion routed "
+                                     "to the partition (from the ingestion manifests)."),
+        rate_check("processed_logs", ACCOUNTING, settings.reject_rate,
+                   name="processed_logs_reject_rate", **_DAILY,
+                   description="Share of the partition's dated records rejected: WARN above "
+                               "LAKE_REJECT_RATE_WARN, ERROR (blocks gold) above LAKE_REJECT_RATE_ERROR. "
+                               "Records without a date in range land on their ingest date and are "
+                               "reported apart (undated_rejected), not counted against it."),
+        schema_check("daily_activity", DAILY_ACTIVITY_TABLE, {"daily_activity": DAILY_ACTIVITY_PANDERA}, **_DAILY,
+                     description="pandera (PySpark) schema of daily_activity."),
+        unique_key_check("daily_activity", DAILY_ACTIVITY_TABLE, ["date", "service"], **_DAILY,
+                         name="daily_activity_unique_date_service",
+                         description="(date, service) is unique in daily_activity."),
+    ]
+    return {"LOGS_CHECKS": checks}
+
+
+__getattr__ = module_built_from_env(build)

@@ -69,9 +69,11 @@ def main() -> int:
         # Before the lake modules are imported: they read these when loaded.
         os.environ.update({k: v for k, v in ((pipes.extras or {}).get("settings") or {}).items()
                            if k in SHARED_SETTINGS and v})
+        from dagster import AssetKey
         from dagster_pyspark.resources import spark_session_from_config
 
-        from lake_assets.domains.logs.assets import PROCESSED_TABLE, REJECTS_TABLE, parsed_logs, processed_logs
+        from lake_assets import settings
+        from lake_assets.domains.logs.assets import PROCESSED_TABLE, REJECTS_TABLE, parsed_logs
         from lake_assets.io_managers import write_table
         from lake_assets.resources import LakeResource
         from lake_assets.spark import launched_by_spark_submit, spark_config_from_env
@@ -82,8 +84,8 @@ def main() -> int:
         # Under spark-submit (EMR, Glue) the cluster's master and driver address stand.
         session = spark_session_from_config(spark_config_from_env(submitted=launched_by_spark_submit()))
         try:
-            with parsed_logs(session, storage, days, pipes.log.info) as parsed:
-                out = processed_logs.keys_by_output_name
+            with parsed_logs(session, storage, days, settings.start_date(), pipes.log.info) as parsed:
+                out = {name: AssetKey(name) for name in ("processed_logs", "rejected_log_records")}
                 # Rejects first: processed's metrics read the rejects this run just wrote.
                 written = {
                     out[name]: write_table(storage, meta, frame, keys, asset=out[name].path[-1], run_id=pipes.run_id)

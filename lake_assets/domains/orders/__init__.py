@@ -3,19 +3,20 @@ event-driven validation into silver, discarded and archive (seed 002)."""
 from dagster import Definitions
 
 from lake_assets.domain import Domain, Example, GenerateRequest, Option
+from lake_assets.settings import LakeSettings
 
 NAME = "orders"
 
 
-def definitions(source=None) -> Definitions:
-    """Everything the orders domain adds to the code location.
+def definitions(settings: LakeSettings | None = None, source=None) -> Definitions:
+    """Everything the orders domain adds to the code location, built with ``settings``.
 
     ``source`` (an ``OrdersSourceResource``) defaults to the environment
     (``ORDERS_DB_URL``, ``ORDERS_STATE_DB_URL``, ...); reading it opens no connection.
     """
     from lake_assets.domains.orders.assets import (
+        build,
         orders_extract_job,
-        orders_extract_schedule,
         orders_landing,
         orders_landing_sensor,
         orders_validate_job,
@@ -28,7 +29,7 @@ def definitions(source=None) -> Definitions:
         assets=[orders_landing, validate_orders],
         asset_checks=ORDERS_CHECKS,
         jobs=[orders_extract_job, orders_validate_job],
-        schedules=[orders_extract_schedule],
+        schedules=[build(settings or LakeSettings.from_env())["orders_extract_schedule"]],
         sensors=[orders_landing_sensor],
         resources={"orders_source": source or OrdersSourceResource.from_env()},
     )
@@ -51,7 +52,7 @@ def _generate(storage, req: GenerateRequest) -> str:
             f"{sum(d.same_ts_rows for d in days)} sharing an updated_at")
 
 
-def _run(defs, instance, storage, progress):
+def _run(defs, instance, storage, progress, settings: LakeSettings):
     import os
 
     from lake_assets.domains.orders.run import OrdersRun, run_orders

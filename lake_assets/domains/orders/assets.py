@@ -11,7 +11,7 @@
   other's merge.
 """
 
-import os
+import functools
 import time
 
 from dagster import (
@@ -47,17 +47,13 @@ from lake_assets.io_managers import record_metrics
 from lake_assets.lake.layout import join
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
+from lake_assets.settings import LakeSettings, module_built_from_env
 
 GROUP = "orders"
 DATASET = "orders"
 PENDING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
            DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
-#: ORDERS_EXTRACT_CRON (default hourly, UTC); ORDERS_SCHEDULE_STATUS=stopped starts it switched off.
-EXTRACT_CRON = os.environ.get("ORDERS_EXTRACT_CRON") or "0 * * * *"
-SCHEDULE_STATUS = (DefaultScheduleStatus.STOPPED
-                   if (os.environ.get("ORDERS_SCHEDULE_STATUS") or "running").lower() == "stopped"
-                   else DefaultScheduleStatus.RUNNING)
 
 
 def _metrics_metadata(found: list[metrics.Metric]) -> dict:
@@ -201,15 +197,28 @@ def _pending_run(instance, job_name: str) -> str | None:
     return records[0].dagster_run.run_id if records else None
 
 
-@schedule(name="orders_extract_schedule", job=orders_extract_job, cron_schedule=EXTRACT_CRON,
-          execution_timezone="UTC", default_status=SCHEDULE_STATUS,
-          description="Incremental orders extraction (ORDERS_EXTRACT_CRON, default hourly); a tick is "
-                      "skipped while the previous extraction still runs.")
-def orders_extract_schedule(context: ScheduleEvaluationContext):
-    busy = _pending_run(context.instance, "orders_extract_job")
-    if busy:
-        return SkipReason(f"extraction run {busy} has not finished")
-    return RunRequest(tags={"lake/trigger": "schedule"})
+@functools.lru_cache
+def build(settings: LakeSettings) -> dict:
+    """What orders builds from settings: the extraction schedule (``settings.orders_extract_cron``,
+    UTC; switched off when ``settings.orders_schedule_running`` is false)."""
+
+    @schedule(name="orders_extract_schedule", job=orders_extract_job, cron_schedule=settings.orders_extract_cron,
+              execution_timezone="UTC",
+              default_status=DefaultScheduleStatus.RUNNING if settings.orders_schedule_running
+              else DefaultScheduleStatus.STOPPED,
+              description="Incremental orders extraction (ORDERS_EXTRACT_CRON, default hourly); a tick is "
+                          "skipped while the previous extraction still runs.")
+    def orders_extract_schedule(context: ScheduleEvaluationContext):
+        busy = _pending_run(context.instance, "orders_extract_job")
+        if busy:
+            return SkipReason(f"extraction run {busy} has not finished")
+        return RunRequest(tags={"lake/trigger": "schedule"})
+
+    return {"orders_extract_schedule": orders_extract_schedule}
+
+
+#: ``orders_extract_schedule`` is the build with the environment's settings, made on first use.
+__getattr__ = module_built_from_env(build)
 
 
 def build_landing_sensor(*, minimum_interval_seconds: int = 30, retry_after_seconds: int = 900):

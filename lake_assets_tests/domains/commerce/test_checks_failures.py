@@ -14,10 +14,14 @@ from lake_assets.domains.commerce.assets import GOLD_TABLES
 from lake_assets.domains.commerce.checks import COMMERCE_CHECKS
 from lake_assets.io_managers import LakeParquetIOManager, write_table
 from lake_assets.lake import LakeStorage
-from lake_assets.partitions import daily_partitions
+from lake_assets.partitions import daily_partitions as _daily
+from lake_assets.settings import LakeSettings
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
 from lake_assets.spark import spark_resource_from_env
+
+#: The partitions the checks under test were built with (the environment's settings).
+daily_partitions = _daily(LakeSettings.from_env().start_date)
 
 DAY = "2024-03-02"
 TS = dt.datetime

@@ -117,12 +117,12 @@ def version_at(dim: list[dict], user_id: str, t: dt.datetime) -> dict | None:
 
 
 # --------------------------------------------------------------------------- the run
-def run_pipeline(root: str, instance):
+def run_pipeline(root: str, instance, settings=None):
     from lake_assets.definitions import build_defs
     from lake_assets.domains.commerce.assets import LANDING
     from lake_assets.pipeline import run_landing_domain
 
-    defs = build_defs(root)
+    defs = build_defs(root, settings)
     storage = defs.resources["lake"].storage
     out = run_landing_domain(defs, instance, storage, LANDING)
     return defs, out
@@ -145,24 +145,24 @@ class Generated:
 def lake(tmp_path_factory, spark):
     from dagster import DagsterInstance
 
-    with pytest.MonkeyPatch.context() as mp:
-        # Read once, at import of the commerce assets: the lake's start must not be after the data's.
-        mp.setenv("LAKE_START_DATE", "2024-01-01")
-        from lake_assets.domains.commerce import assets
+    from lake_assets.settings import LakeSettings
 
-        assert assets.START_DATE <= START
-        root = str(tmp_path_factory.mktemp("commerce") / "lake")
-        storage = LakeStorage(root)
-        # now=None: the "too far in the future" rows go to 2100, beyond the real ingest clock + 1 day.
-        # The generator plants every bad-row variant at least once whatever the size (~26 for
-        # transactions): 30 transactions a day keep the dated quarantine rate (~0.25) under the
-        # blocking ERROR threshold (0.30) without loosening it; 15 a day would be ~0.32.
-        g = Generated(storage, start=START, days=DAYS, users=30, events_per_day=60, transactions_per_day=30,
-                      bad_share=0.05, bad_files=True, seed=23, now=None, keep_truth=True)
-        with DagsterInstance.ephemeral() as instance:
-            defs, out = run_pipeline(root, instance)
-            yield {"storage": storage, "gen": g.gen, "written": g.written, "defs": defs, "out": out,
-                   "instance": instance, "root": root}
+    # The definitions are built with their own settings (no environment variable): the lake's start
+    # must not be after the data's.
+    settings = LakeSettings(start_date=dt.date(2024, 1, 1))
+    assert settings.start_date <= START
+    root = str(tmp_path_factory.mktemp("commerce") / "lake")
+    storage = LakeStorage(root)
+    # now=None: the "too far in the future" rows go to 2100, beyond the real ingest clock + 1 day.
+    # The generator plants every bad-row variant at least once whatever the size (~26 for
+    # transactions): 30 transactions a day keep the dated quarantine rate (~0.25) under the
+    # blocking ERROR threshold (0.30) without loosening it; 15 a day would be ~0.32.
+    g = Generated(storage, start=START, days=DAYS, users=30, events_per_day=60, transactions_per_day=30,
+                  bad_share=0.05, bad_files=True, seed=23, now=None, keep_truth=True)
+    with DagsterInstance.ephemeral() as instance:
+        defs, out = run_pipeline(root, instance, settings)
+        yield {"storage": storage, "gen": g.gen, "written": g.written, "defs": defs, "out": out,
+               "instance": instance, "root": root}
 
 
 def builds(out):

@@ -123,7 +123,7 @@ def make_env(lake_root, instance):
 
         source = OrdersSourceResource(url=source_url, state_url=state_url, **settings)
         resources = build_resources(lake or lake_root)
-        defs = Definitions.merge(orders.definitions(source), Definitions(resources=resources))
+        defs = Definitions.merge(orders.definitions(source=source), Definitions(resources=resources))
         return OrdersEnv(defs, resources["lake"].storage, source, instance)
 
     return _make

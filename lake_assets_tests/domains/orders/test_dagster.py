@@ -149,7 +149,7 @@ def test_the_orders_definitions_name_what_the_ui_shows():
     from lake_assets.domains import orders
     from lake_assets.domains.orders.source import OrdersSourceResource
 
-    d = orders.definitions(OrdersSourceResource(url="sqlite://", state_url="sqlite://"))
+    d = orders.definitions(source=OrdersSourceResource(url="sqlite://", state_url="sqlite://"))
     assert isinstance(d, Definitions)
     keys = {k.to_user_string() for a in d.assets for k in a.keys}
     assert keys == {"orders_landing", "orders_silver", "orders_discarded", "orders_archive"}
