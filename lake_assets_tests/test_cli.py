@@ -139,3 +139,21 @@ def test_dagster_cli_backfills_a_range_in_one_run(cli_env, spark, tmp_path):
     for d in days:
         [f] = storage.list_files(f"analytics/daily_activity/date={d}")
         assert pq.read_table(storage.local_path(f.path)).column("requests").to_pylist() == [1]
+
+
+def test_a_failing_commerce_check_stops_its_marts_and_the_cli_names_it(cli_env, spark, capsys, monkeypatch):
+    """Another domain, another blocking check kind (the quarantine rate): `lake run` exits 1 naming the
+    check, and the marts it guards are not built."""
+    lake, _ = cli_env
+    monkeypatch.setenv("LAKE_QUARANTINE_RATE_WARN", "0")
+    monkeypatch.setenv("LAKE_QUARANTINE_RATE_ERROR", "0")
+    assert cli.main(["generate", "commerce", "--days", "1", "--records-per-day", "40", "--users", "6",
+                     "--start", "2024-05-01", "--bad-share", "0.2", "--bad-files", "0"]) == 0
+    assert cli.main(["run"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED commerce: commerce_pipeline_job for 2024-05-01..2024-05-01" in out
+    assert "blocking check failed: silver_events:silver_events_quarantine_rate" in out
+    storage = LakeStorage(str(lake))
+    assert storage.list_files("quarantine/events/event_date=2024-05-01")  # quarantine written, with reasons
+    assert not storage.list_files("gold/mart/daily_revenue/event_date=2024-05-01")
+    assert not storage.list_files("gold/fact/fact_events/event_date=2024-05-01")

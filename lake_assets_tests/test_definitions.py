@@ -85,6 +85,14 @@ def test_importing_the_modules_reads_no_setting(tmp_path):
 
 def test_definitions_built_with_their_own_settings(tmp_path, monkeypatch):
     """Tests (and deployments) build definitions with a settings object; no environment variable is set."""
+    from dagster import DagsterInstance
+
+    # Entered, so Dagster's definitions-state storage is a live instance's (as `lake run` does).
+    with DagsterInstance.ephemeral():
+        _check_definitions_built_with_their_own_settings(tmp_path, monkeypatch)
+
+
+def _check_definitions_built_with_their_own_settings(tmp_path, monkeypatch):
     import datetime as dt
 
     from dagster import AssetKey, DefaultScheduleStatus

@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 from dagster import (
+    DagsterRun,
     DagsterRunStatus,
     Definitions,
     RunRequest,
@@ -18,8 +20,6 @@ from dagster import (
     build_sensor_context,
     instance_for_test,
 )
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.utils import make_new_run_id
 
 from lake_assets.domains.orders.assets import orders_extract_schedule, orders_landing_sensor
 from lake_assets.domains.orders.generator import generate_orders
@@ -40,7 +40,7 @@ def tick(env, cursor):
 
 
 def add_run(instance, job: str, status=DagsterRunStatus.STARTED) -> str:
-    run_id = make_new_run_id()
+    run_id = str(uuid.uuid4())
     instance.add_run(DagsterRun(job_name=job, run_id=run_id, status=status))
     return run_id
 
