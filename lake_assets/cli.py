@@ -106,11 +106,11 @@ def cmd_run(args) -> int:
 
 
 # -- summary and demo ------------------------------------------------------
-def _registered(catalog, storage, table):
+def _registered(registered: dict, storage, table):
     """(partitions, rows) of a table: from the catalog, or from the lake's footers without one."""
     from lake_assets.catalog.base import scan_partitions
 
-    found = catalog.describe(table) if catalog.kind != "none" else None
+    found = registered.get(table.qualified_name)
     if found is not None:
         return len(found.partitions), found.rows
     entries = scan_partitions(storage, table)
@@ -155,8 +155,9 @@ def print_summary(storage) -> None:
     tables = sorted(registry(), key=lambda t: (list(domains).index(t.domain), ZONES.index(t.zone), t.name))
     print(f"\n  {'table':<34} {'zone':<11} {'partitions':>10} {'rows':>10}   location")
     queryable = []
+    registered = catalog.registered()
     for t in tables:
-        parts, rows = _registered(catalog, storage, t)
+        parts, rows = _registered(registered, storage, t)
         print(f"  {t.qualified_name:<34} {t.zone:<11} {parts:>10} {rows:>10}   {t.location}/")
         if rows:
             queryable.append(t.qualified_name)
@@ -232,8 +233,9 @@ def cmd_catalog(args) -> int:
         return 0
     if args.action == "list":
         entries = []
+        registered = catalog.registered()
         for t in tables:
-            reg = catalog.describe(t)
+            reg = registered.get(t.qualified_name)
             entries.append({
                 "table": t.qualified_name, "zone": t.zone, "description": t.description, "asset": t.asset,
                 "location": reg.location if reg else storage.uri(t.location),

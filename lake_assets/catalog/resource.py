@@ -94,6 +94,12 @@ class CatalogResource(ConfigurableResource):
             found[table.qualified_name] = len(entries)
         return found
 
+    def registered(self) -> dict[str, RegisteredTable]:
+        """Every table the embedded catalog holds, by qualified name, read in one pass (summary, list)."""
+        if self.kind == "none":
+            return {}
+        return {t.qualified_name: t for t in self.backends()[0].list_tables()}
+
     def describe(self, table: Table) -> RegisteredTable | None:
         """The table as the embedded catalog registered it (kept whatever else is configured)."""
         backends = self.backends()
