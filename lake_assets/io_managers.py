@@ -177,48 +177,17 @@ def _record_metrics(storage: LakeStorage, meta: Mapping[str, Any], keys: list[st
                     asset: str, run_id: str) -> dict[str, Any]:
     """An IO-manager table's metrics: each partition's files (subtables prefixed) and its rejects."""
     rejects = _rejects_table(meta)
-    return record_metrics(
-        storage, dataset=meta["lake/metrics_dataset"], asset=asset, run_id=run_id,
-        partitions={key: {f"{sub}." if sub else "": partition_file(meta, key, sub) for sub in _tables(meta)}
-                    for key in keys},
-        rejects={key: partition_file(rejects, key) for key in keys} if rejects is not None else None,
-        rules=[r for r in (meta.get("lake/rules") or "").split("\n") if r])
-
-
-def record_metrics(storage: LakeStorage, *, dataset: str, asset: str, run_id: str,
-                   partitions: Mapping[str | None, Mapping[str, str]],
-                   rejects: Mapping[str | None, str] | None = None,
-                   rules: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The metrics zone's one path: each written partition's CSV, and the run's numbers as metadata.
-
-    ``partitions`` maps a partition key (None: unpartitioned) to its files, by metric prefix
-    (``""``, or ``"access."`` for a subtable): rows and null rates come from their footers.
-    With ``rejects`` (key -> the file of the rows that partition quarantined, written by the
-    same run), the quarantined count, the rate and each of ``rules``' outcome are added.
-    Returns the UI's metadata (``metrics/...``, plotted across runs).
-    """
-    per_partition: dict[str, list[metrics.Metric]] = {}
-    for key, files in partitions.items():
-        found: list[metrics.Metric] = []
-        rows = 0
-        for prefix, path in files.items():
-            part = metrics.footer_metrics(storage, path, prefix=prefix)
-            rows += int(part[0].value)
-            found += part
+    rules = [r for r in (meta.get("lake/rules") or "").split("\n") if r]
+    prefixes = {f"{sub}." if sub else "": sub for sub in _tables(meta)}
+    per_partition: dict[str | None, list[metrics.Metric]] = {}
+    for key in keys:
+        found = metrics.files_metrics(storage, {p: partition_file(meta, key, sub) for p, sub in prefixes.items()})
         if rejects is not None:
-            with storage.open_random(rejects[key]) as fh:
-                quarantined = pq.ParquetFile(fh).metadata.num_rows
-            found += [metrics.Metric("total_rows", rows + quarantined),
-                      metrics.Metric("quarantined_rows", quarantined),
-                      metrics.Metric("quarantine_rate",
-                                     round(quarantined / (rows + quarantined), 6) if rows + quarantined else 0.0)]
-            found += metrics.rule_metrics(metrics.reason_counts(storage, rejects[key]), list(rules))
-        metrics.write_metrics(storage, dataset=dataset, asset=asset, partition=key, run_id=run_id, metrics=found)
-        per_partition[key or ""] = found
-    summary = metrics.summarize(per_partition)
-    folder = metrics.metrics_path(dataset, asset, next(iter(partitions), None), run_id).rsplit("/", 2)[0]
-    return {**{f"metrics/{k}": v for k, v in summary.items()},
-            "metrics/files": MetadataValue.path(storage.uri(folder))}
+            rows = sum(int(m.value) for m in found if m.name in {f"{p}rows" for p in prefixes})
+            found += metrics.reject_metrics(storage, rows, partition_file(rejects, key), rules)
+        per_partition[key] = found
+    return metrics.record(storage, dataset=meta["lake/metrics_dataset"], asset=asset, run_id=run_id,
+                          per_partition=per_partition)
 
 
 def _write(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None, df: DataFrame,

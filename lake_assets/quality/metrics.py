@@ -9,16 +9,19 @@ row; check outcomes are merged in by each check as it runs. Writing is a merge
 by metric name published atomically, so a retried step rewrites its own rows
 and keeps everyone else's.
 
-Every domain uses this one mechanism: the IO manager writes the table
-measures of any asset declaring ``lake/metrics_dataset``, and checks call
-:func:`record_check`.
+Every domain uses this one mechanism: a materialization's numbers are put
+together from :func:`files_metrics` (footers) and :func:`reject_metrics`
+(quarantined rows and rule outcomes) and filed by :func:`record` (the IO
+manager does it for any asset declaring ``lake/metrics_dataset``; orders'
+extraction and validation, which publish without it, call the same
+functions), and checks call :func:`record_check`.
 """
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,29 +131,75 @@ def footer_metrics(storage: LakeStorage, path: str, prefix: str = "") -> list[Me
     return out
 
 
-def reason_counts(storage: LakeStorage, path: str, column: str = "reasons") -> dict[str, int]:
-    """How many rows of a quarantine file broke each rule (a row counts once per rule it broke)."""
+def files_metrics(storage: LakeStorage, files: Mapping[str, str | Sequence[str]]) -> list[Metric]:
+    """Rows and null rates of a partition's files, by metric prefix (``""``, or ``"access."`` for a
+    subtable); several files under one prefix are summed (null rates weighted by rows)."""
+    found: list[Metric] = []
+    for prefix, paths in files.items():
+        paths = [paths] if isinstance(paths, str) else list(paths)
+        if len(paths) == 1:
+            found += footer_metrics(storage, paths[0], prefix=prefix)
+        else:
+            merged = summarize({p: footer_metrics(storage, p, prefix=prefix) for p in paths})
+            found += [Metric(f"{prefix}rows", merged.get(f"{prefix}rows", 0))]
+            found += [Metric(k, v) for k, v in merged.items() if k != f"{prefix}rows"]
+    return found
+
+
+def reason_counts(storage: LakeStorage, paths: str | Sequence[str], column: str = "reasons") -> dict[str, int]:
+    """How many rows of quarantine file(s) broke each rule (a row counts once per rule it broke)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    with storage.open_random(path) as fh:
-        reasons = pq.read_table(fh, columns=[column]).column(column)
-    if not len(reasons):
-        return {}
-    flat = pc.list_flatten(reasons)
-    parents = pc.list_parent_indices(reasons)
-    # A rule listed twice for one row still counts that row once.
-    pairs = {(int(p), r) for p, r in zip(parents.to_pylist(), flat.to_pylist())}
     counts: dict[str, int] = {}
-    for _, rule in pairs:
-        counts[rule] = counts.get(rule, 0) + 1
+    for path in [paths] if isinstance(paths, str) else paths:
+        with storage.open_random(path) as fh:
+            reasons = pq.read_table(fh, columns=[column]).column(column)
+        if not len(reasons):
+            continue
+        flat = pc.list_flatten(reasons)
+        parents = pc.list_parent_indices(reasons)
+        # A rule listed twice for one row still counts that row once.
+        pairs = {(int(p), r) for p, r in zip(parents.to_pylist(), flat.to_pylist())}
+        for _, rule in pairs:
+            counts[rule] = counts.get(rule, 0) + 1
     return counts
+
+
+def reject_metrics(storage: LakeStorage, kept: int, rejects: str | Sequence[str],
+                   rules: Iterable[str] = ()) -> list[Metric]:
+    """Total, quarantined rows and rate, and each rule's outcome, for ``kept`` rows written and the
+    quarantine file(s) ``rejects`` the same materialization wrote beside them."""
+    import pyarrow.parquet as pq
+
+    quarantined = 0
+    for path in [rejects] if isinstance(rejects, str) else rejects:
+        with storage.open_random(path) as fh:
+            quarantined += pq.ParquetFile(fh).metadata.num_rows
+    total = kept + quarantined
+    return [Metric("total_rows", total), Metric("quarantined_rows", quarantined),
+            Metric("quarantine_rate", round(quarantined / total, 6) if total else 0.0),
+            *rule_metrics(reason_counts(storage, rejects), rules)]
 
 
 def rule_metrics(counts: Mapping[str, int], rules: Iterable[str]) -> list[Metric]:
     """One outcome row per declared rule (passed when no row broke it), plus any undeclared reason seen."""
     names = list(dict.fromkeys([*rules, *sorted(counts)]))
     return [Metric(f"rule.{r}", counts.get(r, 0), FAILED if counts.get(r, 0) else PASSED) for r in names]
+
+
+def record(storage: LakeStorage, *, dataset: str, asset: str, run_id: str,
+           per_partition: Mapping[str | None, Sequence[Metric]]) -> dict[str, Any]:
+    """The metrics zone's one path: each partition's CSV (None: unpartitioned), and the
+    materialization's numbers as Dagster metadata (``metrics/...``, plotted across runs)."""
+    from dagster import MetadataValue
+
+    for key, found in per_partition.items():
+        write_metrics(storage, dataset=dataset, asset=asset, partition=key, run_id=run_id, metrics=found)
+    summary = summarize({key or "": list(found) for key, found in per_partition.items()})
+    folder = metrics_path(dataset, asset, next(iter(per_partition), None), run_id).rsplit("/", 2)[0]
+    return {**{f"metrics/{k}": v for k, v in summary.items()},
+            "metrics/files": MetadataValue.path(storage.uri(folder))}
 
 
 def check_metrics(check_name: str, passed: bool, count: float = 0) -> list[Metric]:

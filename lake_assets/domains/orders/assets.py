@@ -43,7 +43,6 @@ from lake_assets.domains.orders import tables, zones
 from lake_assets.domains.orders.extract import extract_orders
 from lake_assets.domains.orders.source import OrdersSourceResource, masked
 from lake_assets.ingest.jobs import RequestLedger
-from lake_assets.io_managers import record_metrics
 from lake_assets.lake.layout import join
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
@@ -54,10 +53,6 @@ DATASET = "orders"
 PENDING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
            DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
-
-
-def _metrics_metadata(found: list[metrics.Metric]) -> dict:
-    return {f"metrics/{m.name}": m.value for m in found}
 
 
 @asset(
@@ -74,13 +69,11 @@ def orders_landing(context: AssetExecutionContext, lake: LakeResource,
     """Incremental extraction: everything the source changed since the mark, landed at least once."""
     storage = lake.storage
     r = extract_orders(orders_source, storage, run_id=context.run.run_id, log=context.log.info)
-    per_file = {p: metrics.footer_metrics(storage, p) for p in r.files}
-    found = [metrics.Metric(k, v) for k, v in metrics.summarize(per_file).items()] if per_file \
-        else [metrics.Metric("rows", 0)]
+    found = metrics.files_metrics(storage, {"": r.files}) if r.files else [metrics.Metric("rows", 0)]
     found += [metrics.Metric("read_rows", r.read_rows), metrics.Metric("skipped_rows", r.skipped_rows),
               metrics.Metric("files", len(r.files))]
-    metrics.write_metrics(storage, dataset=DATASET, asset="orders_landing", partition=None,
-                          run_id=context.run.run_id, metrics=found)
+    landing_metrics = metrics.record(storage, dataset=DATASET, asset="orders_landing", run_id=context.run.run_id,
+                                     per_partition={None: found})
     return MaterializeResult(metadata={
         "dagster/row_count": r.rows,
         "landing_set": r.set_name or "",
@@ -90,7 +83,7 @@ def orders_landing(context: AssetExecutionContext, lake: LakeResource,
         "window": f"{r.window_low or '-inf'} .. {r.window_high}",
         "lag_seconds": orders_source.lag_seconds,
         "source": masked(orders_source.url),
-        **_metrics_metadata(found),
+        **landing_metrics,
     })
 
 
@@ -140,9 +133,8 @@ def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig
     run_id = context.run.run_id
 
     # Silver's partitions through the lake's one metrics path (rows and null rates from the footers).
-    silver_metrics = record_metrics(storage, dataset=DATASET, asset="orders_silver", run_id=run_id,
-                                    partitions={day: {"": zones.silver_file(day)} for day in written}) \
-        if written else {}
+    silver_metrics = metrics.record(storage, dataset=DATASET, asset="orders_silver", run_id=run_id, per_partition={
+        day: metrics.files_metrics(storage, {"": zones.silver_file(day)}) for day in written}) if written else {}
     # The catalog learns what this run published (partitions rewritten, emptied, sets discarded and
     # archived), with the tables' schemas as the source typed them (text or integer keys, extra columns).
     if results:
@@ -160,27 +152,21 @@ def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig
         "partitions_emptied": MetadataValue.json(removed), "dagster/uri": MetadataValue.path(storage.uri(zones.SILVER)),
         **silver_metrics, "metrics/landed_rows": rows, "metrics/valid_rows": valid})
 
-    reasons: dict[str, int] = {}
-    for r in results:
-        path = zones.discarded_file(r.set_name)
-        if storage.is_file(path):
-            for k, v in metrics.reason_counts(storage, path).items():
-                reasons[k] = reasons.get(k, 0) + v
-    disc_found = [metrics.Metric("total_rows", rows), metrics.Metric("quarantined_rows", discarded),
-                  metrics.Metric("quarantine_rate", round(discarded / rows, 6) if rows else 0.0)]
-    disc_found += metrics.rule_metrics(reasons, RULE_NAMES)
-    metrics.write_metrics(storage, dataset=DATASET, asset="orders_discarded", partition=None, run_id=run_id,
-                          metrics=disc_found)
+    # The sets' discarded rows against every row landed: the same reject numbers as any quarantine.
+    discarded_files = [p for p in (zones.discarded_file(r.set_name) for r in results) if storage.is_file(p)]
+    disc_metrics = metrics.record(storage, dataset=DATASET, asset="orders_discarded", run_id=run_id, per_partition={
+        None: metrics.reject_metrics(storage, rows - discarded, discarded_files, RULE_NAMES)})
     yield MaterializeResult(asset_key=DISCARDED_SPEC.key, metadata={
-        "landing_sets": sets, "dagster/row_count": discarded, "reasons": MetadataValue.json(reasons),
-        "dagster/uri": MetadataValue.path(storage.uri(zones.DISCARDED)), **_metrics_metadata(disc_found)})
+        "landing_sets": sets, "dagster/row_count": discarded,
+        "reasons": MetadataValue.json({k.removeprefix("metrics/rule."): v for k, v in disc_metrics.items()
+                                       if k.startswith("metrics/rule.") and v}),
+        "dagster/uri": MetadataValue.path(storage.uri(zones.DISCARDED)), **disc_metrics})
 
-    arch_found = [metrics.Metric("rows", rows), metrics.Metric("files", sum(len(r.archived) for r in results))]
-    metrics.write_metrics(storage, dataset=DATASET, asset="orders_archive", partition=None, run_id=run_id,
-                          metrics=arch_found)
+    arch_metrics = metrics.record(storage, dataset=DATASET, asset="orders_archive", run_id=run_id, per_partition={
+        None: [metrics.Metric("rows", rows), metrics.Metric("files", sum(len(r.archived) for r in results))]})
     yield MaterializeResult(asset_key=ARCHIVE_SPEC.key, metadata={
         "landing_sets": sets, "dagster/row_count": rows,
-        "dagster/uri": MetadataValue.path(storage.uri(zones.ARCHIVE)), **_metrics_metadata(arch_found)})
+        "dagster/uri": MetadataValue.path(storage.uri(zones.ARCHIVE)), **arch_metrics})
 
 
 orders_extract_job = define_asset_job(
