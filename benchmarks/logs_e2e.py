@@ -581,7 +581,7 @@ def child_main(argv: list[str]) -> int:
         return 0
 
     from dagster import DagsterInstance
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+    from lake_assets.pipeline import range_tags
 
     if args.what == "lake-run":
         from lake_assets.cli import run_lake
@@ -607,8 +607,7 @@ def child_main(argv: list[str]) -> int:
         job = defs.resolve_job_def("logs_pipeline_job")
         first, last = dt.date.fromisoformat(args.first), dt.date.fromisoformat(args.last)
         if args.mode == "range":
-            batches = [{"tags": {ASSET_PARTITION_RANGE_START_TAG: args.first,
-                                 ASSET_PARTITION_RANGE_END_TAG: args.last}}]
+            batches = [{"tags": range_tags(args.first, args.last)}]
         else:
             batches = [{"partition_key": (first + dt.timedelta(days=i)).isoformat()}
                        for i in range((last - first).days + 1)]

@@ -33,9 +33,6 @@ FORMATS: dict[str, RawFormat] = {f.name: f for f in (NDJSON, JSON_GZIP, XML_ERRO
 ACCESS_FORMATS = (NDJSON, JSON_GZIP)
 ERROR_FORMATS = (XML_ERRORS,)
 
-#: Rules that leave a record without an event date in the lake's range: such a
-#: record is routed to its ingest date, so it says nothing of that date's quality.
-UNDATED_RULES = ("malformed_record", "missing_field:timestamp", "invalid_timestamp", "timestamp_out_of_range")
 #: Every rule name, access then error, in contract order (the metrics zone reports each one's outcome).
 RULE_NAMES = tuple(dict.fromkeys([
     "malformed_record", *(f"missing_field:{n}" for n in ACCESS_REQUIRED + ERROR_REQUIRED),
