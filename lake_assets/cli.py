@@ -23,8 +23,11 @@ def _setup_env(args) -> None:
     # Keep a project-local instance quiet about telemetry and let runs use the shared session.
     yaml = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
     if not os.path.exists(yaml):
-        with open(yaml, "w") as f:
+        # Atomically: several `lake` processes may start together on a fresh home.
+        tmp = f"{yaml}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
             f.write("telemetry:\n  enabled: false\n")
+        os.replace(tmp, yaml)
 
 
 def _storage():
@@ -73,13 +76,56 @@ def run_lake(progress=_say):
     settings = LakeSettings.from_env()
     defs = build_defs(storage.root_uri, settings)
     # Entered, so Dagster's definitions-state storage is this live instance's.
-    with DagsterInstance.get() as instance:
+    with _instance() as instance:
         return [domain.run(defs, instance, storage, progress, settings) for domain in _domains().values()]
+
+
+def _instance():
+    """The instance at DAGSTER_HOME, its storage created or migrated by one process at a time.
+
+    Dagster's SQLite storages create their schema on first open; several `lake` started
+    together on a fresh home would race in that migration, so the first open is
+    serialized by a lock file beside the instance.
+    """
+    import fcntl
+
+    from dagster import DagsterInstance
+
+    with open(os.path.join(os.environ["DAGSTER_HOME"], ".lake-instance.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            instance = DagsterInstance.get()
+            instance.get_runs(limit=1)  # storage opened (and migrated) while the lock is held
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return instance
+
+
+def _status_lines(domain) -> list[str]:
+    """What a domain's run left stale, grouped per asset with its dates and the first reason."""
+    by_asset: dict[str, list] = {}
+    for s in domain.stale:
+        by_asset.setdefault(s.asset, []).append(s)
+    lines = []
+    for asset, items in by_asset.items():
+        dates = sorted(s.partition for s in items if s.partition)
+        where = (f"{len(dates)} partition(s) {dates[0]}..{dates[-1]}" if dates else "whole table")
+        lines.append(f"{asset}: {where}: {items[0].reason}")
+    return lines
 
 
 def _report(runs) -> int:
     failed = False
     for domain in runs:
+        for path in getattr(domain, "skipped", [])[:5]:
+            _say(f"skipped {domain.domain}: {path} (another run is ingesting it, or has)")
+        if getattr(domain, "blocked_by", None):
+            _say(f"{domain.domain}: not built here: {domain.blocked_by} is building it")
+        elif domain.stale and all(r.success for r in domain.runs):
+            failed = True
+            _say(f"STALE {domain.domain}: the run left partitions stale (see `lake status`):")
+            for line in _status_lines(domain)[:10]:
+                _say(f"       {line}")
         for r in domain.runs:
             for name in r.warned_checks:
                 _say(f"WARN  {domain.domain}: check {name} failed with severity WARN (run {r.run_id[:8]})")
@@ -103,6 +149,33 @@ def cmd_run(args) -> int:
     _say(("done" if code == 0 else "finished with failures") + f" in {time.time() - t0:.1f}s; "
          f"runs recorded in {os.environ['DAGSTER_HOME']}")
     return code
+
+
+def cmd_status(args) -> int:
+    """Per domain: what is stale and why (from the instance's records), without building."""
+    from lake_assets.definitions import build_defs
+    from lake_assets.settings import LakeSettings
+    from lake_assets.staleness import domain_status
+
+    storage = _storage()
+    defs = build_defs(storage.root_uri, LakeSettings.from_env())
+    stale_any = False
+    report = []
+    with _instance() as instance:
+        for domain in _domains().values():
+            status = domain_status(defs, instance, domain=domain.name, sources=domain.source_keys(),
+                                   build_job=domain.build_job_name)
+            stale_any = stale_any or bool(status.stale)
+            report.append({"domain": domain.name, "stale": [
+                {"asset": s.asset, "partition": s.partition, "reason": s.reason} for s in status.stale]})
+            if args.format == "table":
+                _say(f"{domain.name}: " + (f"{len(status.stale)} stale asset partition(s)" if status.stale
+                                           else "up to date"))
+                for line in _status_lines(status):
+                    _say(f"  {line}")
+    if args.format == "json":
+        print(json.dumps(report, indent=1))
+    return 1 if stale_any else 0
 
 
 # -- summary and demo ------------------------------------------------------
@@ -310,8 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--start", help="first event date (default: DAYS days ago)")
     g.set_defaults(func=cmd_generate)
 
-    r = sub.add_parser("run", help="ingest raw/ and build every touched partition to gold")
+    r = sub.add_parser("run", help="ingest raw/ and build everything stale to gold")
     r.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="per domain, what is stale and why (exit 1 when anything is)")
+    st.add_argument("--format", choices=["table", "json"], default="table")
+    st.set_defaults(func=cmd_status)
 
     d = sub.add_parser("demo", help="generate a week of sample data for every domain, run it, print a summary")
     gen_args(d, 7, 2000)

@@ -85,3 +85,19 @@ class Domain:
     landing: Callable[[], Any] | None = None
     generate_options: tuple[Option, ...] = ()
     examples: tuple[Example, ...] = ()
+    #: Asset keys (user strings) whose materializations bring new data in from outside (what
+    #: staleness is measured from); default: the landing zone's validated assets.
+    sources: tuple[str, ...] = ()
+    #: The job that builds what the sources feed (what ``lake run`` runs for stale partitions).
+    build_job: str = ""
+
+    @property
+    def build_job_name(self) -> str:
+        return self.build_job or f"{self.name}_pipeline_job"
+
+    def source_keys(self) -> list:
+        from dagster import AssetKey
+
+        if self.sources:
+            return [AssetKey.from_user_string(s) for s in self.sources]
+        return sorted(self.landing().validated_assets) if self.landing else []

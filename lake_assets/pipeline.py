@@ -9,10 +9,11 @@ Spark job). The runs land in the instance, so ``dagster dev`` on the same
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from dagster import DagsterEventType, DagsterInstance, Definitions
+from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions
 
 def range_tags(start: str, end: str) -> dict[str, str]:
     """The run tags that make one run build a range of partitions (what the UI's backfills set);
@@ -50,15 +51,30 @@ class DomainRun:
     files: int = 0
     touched: list[str] = field(default_factory=list)
     runs: list[RunOutcome] = field(default_factory=list)
+    #: Raw files another run was ingesting (or had ingested) when this one came to them.
+    skipped: list[str] = field(default_factory=list)
+    #: Dates this run's ingestion wrote.
+    touched_ingest: set[str] = field(default_factory=set)
+    #: What is still stale when the run ends (:class:`~lake_assets.staleness.DomainStatus`).
+    status: object = None
+    #: Who held the domain's build claim when this run gave up waiting for it.
+    blocked_by: str | None = None
+
+    @property
+    def stale(self) -> list:
+        return list(self.status.stale) if self.status is not None else []
 
     @property
     def success(self) -> bool:
-        return all(r.success for r in self.runs)
+        return all(r.success for r in self.runs) and not self.stale
 
     @property
     def summary(self) -> str:
-        return (f"{self.domain}: {self.files} file(s) ingested, {len(self.touched)} partition(s) built "
+        text = (f"{self.domain}: {self.files} file(s) ingested, {len(self.touched)} partition(s) built "
                 f"in {len(self.runs)} run(s)")
+        if self.skipped:
+            text += f"; {len(self.skipped)} file(s) skipped: another run has them"
+        return text
 
 
 def contiguous_ranges(keys: list[str]) -> list[tuple[str, str]]:
@@ -105,21 +121,25 @@ def _touched(result, asset_keys) -> list[str]:
     return sorted(keys)
 
 
-def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ingest_job: str,
-               build_job: str, validated_assets, batch_files: int = 200,
+def run_domain(defs: Definitions, instance: DagsterInstance, storage, *, domain: str, ingest_job: str,
+               build_job: str, sources, batch_files: int = 200,
                list_raw: Callable[[], list[str]],
                progress: Callable[[str], None] = lambda _: None,
-               extra_dates: list[str] | None = None,
-               widen: Callable[[list[str]], list[str]] | None = None) -> DomainRun:
-    """Ingest all of ``raw/`` in batches, then build each touched range of dates to gold.
+               build_wait_seconds: float | None = None) -> DomainRun:
+    """Ingest all of ``raw/`` in batches, then build everything stale down to gold.
 
-    ``widen`` adds the dates a domain must rebuild along with the touched ones (commerce: the
-    neighbours whose deduplication winners a new record may change).
+    What is built is what :func:`~lake_assets.staleness.domain_status` finds stale from
+    the instance's records (never built, or built before its inputs last changed), not
+    only what this run ingested: after failed, killed or concurrent runs, one more
+    ``lake run`` leaves the lake as one clean run would. Builds of a domain take its
+    build claim (:mod:`lake_assets.lake.claims`), so two ``lake run`` never build the
+    same domain at once: the second waits (up to ``LAKE_BUILD_WAIT_SECONDS``, one hour
+    by default), then builds what is still stale, usually nothing.
     """
+    from lake_assets.staleness import domain_status
+
     out = DomainRun(domain)
     paths = list_raw()
-    out.files = len(paths)
-    touched: set[str] = set(extra_dates or [])
     job = defs.resolve_job_def(ingest_job)
     for i in range(0, len(paths), batch_files):
         batch = paths[i:i + batch_files]
@@ -128,28 +148,102 @@ def run_domain(defs: Definitions, instance: DagsterInstance, *, domain: str, ing
             instance=instance, raise_on_error=False, tags={"lake/trigger": "lake run"},
         )
         out.runs.append(run_outcome(ingest_job, result))
-        touched.update(_touched(result, set(validated_assets)))
+        if result.success:
+            done = result.output_for_node(f"ingest_{domain}")
+            out.files += done["ingested"] + done["rejected"]
+            out.skipped += done["skipped"]
+        out.touched_ingest.update(_touched(result, set(sources)))
         progress(f"{domain}: ingested {min(i + batch_files, len(paths))}/{len(paths)} file(s)")
-    out.touched = sorted(widen(sorted(touched)) if widen and touched else touched)
-    build = defs.resolve_job_def(build_job)
-    for start, end in contiguous_ranges(out.touched):
-        n = (dt.date.fromisoformat(end) - dt.date.fromisoformat(start)).days + 1
-        progress(f"{domain}: building {start}..{end} ({n} partition(s)) in one run")
-        result = build.execute_in_process(
-            run_config=QUIET, instance=instance, raise_on_error=False,
-            tags={**range_tags(start, end), "lake/trigger": "lake run"},
-        )
-        out.runs.append(run_outcome(build_job, result, (start, end)))
+
+    with domain_build(storage, domain, progress, build_wait_seconds) as holder:
+        if holder is not None:
+            out.blocked_by = str(holder)
+            out.status = domain_status(defs, instance, domain=domain, sources=list(sources), build_job=build_job)
+        else:
+            out.status = _build_stale(defs, instance, domain, build_job, sources, out, progress)
     return out
 
 
+@contextmanager
+def domain_build(storage, domain: str, progress: Callable[[str], None] = lambda _: None,
+                 wait_seconds: float | None = None):
+    """Hold ``domain``'s build claim for the block (renewed while it runs), waiting for another
+    run's; yields None when held, or the holder still in the way after ``wait_seconds``
+    (``LAKE_BUILD_WAIT_SECONDS``, one hour by default)."""
+    import os
+    import uuid
+
+    from lake_assets.lake.claims import Claim, wait_for
+
+    wait = wait_seconds if wait_seconds is not None else float(os.environ.get("LAKE_BUILD_WAIT_SECONDS") or 3600)
+    lock = Claim(storage, f"build/{domain}", run_id=f"lake-run-{uuid.uuid4().hex[:12]}")
+    holder = wait_for(lock, timeout=wait, waiting=lambda h: progress(f"{domain}: waiting for {h} to finish"))
+    if holder is not None:
+        yield holder
+        return
+    try:
+        with lock.renewed():
+            yield None
+    finally:
+        lock.release()
+
+
+#: How many build passes ``lake run`` makes at most: a pass rebuilding an unpartitioned input
+#: (a dimension) makes the dates an earlier range built stale, which the next pass rebuilds.
+MAX_PASSES = 4
+
+
+def _build_stale(defs, instance, domain, build_job, sources, out: DomainRun, progress):
+    from lake_assets.staleness import domain_status
+
+    build = defs.resolve_job_def(build_job)
+    status = domain_status(defs, instance, domain=domain, sources=list(sources), build_job=build_job)
+    for _ in range(MAX_PASSES):
+        if not status.stale:
+            break
+        keys = _whole_assets_defs(defs, {AssetKey.from_user_string(s.asset) for s in status.stale})
+        out.touched = sorted(set(out.touched) | set(status.partitions))
+        batches = [({**range_tags(a, b), "lake/trigger": "lake run"}, (a, b))
+                   for a, b in contiguous_ranges(status.partitions)]
+        if not batches:  # only unpartitioned assets are stale
+            batches = [({"lake/trigger": "lake run"}, None)]
+        failed = False
+        for tags, span in batches:
+            if span:
+                n = (dt.date.fromisoformat(span[1]) - dt.date.fromisoformat(span[0])).days + 1
+                progress(f"{domain}: building {span[0]}..{span[1]} ({n} partition(s)) in one run")
+            else:
+                progress(f"{domain}: building {', '.join(sorted(k.to_user_string() for k in keys))}")
+            selection = keys if span else [k for k in keys if k in set(status.whole_assets)
+                                           or _unpartitioned(defs, k)]
+            result = build.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False,
+                                              tags=tags, asset_selection=sorted(selection, key=str))
+            out.runs.append(run_outcome(build_job, result, span))
+            failed = failed or not result.success
+        status = domain_status(defs, instance, domain=domain, sources=list(sources), build_job=build_job)
+        if failed:
+            break  # what failed stays stale and is reported; a next pass would fail the same way
+    return status
+
+
+def _unpartitioned(defs, key) -> bool:
+    return defs.resolve_assets_def(key).partitions_def is None
+
+
+def _whole_assets_defs(defs, keys) -> list:
+    """``keys`` with every other output of the multi-assets they belong to (built together)."""
+    out = set()
+    for k in keys:
+        out |= set(defs.resolve_assets_def(k).keys)
+    return list(out)
+
+
 def run_landing_domain(defs: Definitions, instance: DagsterInstance, storage, landing, *,
-                       progress: Callable[[str], None] = lambda _: None,
-                       widen: Callable[[list[str]], list[str]] | None = None) -> DomainRun:
+                       progress: Callable[[str], None] = lambda _: None) -> DomainRun:
     """``lake run`` of a domain fed through a landing zone (:class:`~lake_assets.ingest.jobs.LandingSpec`):
     its jobs are ``ingest_<name>_job`` and ``<name>_pipeline_job``, by the house's naming."""
     claimed = defs.resources["lake"].claimed_raw_folders
-    return run_domain(defs, instance, domain=landing.name, ingest_job=f"ingest_{landing.name}_job",
-                      build_job=f"{landing.name}_pipeline_job", validated_assets=landing.validated_assets,
+    return run_domain(defs, instance, storage, domain=landing.name, ingest_job=f"ingest_{landing.name}_job",
+                      build_job=f"{landing.name}_pipeline_job", sources=sorted(landing.validated_assets),
                       list_raw=lambda: [f.path for f in landing.raw_files(storage, claimed)],
-                      progress=progress, widen=widen)
+                      progress=progress)

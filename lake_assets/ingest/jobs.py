@@ -36,6 +36,7 @@ from dagster import (
 from lake_assets.ingest.formats import RawFormat, ReadLimits, Record
 from lake_assets.ingest.router import IngestResult, Zones, ingest_file, reject_file_whole, ts_token
 from lake_assets.lake import LakeFile, LakeStorage
+from lake_assets.lake.claims import Claim
 from lake_assets.lake.layout import join
 from lake_assets.resources import LakeResource
 
@@ -143,12 +144,34 @@ def ingest_paths(spec: LandingSpec, storage: LakeStorage, paths: list[str], *,
     return results
 
 
+def claimed(storage: LakeStorage, path: str, fmt_name: str, run_id: str,
+            ingest: Callable[[], IngestResult]) -> IngestResult:
+    """Run ``ingest`` of a raw file under this run's claim on it (see :mod:`lake_assets.lake.claims`).
+
+    However many runs race for a file (two ``lake run``, the landing sensor's run and
+    a CLI run), one ingests it: the others get ``skipped`` (claimed by a live run, or
+    already gone from ``raw/`` when their turn came), which is not a failure. A run
+    killed while holding the claim leaves it to expire; the next run then takes it.
+    """
+    claim = Claim(storage, path, run_id=run_id)
+    holder = claim.acquire()
+    if holder is not None:
+        return IngestResult(path, fmt_name, "skipped", reason="claimed", detail=f"being ingested by {holder}")
+    try:
+        if not storage.exists(path):
+            return IngestResult(path, fmt_name, "skipped", reason="gone",
+                                detail="no longer in raw/: another run ingested it")
+        return ingest()
+    except Exception as exc:  # storage or network trouble: the raw file stays for a retry
+        return IngestResult(path, fmt_name, "failed", reason=type(exc).__name__, detail=str(exc))
+    finally:
+        claim.release()
+
+
 def _ingest_one(task) -> IngestResult:
     storage, path, fmt, date_of, run_id, zones, limits = task
-    try:
-        return ingest_file(storage, path, fmt, date_of, run_id=run_id, zones=zones, limits=limits)
-    except Exception as exc:  # storage or network trouble: the raw file stays for a retry
-        return IngestResult(path, fmt.name, "failed", reason=type(exc).__name__, detail=str(exc))
+    return claimed(storage, path, fmt.name, run_id,
+                   lambda: ingest_file(storage, path, fmt, date_of, run_id=run_id, zones=zones, limits=limits))
 
 
 def _log_result(log: Callable[[str], None], i: int, n: int, result: IngestResult) -> None:
@@ -159,22 +182,25 @@ def _log_result(log: Callable[[str], None], i: int, n: int, result: IngestResult
 def _reject_unknown(spec: LandingSpec, storage: LakeStorage, path: str, run_id: str) -> IngestResult:
     """A file outside every known format folder: kept whole with its reason, never guessed at."""
     detail = f"not under raw/<format>/ for one of {sorted(spec.formats)}"
-    written = reject_file_whole(storage, path, spec.zones.rejected_dir("unknown"),
-                                token=ts_token(dt.datetime.now(dt.timezone.utc)), run_id=run_id,
-                                reason="unknown_format", detail=detail)
-    storage.delete(path)
-    return IngestResult(path, "unknown", "rejected", reason="unknown_format", detail=detail, written=written)
+
+    def reject() -> IngestResult:
+        written = reject_file_whole(storage, path, spec.zones.rejected_dir("unknown"),
+                                    token=ts_token(dt.datetime.now(dt.timezone.utc)), run_id=run_id,
+                                    reason="unknown_format", detail=detail)
+        storage.delete(path)
+        return IngestResult(path, "unknown", "rejected", reason="unknown_format", detail=detail, written=written)
+
+    return claimed(storage, path, "unknown", run_id, reject)
 
 
 def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
     """The ingestion job of one landing zone (the seed's Lambda)."""
 
     @op(name=f"ingest_{spec.name}", description=f"Ingest raw {spec.name} files into validated/")
-    def _ingest(context: OpExecutionContext, config: IngestConfig, lake: LakeResource) -> None:
+    def _ingest(context: OpExecutionContext, config: IngestConfig, lake: LakeResource) -> dict:
         storage = lake.storage
         paths = config.paths or [f.path for f in spec.raw_files(storage, lake.claimed_raw_folders)]
-        results = ingest_paths(spec, storage, [p for p in paths if storage.exists(p)],
-                               run_id=context.run.run_id, start=start, log=context.log.info)
+        results = ingest_paths(spec, storage, paths, run_id=context.run.run_id, start=start, log=context.log.info)
         per_date: dict[tuple[AssetKey, str], dict[str, int]] = defaultdict(lambda: {"records": 0, "files": 0})
         for r in results:
             if r.status != "ingested":
@@ -192,13 +218,21 @@ def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
         for r in rejected:
             context.log.warning(f"rejected whole: {r.source} ({r.reason}: {r.detail})")
         failed = [r for r in results if r.status == "failed"]
-        context.log.info(f"ingested {len(results) - len(rejected)} file(s), rejected {len(rejected)}, "
-                         f"touched {len({d for _, d in per_date})} date(s)")
+        skipped = [r for r in results if r.status == "skipped"]
+        ingested = [r for r in results if r.status == "ingested"]
+        for r in skipped:
+            context.log.info(f"skipped {r.source}: {r.detail}")
+        context.log.info(f"ingested {len(ingested)} file(s), rejected {len(rejected)}, skipped {len(skipped)} "
+                         f"(another run has them), touched {len({d for _, d in per_date})} date(s)")
         if failed:
+            # Say where each file is: a file another run moved on meanwhile is not waiting in raw/.
+            waiting = [r for r in failed if storage.exists(r.source)]
             raise Failure(
-                f"{len(failed)} file(s) could not be ingested and stay in raw/ for a retry",
+                f"{len(failed)} file(s) could not be ingested: {len(waiting)} stay in raw/ for a retry"
+                + (f", {len(failed) - len(waiting)} left raw/ meanwhile" if len(waiting) < len(failed) else ""),
                 metadata={"failed": MetadataValue.json({r.source: r.detail for r in failed})},
             )
+        return {"ingested": len(ingested), "rejected": len(rejected), "skipped": [r.source for r in skipped]}
 
     @job(name=f"ingest_{spec.name}_job", tags={"lake/domain": spec.name},
          description=f"Ingest new raw {spec.name} files: route by event date, archive, reject.")

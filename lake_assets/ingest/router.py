@@ -76,7 +76,7 @@ class IngestResult:
 
     source: str
     format: str
-    status: str  # "ingested" | "rejected"
+    status: str  # "ingested" | "rejected" | "failed" | "skipped" (another run has the file)
     records_by_date: dict[str, int] = field(default_factory=dict)
     reason: str | None = None
     detail: str | None = None

@@ -78,6 +78,7 @@ class LakeStorage:
             if not parsed.netloc:
                 raise ValueError(f"LAKE_ROOT {root!r} names no bucket: use s3://bucket/prefix")
             self.is_local = False
+            self._s3_args = (region, endpoint_url)
             self.fs: pafs.FileSystem = _s3_filesystem(region, endpoint_url)
             self._base = f"{parsed.netloc}{parsed.path}".rstrip("/")
             self.root_uri = f"s3://{self._base}"
@@ -97,6 +98,10 @@ class LakeStorage:
 
     def __repr__(self) -> str:
         return f"LakeStorage({self.root_uri!r})"
+
+    def __getstate__(self) -> dict:
+        # Sent to ingestion's worker processes: a boto3 client does not travel, each makes its own.
+        return {k: v for k, v in self.__dict__.items() if k != "_client"}
 
     # -- paths -------------------------------------------------------------
     def _p(self, rel: str) -> str:
@@ -219,6 +224,52 @@ class LakeStorage:
 
     def write_text(self, rel: str, text: str) -> None:
         self.write_bytes(rel, text.encode("utf-8"))
+
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """Create ``rel`` holding ``data`` only if nothing is there; True when this call created it.
+
+        Atomic however many processes or machines race for the name, which is what claims
+        and locks are built on: on a local lake a finished temp file is hard-linked to the
+        name (``link`` fails if it exists), on S3 a conditional PUT (``If-None-Match: *``,
+        answered 412 when the key exists). Readers see the whole content or nothing.
+        """
+        if self.is_local:
+            target = self._p(rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = os.path.join(os.path.dirname(target), f".tmp-{uuid.uuid4().hex}")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            try:
+                os.link(tmp, target)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                with contextlib.suppress(FileNotFoundError):  # a release may have swept the folder
+                    os.remove(tmp)
+        from botocore.exceptions import ClientError
+
+        bucket, _, key = self._p(rel).partition("/")
+        try:
+            self._s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") \
+                    or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                return False
+            raise
+
+    def _s3_client(self):
+        """A boto3 S3 client for what Arrow's filesystem cannot say (conditional writes)."""
+        client = getattr(self, "_client", None)
+        if client is None:
+            import boto3
+
+            region, endpoint_url = self._s3_args
+            region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            client = self._client = boto3.client("s3", region_name=region, endpoint_url=endpoint_url)
+        return client
 
     def put_file(self, local_path: str, rel: str, *, move: bool = False) -> None:
         """Publish a finished local file at ``rel``, replacing what was there atomically."""

@@ -46,11 +46,11 @@ def _landing():
 
 
 def _run(defs, instance, storage, progress, settings: LakeSettings):
-    from lake_assets.domains.commerce.assets import rebuild_dates
     from lake_assets.pipeline import run_landing_domain
 
-    return run_landing_domain(defs, instance, storage, _landing(), progress=progress,
-                              widen=lambda touched: rebuild_dates(storage, touched, settings))
+    # Neighbours whose deduplication winners a new record may change are stale by silver's
+    # window dependency on bronze: the run rebuilds them with the rest.
+    return run_landing_domain(defs, instance, storage, _landing(), progress=progress)
 
 
 DOMAIN = Domain(

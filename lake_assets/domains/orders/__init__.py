@@ -63,14 +63,15 @@ def _run(defs, instance, storage, progress, settings: LakeSettings):
         # Nothing configured and no embedded database yet: there is no orders source to pull.
         skipped = "ORDERS_DB_URL unset, no embedded database; `lake generate orders` creates one"
         progress(f"orders: no source database ({skipped}): skipped")
-        return OrdersRun(skipped=skipped)
+        return OrdersRun(idle=skipped)
     return run_orders(defs, instance, progress=progress)
 
 
 DOMAIN = Domain(
     name=NAME,
     description="Orders extracted from a database by watermark -> silver current state, discarded, archive",
-    definitions=definitions, tables=_tables, generate=_generate, run=_run,
+    definitions=definitions, tables=_tables, generate=_generate, run=_run, sources=("orders_landing",),
+    build_job="orders_validate_job",
     generate_options=(Option("--orders-per-day", int, 200, "orders: new orders per simulated day"),),
     examples=(
         Example("Orders and amount by status",

@@ -11,7 +11,7 @@ from typing import Callable
 from dagster import DagsterEventType, DagsterInstance, Definitions
 
 from lake_assets.domains.orders import zones
-from lake_assets.pipeline import QUIET, DomainRun, run_outcome
+from lake_assets.pipeline import QUIET, DomainRun, domain_build, run_outcome
 
 
 @dataclass
@@ -23,12 +23,12 @@ class OrdersRun(DomainRun):
     landing_sets: list[str] = field(default_factory=list)  # validated in this run, oldest first
     valid_rows: int = 0
     discarded_rows: int = 0
-    skipped: str = ""  # why nothing ran (no source configured)
+    idle: str = ""  # why nothing ran (no source configured)
 
     @property
     def summary(self) -> str:
-        if self.skipped:
-            return f"orders: skipped ({self.skipped})"
+        if self.idle:
+            return f"orders: skipped ({self.idle})"
         return (f"orders: {self.landed_rows} changed row(s) landed, {len(self.landing_sets)} landing set(s) "
                 f"validated ({self.valid_rows} valid, {self.discarded_rows} discarded) in {len(self.runs)} run(s)")
 
@@ -50,6 +50,16 @@ def run_orders(defs: Definitions, instance: DagsterInstance,
     failed extraction stops here: the watermark has not moved, the next run retries.
     """
     out = OrdersRun()
+    storage = defs.resources["lake"].storage
+    # One orders run at a time: two extractions from one watermark would land the same rows twice.
+    with domain_build(storage, "orders", progress) as holder:
+        if holder is not None:
+            out.blocked_by = str(holder)
+            return out
+        return _run_orders(defs, instance, out, progress)
+
+
+def _run_orders(defs: Definitions, instance: DagsterInstance, out: OrdersRun, progress) -> OrdersRun:
     extract = defs.resolve_job_def("orders_extract_job")
     result = extract.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False,
                                         tags={"lake/trigger": "lake run"})

@@ -1,0 +1,180 @@
+"""What is stale in a domain, and why: read from what Dagster already records.
+
+An asset partition is stale when it was never built while its inputs exist, when
+the run that built it failed (a blocking check failed on it, or on a neighbour:
+what reads it must not be built from it until a run passes), when
+an input it reads was materialized after it (the event log's storage ids order
+every materialization of every asset), or when an input it reads is itself stale
+(it will be rebuilt, so this will too). Inputs are the asset's dependencies with
+their partition mappings (commerce silver reads a window of bronze dates; a fact
+reads the whole of an unpartitioned dimension; a dimension reads every date of
+its silver), so this is the rule the assets' automation condition
+(:data:`~lake_assets.automation.REBUILD_ON_UPSTREAM_CHANGE`: rebuild when any
+dependency updated since this was last handled) applies tick by tick, taken
+from the records at once: what the UI's automation would rebuild is what
+``lake run`` builds and ``lake status`` lists.
+
+Nothing here is a second bookkeeping: ingestion's materializations of the
+validated/bronze partitions and the builds' materializations are the truth.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, AssetRecordsFilter, AssetSelection, AssetSpec, DagsterInstance, Definitions
+
+#: An unpartitioned asset's only "partition".
+WHOLE: str | None = None
+
+
+@dataclass
+class Stale:
+    """One stale asset partition and the reason (the first found)."""
+
+    asset: str
+    partition: str | None
+    reason: str
+
+
+@dataclass
+class DomainStatus:
+    """A domain's stale asset partitions, in build order."""
+
+    domain: str
+    stale: list[Stale] = field(default_factory=list)
+
+    @property
+    def partitions(self) -> list[str]:
+        """The dates a build must cover (of the partitioned assets)."""
+        return sorted({s.partition for s in self.stale if s.partition is not None})
+
+    @property
+    def whole_assets(self) -> list[AssetKey]:
+        """Stale unpartitioned assets."""
+        return [AssetKey(s.asset) for s in self.stale if s.partition is None]
+
+
+def latest_by_partition(instance: DagsterInstance, key: AssetKey) -> dict[str | None, tuple[int, str]]:
+    """partition -> (storage id, run id) of its newest materialization."""
+    out: dict[str | None, tuple[int, str]] = {}
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=1000, cursor=cursor,
+                                                 ascending=True)
+        for record in result.records:
+            out[record.partition_key] = (record.storage_id, record.run_id)
+        if not result.has_more:
+            return out
+        cursor = result.cursor
+
+
+def _topological(specs: dict[AssetKey, AssetSpec], keys: set[AssetKey]) -> list[AssetKey]:
+    order: list[AssetKey] = []
+    seen: set[AssetKey] = set()
+
+    def visit(k: AssetKey) -> None:
+        if k in seen:
+            return
+        seen.add(k)
+        for dep in specs[k].deps:
+            if dep.asset_key in keys:
+                visit(dep.asset_key)
+        order.append(k)
+
+    for k in sorted(keys, key=lambda k: k.to_user_string()):
+        visit(k)
+    return order
+
+
+def _parent_partitions(spec: AssetSpec, dep, parent: AssetSpec, partition: str | None,
+                       parent_partitions: list[str | None]) -> list[str | None]:
+    """The partitions of ``parent`` that ``spec``'s ``partition`` reads."""
+    if parent.partitions_def is None:
+        return [WHOLE]
+    if spec.partitions_def is None or partition is None:
+        return [p for p in parent_partitions if p is not None]  # a whole asset reads every date
+    if dep.partition_mapping is None:
+        return [partition]
+    subset = spec.partitions_def.subset_with_partition_keys([partition])
+    mapped = dep.partition_mapping.get_upstream_mapped_partitions_result_for_partitions(
+        subset, spec.partitions_def, parent.partitions_def)
+    return list(mapped.partitions_subset.get_partition_keys())
+
+
+def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
+                  sources: list[AssetKey], build_job: str | None = None) -> DomainStatus:
+    """The stale partitions of every asset built from ``sources`` (the domain's ingested assets)
+    and of every asset ``build_job`` builds (reference dimensions with no input among them)."""
+    specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+    graph = defs.resolve_asset_graph()
+    built = AssetSelection.assets(*sources).downstream(include_self=False).resolve(graph)
+    for job in defs.jobs or []:
+        if job.name == build_job and getattr(job, "selection", None) is not None:
+            built |= job.selection.resolve(graph)
+    built = {k for k in built - set(sources) if k in specs and defs.resolve_assets_def(k).is_materializable}
+    known = {k: latest_by_partition(instance, k) for k in built | set(sources)}
+    failed_runs = _failed_runs(instance, {run for k in built for _, run in known[k].values()})
+    out = DomainStatus(domain)
+    if not any(known[k] for k in sources):
+        return out  # no data ever came in: a domain not in use builds nothing (not even its references)
+    stale: dict[AssetKey, set[str | None]] = defaultdict(set)
+    for key in _topological(specs, built):
+        spec = specs[key]
+        parents = [d for d in spec.deps if d.asset_key in known]
+        mine = known[key]
+        # Candidates: the dates an input holds (its own date: a window of neighbours adds reasons
+        # to rebuild, not dates to build) and every one built before.
+        candidates: set[str | None] = set(mine)
+        if spec.partitions_def is None:
+            candidates = {WHOLE}
+        else:
+            valid = set(spec.partitions_def.get_partition_keys())
+            for dep in parents:
+                if specs[dep.asset_key].partitions_def is not None:
+                    candidates |= {p for p in list(known[dep.asset_key]) + list(stale[dep.asset_key])
+                                   if p is not None}
+            candidates = {p for p in candidates if p in valid} | {p for p in mine if p in valid}
+        for partition in sorted(candidates, key=lambda p: p or ""):
+            reason = _why(spec, parents, specs, known, stale, partition, mine.get(partition), failed_runs)
+            if reason:
+                stale[key].add(partition)
+                out.stale.append(Stale(key.to_user_string(), partition, reason))
+    return out
+
+
+def _failed_runs(instance: DagsterInstance, run_ids: set[str]) -> set[str]:
+    """Of ``run_ids``, the runs that failed or were canceled."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    out: set[str] = set()
+    ids = sorted(run_ids)
+    for i in range(0, len(ids), 500):
+        records = instance.get_run_records(filters=RunsFilter(
+            run_ids=ids[i:i + 500], statuses=[DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]))
+        out |= {r.dagster_run.run_id for r in records}
+    return out
+
+
+def _why(spec, parents, specs, known, stale, partition, mine, failed_runs) -> str | None:
+    """Why ``spec``'s ``partition`` is stale, or None when it is fresh."""
+    if mine is not None and mine[1] in failed_runs:
+        # Written, but the run failed (a blocking check on it, or on what it was built with):
+        # what reads it must not be built from it until a run passes.
+        return f"built by run {mine[1][:8]}, which failed (see its checks)"
+    has_input = False
+    for dep in parents:
+        parent = specs[dep.asset_key]
+        name = dep.asset_key.to_user_string()
+        upstream = known[dep.asset_key]
+        for p in _parent_partitions(spec, dep, parent, partition, list(upstream) + list(stale[dep.asset_key])):
+            if p in stale[dep.asset_key]:
+                return f"its input {name}{'[' + p + ']' if p else ''} is stale"
+            if p not in upstream:
+                continue
+            has_input = True
+            if mine is not None and upstream[p][0] > mine[0]:
+                return f"{name}{'[' + p + ']' if p else ''} changed after it was built"
+    if mine is None and (has_input or not parents):
+        return "never built, and its inputs are there" if has_input else "never built"
+    return None
