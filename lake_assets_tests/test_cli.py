@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from lake_assets import cli
@@ -25,7 +23,7 @@ def cli_env(tmp_path, monkeypatch):
     return lake, home
 
 
-def test_generate_run_summary_and_failing_check_exit_code(cli_env, spark, capsys, monkeypatch):
+def test_generate_run_summary_and_failing_check_exit_code(cli_env, spark, capsys, monkeypatch, read_parquet):
     lake, home = cli_env
     start = dt.date(2024, 5, 1)
     assert cli.main(["generate", "logs", "--days", "2", "--records-per-day", "150", "--start", start.isoformat(),
@@ -49,8 +47,7 @@ def test_generate_run_summary_and_failing_check_exit_code(cli_env, spark, capsys
     # domain, rows from the catalog, rejects by reason, a gold answer per domain.
     cli.print_summary(storage)
     summary = capsys.readouterr().out
-    files = [f.path for f in storage.list_files("analytics/daily_activity")]
-    table = pa.concat_tables([pq.read_table(storage.local_path(p)) for p in files])
+    table = read_parquet(storage, "analytics/daily_activity")
     gold = table.num_rows
     line = next(x for x in summary.splitlines() if x.strip().startswith("logs.daily_activity "))
     assert line.split()[2:4] == ["2", str(gold)]  # partitions, rows
@@ -105,7 +102,7 @@ def test_generate_run_summary_and_failing_check_exit_code(cli_env, spark, capsys
     assert not storage.list_files("analytics/daily_activity/date=2024-05-03")
 
 
-def test_dagster_cli_backfills_a_range_in_one_run(cli_env, spark, tmp_path):
+def test_dagster_cli_backfills_a_range_in_one_run(cli_env, spark, tmp_path, read_parquet):
     """`dagster asset materialize --partition-range` over several days: one run, every partition built."""
     lake, home = cli_env
     storage = LakeStorage(str(lake))
@@ -137,8 +134,8 @@ def test_dagster_cli_backfills_a_range_in_one_run(cli_env, spark, tmp_path):
         mats = instance.fetch_materializations(AssetKey("daily_activity"), limit=100).records
         assert sorted(m.partition_key for m in mats) == [str(d) for d in days]
     for d in days:
-        [f] = storage.list_files(f"analytics/daily_activity/date={d}")
-        assert pq.read_table(storage.local_path(f.path)).column("requests").to_pylist() == [1]
+        [_] = storage.list_files(f"analytics/daily_activity/date={d}")  # one file a day
+        assert read_parquet(storage, f"analytics/daily_activity/date={d}").column("requests").to_pylist() == [1]
 
 
 def test_a_failing_commerce_check_stops_its_marts_and_the_cli_names_it(cli_env, spark, capsys, monkeypatch):

@@ -22,7 +22,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -270,19 +269,21 @@ def _assert_loopback_only(daemon: Daemon, must_include: int | None = None) -> No
     assert not public, f"{daemon.name} listens beyond loopback: {public} (all: {sockets})"
 
 
-def _assert_gold(lake: Path) -> dict[str, int]:
-    """analytics/daily_activity, read file by file with pyarrow: rows and requests for each generated date."""
+def _assert_gold(read_parquet, lake: Path) -> dict[str, int]:
+    """analytics/daily_activity, read file by file with pyarrow (the shared reader): rows and requests for
+    each generated date."""
+    from lake_assets.lake import LakeStorage
+
     root = lake / "analytics" / "daily_activity"
     files = sorted(root.rglob("*.parquet"))
     assert files, f"no gold files under {root}"
     requests: dict[str, int] = {}
     rows: dict[str, int] = {}
-    for f in files:
-        table = pq.read_table(f)
-        for r in table.select(["date", "requests"]).to_pylist():
-            key = r["date"].isoformat()
-            rows[key] = rows.get(key, 0) + 1
-            requests[key] = requests.get(key, 0) + (r["requests"] or 0)
+    table = read_parquet(LakeStorage(str(lake)), "analytics/daily_activity")
+    for r in table.select(["date", "requests"]).to_pylist():
+        key = r["date"].isoformat()
+        rows[key] = rows.get(key, 0) + 1
+        requests[key] = requests.get(key, 0) + (r["requests"] or 0)
     expected = [(START + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
     for day in expected:
         assert rows.get(day, 0) > 0, f"no gold rows for {day}: rows per date {rows}"
@@ -293,7 +294,7 @@ def _assert_gold(lake: Path) -> dict[str, int]:
 
 
 # -- Spark standalone ------------------------------------------------------
-def test_lake_run_on_a_standalone_cluster(cluster):
+def test_lake_run_on_a_standalone_cluster(cluster, read_parquet):
     spark_class = str(cluster.spark_home / "bin" / "spark-class")
     port, ui = _free_port(), _free_port()
     master_url = f"spark://127.0.0.1:{port}"
@@ -325,7 +326,7 @@ def test_lake_run_on_a_standalone_cluster(cluster):
         _assert_loopback_only(d)
 
     cluster.run(env)
-    _assert_gold(cluster.tmp / "lake")
+    _assert_gold(read_parquet, cluster.tmp / "lake")
 
     # The application really ran on this cluster, with executors on the workers that ran tasks.
     def app_listed():
@@ -346,7 +347,7 @@ def test_lake_run_on_a_standalone_cluster(cluster):
 
 
 # -- Spark Connect ---------------------------------------------------------
-def test_lake_run_on_a_spark_connect_server(cluster):
+def test_lake_run_on_a_spark_connect_server(cluster, read_parquet):
     port = _free_port()
     server = cluster.start("connect-server", [
         str(cluster.spark_home / "bin" / "spark-submit"),
@@ -377,7 +378,7 @@ def test_lake_run_on_a_spark_connect_server(cluster):
 
     before = server.log.stat().st_size
     cluster.run(env)
-    _assert_gold(cluster.tmp / "lake")
+    _assert_gold(read_parquet, cluster.tmp / "lake")
     # The server did the work: its executor ran the run's tasks (and it is still up).
     assert server.alive(), server.describe()
     with open(server.log, "rb") as f:

@@ -6,9 +6,7 @@ import gzip
 import json
 import os
 
-import pyarrow as pa
 import pytest
-import pyarrow.parquet as pq
 
 from lake_assets.definitions import build_resources
 from lake_assets.domains.logs.generator import generate_logs
@@ -20,28 +18,8 @@ START = dt.date(2024, 3, 1)
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
-def run_lake(lake_root: str, instance):
-    from lake_assets.definitions import build_defs
-    from lake_assets.domains.logs.assets import LANDING
-    from lake_assets.pipeline import run_landing_domain
-
-    defs = build_defs(lake_root)
-    storage = defs.resources["lake"].storage
-    return run_landing_domain(defs, instance, storage, LANDING)
-
-
-def read_zone(storage: LakeStorage, prefix: str) -> pa.Table:
-    """Every Parquet file under a prefix, read with pyarrow (independently of Spark)."""
-    tables = []
-    for f in storage.list_files(prefix):
-        if f.path.endswith(".parquet"):
-            with storage.open_random(f.path) as fh:
-                tables.append(pq.read_table(fh))
-    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
-
-
-def gold_by_key(storage: LakeStorage) -> dict[tuple[str, str], dict]:
-    rows = read_zone(storage, "analytics/daily_activity").to_pylist()
+def gold_by_key(read_parquet, storage: LakeStorage) -> dict[tuple[str, str], dict]:
+    rows = read_parquet(storage, "analytics/daily_activity").to_pylist()
     return {(r["date"].isoformat(), r["service"]): r for r in rows}
 
 
@@ -54,11 +32,11 @@ def write_ndjson(storage: LakeStorage, name: str, records: list) -> None:
     storage.write_text(f"raw/ndjson/{name}", "".join(json.dumps(r) + "\n" for r in records))
 
 
-def assert_conserved(storage: LakeStorage, gen) -> None:
+def assert_conserved(read_parquet, storage: LakeStorage, gen) -> None:
     """Every record of a readable file is in processed or rejected; every file archived or rejected."""
-    processed_access = read_zone(storage, "processed/logs/log_type=access").num_rows
-    processed_error = read_zone(storage, "processed/logs/log_type=error").num_rows
-    rejected = read_zone(storage, "rejected/data_quality")
+    processed_access = read_parquet(storage, "processed/logs/log_type=access").num_rows
+    processed_error = read_parquet(storage, "processed/logs/log_type=error").num_rows
+    rejected = read_parquet(storage, "rejected/data_quality")
     assert processed_access + processed_error + rejected.num_rows == gen.records
     assert rejected.num_rows == gen.bad_records
     assert processed_access == gen.access_records - gen.bad_access_records
@@ -74,19 +52,19 @@ def assert_conserved(storage: LakeStorage, gen) -> None:
     assert sorted(f.name.split("_2")[0] for f in rejected_files) == sorted(p.rsplit("/", 1)[1] for p in gen.bad_files)
 
 
-def assert_catalog(storage: LakeStorage) -> None:
+def assert_catalog(read_parquet, storage: LakeStorage) -> None:
     """`lake sql`'s engine answering what pyarrow computes from the files."""
     import pyarrow.compute as pc
 
     from lake_assets.catalog.sql import LakeSQLResource
 
-    gold = read_zone(storage, "analytics/daily_activity")
+    gold = read_parquet(storage, "analytics/daily_activity")
     expected = gold.group_by("service").aggregate([("requests", "sum"), ("server_errors", "sum")]).sort_by("service")
     got = LakeSQLResource.from_env(lake_root=storage.root_uri).query(
         "SELECT service, sum(requests) AS requests_sum, sum(server_errors) AS server_errors_sum "
         "FROM logs.daily_activity GROUP BY service ORDER BY service")
     assert got.to_pylist() == expected.select(["service", "requests_sum", "server_errors_sum"]).to_pylist()
-    rejected = read_zone(storage, "rejected/data_quality")
+    rejected = read_parquet(storage, "rejected/data_quality")
     by_reason = LakeSQLResource.from_env(lake_root=storage.root_uri).query(
         "SELECT reason, count(*) AS n FROM logs.rejected_records GROUP BY reason")
     assert dict(zip(*by_reason.to_pydict().values())) == {
@@ -94,10 +72,11 @@ def assert_catalog(storage: LakeStorage) -> None:
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_end_to_end(where, request, spark, instance, monkeypatch, catalog_matches_lake):
+def test_end_to_end(where, request, spark, instance, monkeypatch, catalog_matches_lake, read_parquet, run_lake):
     """A generated lake end to end, on a folder and on S3 (moto): every record and file accounted for,
-    gold deduplicated, checks passed, metrics filed, every table in the catalog; on S3 with
-    LAKE_CATALOG=glue, the Glue Data Catalog follows the run too."""
+    gold deduplicated, checks passed, metrics filed, every table in the catalog, the files where they
+    belong and nothing left behind; on S3 with LAKE_CATALOG=glue, the Glue Data Catalog follows the
+    run too."""
     if where == "s3":
         root = request.getfixturevalue("s3_lake_root")
         monkeypatch.setenv("LAKE_CATALOG", "glue")
@@ -107,13 +86,13 @@ def test_end_to_end(where, request, spark, instance, monkeypatch, catalog_matche
     storage = LakeStorage(root)
     gen = generate_logs(storage.write_bytes, start=START, days=3, records_per_day=300, bad_share=0.03,
                         bad_files=4, seed=11, now=NOW)
-    result = run_lake(root, instance)
+    result = run_lake(root, instance, "logs")
     assert result.success, [r.failures for r in result.runs]
-    assert_conserved(storage, gen)
-    gold = gold_by_key(storage)
+    assert_conserved(read_parquet, storage, gen)
+    gold = gold_by_key(read_parquet, storage)
     assert {d for d, _ in gold} == {(START + dt.timedelta(days=i)).isoformat() for i in range(3)}
     # Duplicated deliveries do not inflate requests: processed keeps them, gold does not.
-    access_rows = read_zone(storage, "processed/logs/log_type=access")
+    access_rows = read_parquet(storage, "processed/logs/log_type=access")
     distinct = {(r["event_date"], r["service"], r["request_id"]) for r in access_rows.to_pylist()}
     assert sum(r["requests"] for r in gold.values()) == len(distinct) < access_rows.num_rows
     # Every build ran as one run per contiguous range, and its checks passed.
@@ -122,15 +101,19 @@ def test_end_to_end(where, request, spark, instance, monkeypatch, catalog_matche
     # The archive holds the original bytes.
     archived = storage.list_files("archive/validated/ndjson")[0]
     assert storage.read_bytes(archived.path)
-    assert_metrics_zone(storage, builds[0].run_id, START.isoformat())
-    assert_catalog(storage)
+    assert_metrics_zone(read_parquet, storage, builds[0].run_id, START.isoformat())
+    assert_catalog(read_parquet, storage)
     catalog_matches_lake(build_resources(storage.root_uri), TABLES)
     if where == "s3":
-        assert_s3_keys(request.getfixturevalue("s3_keys")(root))
+        assert_lake_keys(request.getfixturevalue("s3_keys")(root))
         assert_glue(storage, request.getfixturevalue("moto_server"))
+    else:
+        assert_lake_keys(sorted(os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
+                                for folder, _, names in os.walk(root) for name in names))
 
 
-def assert_s3_keys(all_keys: list[str]) -> None:
+def assert_lake_keys(all_keys: list[str]) -> None:
+    """Every file of the lake (relative to its root, listed independently of the code under test)."""
     # (Arrow leaves zero-byte "folder/" markers behind when it deletes a folder's last object.)
     keys = [k for k in all_keys if not k.endswith("/")]
     assert not [k for k in keys if k.startswith("raw/")]
@@ -158,14 +141,14 @@ def assert_glue(storage: LakeStorage, endpoint: str) -> None:
         assert sorted(tuple(p["Values"]) for p in parts) == sorted(e.values for e in scan_partitions(storage, t))
 
 
-def assert_metrics_zone(storage: LakeStorage, run_id: str, day: str) -> None:
+def assert_metrics_zone(read_parquet, storage: LakeStorage, run_id: str, day: str) -> None:
     """The shared metrics zone: processed_logs' counts, null rates, rule and check outcomes for the day."""
     from lake_assets.domains.logs.contract import RULE_NAMES
     from lake_assets.quality.metrics import read_metrics
 
     m = read_metrics(storage, f"metrics/logs/processed_logs/event_date={day}/{run_id}.csv")
-    access = read_zone(storage, f"processed/logs/log_type=access/year={day[:4]}/month={day[5:7]}/day={day[8:]}")
-    rejected = read_zone(storage, f"rejected/data_quality/year={day[:4]}/month={day[5:7]}/day={day[8:]}")
+    access = read_parquet(storage, f"processed/logs/log_type=access/year={day[:4]}/month={day[5:7]}/day={day[8:]}")
+    rejected = read_parquet(storage, f"rejected/data_quality/year={day[:4]}/month={day[5:7]}/day={day[8:]}")
     assert int(m["access.rows"]["value"]) == access.num_rows
     assert int(m["quarantined_rows"]["value"]) == rejected.num_rows
     nulls = access.column("user_agent").null_count / access.num_rows
@@ -182,7 +165,7 @@ def assert_metrics_zone(storage: LakeStorage, run_id: str, day: str) -> None:
     assert gold["check.daily_activity_unique_date_service"]["outcome"] == "passed"
 
 
-def test_hand_made_day_gives_exact_gold(lake_root, spark, instance):
+def test_hand_made_day_gives_exact_gold(lake_root, spark, instance, read_parquet, run_lake):
     storage = LakeStorage(lake_root)
     write_ndjson(storage, "a.ndjson", [
         access("2024-03-04T10:00:00Z", rid="r1", status=200, bytes_sent=100, latency_ms=10, user_id="u1",
@@ -203,9 +186,9 @@ def test_hand_made_day_gives_exact_gold(lake_root, spark, instance):
         + "<error><timestamp>2024-03-04T12:00:00Z</timestamp><service>web</service><level>WARN</level>"
           "<message>slow</message></error>"
         + "</errors>"))
-    result = run_lake(lake_root, instance)
+    result = run_lake(lake_root, instance, "logs")
     assert result.success, [r.failures for r in result.runs]
-    gold = gold_by_key(storage)
+    gold = gold_by_key(read_parquet, storage)
     web4 = gold[("2024-03-04", "web")]
     assert (web4["requests"], web4["client_errors"], web4["server_errors"]) == (2, 1, 0)
     assert (web4["unique_users"], web4["unique_clients"], web4["bytes_sent"]) == (1, 1, 150)
@@ -215,7 +198,7 @@ def test_hand_made_day_gives_exact_gold(lake_root, spark, instance):
     assert (db4["requests"], db4["error_events"], db4["critical_events"]) == (0, 1, 1)
     web5 = gold[("2024-03-05", "web")]
     assert (web5["requests"], web5["server_errors"], web5["bytes_sent"]) == (1, 1, 0)
-    rejected = read_zone(storage, "rejected/data_quality").to_pylist()
+    rejected = read_parquet(storage, "rejected/data_quality").to_pylist()
     assert [(r["reason"], r["reasons"], r["stage"], r["source_file"]) for r in rejected] == [
         ("missing_field:request_id", ["missing_field:request_id", "missing_field:method", "missing_field:path",
                                       "missing_field:status", "invalid_timestamp"], "processed", "raw/ndjson/a.ndjson")

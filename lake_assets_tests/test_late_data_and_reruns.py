@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 import os
 
-import pyarrow.parquet as pq
+import pytest
 from dagster import AssetKey, evaluate_automation_conditions
 
 from lake_assets.definitions import build_defs
-from lake_assets.domains.logs.assets import LANDING
 from lake_assets.lake import LakeStorage
-from lake_assets.pipeline import run_landing_domain
 
 D1, D2, D3 = "2024-03-04", "2024-03-05", "2024-03-06"
 
@@ -24,29 +22,27 @@ def drop(storage: LakeStorage, name: str, records: list[dict]) -> None:
     storage.write_text(f"raw/ndjson/{name}", "".join(json.dumps(r) + "\n" for r in records))
 
 
-def lake_run(defs, instance):
-    storage = defs.resources["lake"].storage
-    return run_landing_domain(defs, instance, storage, LANDING)
+@pytest.fixture
+def gold(read_parquet):
+    """``gold(storage)``: daily_activity as (date, service) -> (requests, server_errors)."""
 
+    def _gold(storage: LakeStorage) -> dict:
+        return {(r["date"].isoformat(), r["service"]): (r["requests"], r["server_errors"])
+                for r in read_parquet(storage, "analytics/daily_activity").to_pylist()}
 
-def gold(storage: LakeStorage) -> dict:
-    out = {}
-    for f in storage.list_files("analytics/daily_activity"):
-        for r in pq.read_table(storage.local_path(f.path)).to_pylist():
-            out[(r["date"].isoformat(), r["service"])] = (r["requests"], r["server_errors"])
-    return out
+    return _gold
 
 
 def partition_mtimes(storage: LakeStorage) -> dict[str, int]:
     return {f.path: f.mtime_ns for f in storage.list_files("processed") + storage.list_files("analytics")}
 
 
-def test_late_file_rebuilds_only_its_day_and_automation_requests_it(lake_root, spark, instance):
+def test_late_file_rebuilds_only_its_day_and_automation_requests_it(lake_root, spark, instance, gold, run_lake):
     defs = build_defs(lake_root)
     storage = LakeStorage(lake_root)
     drop(storage, "day1.ndjson", [access(D1, "a"), access(D1, "b")])
     drop(storage, "day2-3.ndjson", [access(D2, "c"), access(D3, "d")])
-    first = lake_run(defs, instance)
+    first = run_lake(defs, instance, "logs")
     assert first.success and first.touched == [D1, D2, D3]
     assert gold(storage) == {(D1, "web"): (2, 0), (D2, "web"): (1, 0), (D3, "web"): (1, 0)}
 
@@ -75,7 +71,8 @@ def test_late_file_rebuilds_only_its_day_and_automation_requests_it(lake_root, s
     assert gold(storage) == {(D1, "web"): (3, 1), (D2, "web"): (1, 0), (D3, "web"): (1, 0)}
 
 
-def test_rerun_reingest_and_crash_retry_change_no_count(lake_root, spark, instance, monkeypatch):
+def test_rerun_reingest_and_crash_retry_change_no_count(lake_root, spark, instance, monkeypatch, gold, run_lake,
+                                                        read_parquet):
     defs = build_defs(lake_root)
     storage = LakeStorage(lake_root)
     records = [access(D1, "a"), access(D1, "b", status=500), access(D2, "c"), {"timestamp": "bad"}]
@@ -90,12 +87,12 @@ def test_rerun_reingest_and_crash_retry_change_no_count(lake_root, spark, instan
         return real_delete(self, rel)
 
     monkeypatch.setattr(LakeStorage, "delete", crash_on_raw)
-    crashed = lake_run(defs, instance)
+    crashed = run_lake(defs, instance, "logs")
     assert not crashed.runs[0].success and storage.list_files("raw")  # the raw file waits for a retry
     assert storage.list_files("validated/ndjson")  # published before the crash
     monkeypatch.setattr(LakeStorage, "delete", real_delete)
 
-    retried = lake_run(defs, instance)
+    retried = run_lake(defs, instance, "logs")
     assert retried.success
     expected = {(D1, "web"): (2, 1), (D2, "web"): (1, 0)}
     assert gold(storage) == expected
@@ -104,11 +101,10 @@ def test_rerun_reingest_and_crash_retry_change_no_count(lake_root, spark, instan
 
     # The same file delivered again: same counts, same objects.
     drop(storage, "f.ndjson", records)
-    again = lake_run(defs, instance)
+    again = run_lake(defs, instance, "logs")
     assert again.success and gold(storage) == expected
     assert len(storage.list_files("archive")) == 1
-    rejected = [f for f in storage.list_files("rejected/data_quality")]
-    total_rejected = sum(pq.read_metadata(storage.local_path(f.path)).num_rows for f in rejected)
+    total_rejected = read_parquet(storage, "rejected/data_quality").num_rows
     assert total_rejected == 1
 
     # Re-running a built range: nothing changes but the files' timestamps.

@@ -17,7 +17,6 @@ import json
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
-import pyarrow.parquet as pq
 import pytest
 
 from lake_assets.domains.commerce.generator import DATASETS, generate_commerce
@@ -42,7 +41,6 @@ GOLD = {  # asset -> (path under gold/, partitioned)
     "fact_user_activity": ("fact/fact_user_activity", True), "daily_revenue": ("mart/daily_revenue", True),
     "daily_active_users": ("mart/daily_active_users", True), "user_ltv": ("mart/user_ltv", False),
 }
-PARTITION_RE = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})/part-[^/]*\.parquet$")
 
 
 # --------------------------------------------------------------------------- plain readers
@@ -54,31 +52,32 @@ def _utc(v):
     return v
 
 
-def read_rows(storage: LakeStorage, prefix: str, *, with_partition: bool = False) -> list[dict]:
-    """Every row of every Parquet file under a prefix (pyarrow), timestamps as aware UTC datetimes."""
-    out = []
-    for f in storage.list_files(prefix):
-        if not f.path.endswith(".parquet"):
-            continue
-        with storage.open_random(f.path) as fh:
-            rows = pq.read_table(fh).to_pylist()
-        m = PARTITION_RE.search(f.path)
-        for r in rows:
-            r = {k: _utc(v) for k, v in r.items()}
-            if with_partition:
-                r["_partition"] = dt.date.fromisoformat(m.group(1)) if m else None
-            out.append(r)
-    return out
+@pytest.fixture(scope="module")
+def read_rows(read_parquet):
+    """``read_rows(storage, prefix, with_partition=False)``: every row under a prefix (the shared pyarrow
+    reader), timestamps as aware UTC datetimes; ``with_partition``: each row's ``event_date`` folder
+    as ``_partition`` (a date; None outside one)."""
+
+    def _read(storage: LakeStorage, prefix: str, *, with_partition: bool = False) -> list[dict]:
+        table = read_parquet(storage, prefix, hive={"event_date": "_partition"} if with_partition else None)
+        rows = [{k: _utc(v) for k, v in r.items()} for r in table.to_pylist()]
+        if with_partition:
+            for r in rows:
+                r["_partition"] = dt.date.fromisoformat(r["_partition"]) if r["_partition"] else None
+        return rows
+
+    return _read
 
 
-def rows_per_partition(storage: LakeStorage, prefix: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for f in storage.list_files(prefix):
-        m = PARTITION_RE.search(f.path)
-        if m:
-            with storage.open_random(f.path) as fh:
-                out[m.group(1)] = out.get(m.group(1), 0) + pq.ParquetFile(fh).metadata.num_rows
-    return out
+@pytest.fixture(scope="module")
+def rows_per_partition(read_rows):
+    """``rows_per_partition(storage, prefix)``: rows in each ``event_date`` partition (ISO date -> rows)."""
+
+    def _count(storage: LakeStorage, prefix: str) -> dict[str, int]:
+        return dict(collections.Counter(r["_partition"].isoformat()
+                                        for r in read_rows(storage, prefix, with_partition=True) if r["_partition"]))
+
+    return _count
 
 
 def canon(rows, keys) -> list[tuple]:
@@ -117,17 +116,6 @@ def version_at(dim: list[dict], user_id: str, t: dt.datetime) -> dict | None:
 
 
 # --------------------------------------------------------------------------- the run
-def run_pipeline(root: str, instance, settings=None):
-    from lake_assets.definitions import build_defs
-    from lake_assets.domains.commerce.assets import LANDING
-    from lake_assets.pipeline import run_landing_domain
-
-    defs = build_defs(root, settings)
-    storage = defs.resources["lake"].storage
-    out = run_landing_domain(defs, instance, storage, LANDING)
-    return defs, out
-
-
 class Generated:
     """A generator run plus what was written (path -> bytes), captured as it was written."""
 
@@ -142,9 +130,10 @@ class Generated:
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory, spark):
+def lake(tmp_path_factory, spark, run_lake):
     from dagster import DagsterInstance
 
+    from lake_assets.definitions import build_defs
     from lake_assets.settings import LakeSettings
 
     # The definitions are built with their own settings (no environment variable): the lake's start
@@ -160,7 +149,8 @@ def lake(tmp_path_factory, spark):
     g = Generated(storage, start=START, days=DAYS, users=30, events_per_day=60, transactions_per_day=30,
                   bad_share=0.05, bad_files=True, seed=23, now=None, keep_truth=True)
     with DagsterInstance.ephemeral() as instance:
-        defs, out = run_pipeline(root, instance, settings)
+        defs = build_defs(root, settings)
+        out = run_lake(defs, instance, "commerce")
         yield {"storage": storage, "gen": g.gen, "written": g.written, "defs": defs, "out": out,
                "instance": instance, "root": root}
 
@@ -211,7 +201,7 @@ def test_raw_files_archived_unchanged_or_quarantined_whole(lake):
 
 
 @pytest.mark.parametrize("ds", DATASETS)
-def test_quarantine_matches_generator(lake, ds):
+def test_quarantine_matches_generator(lake, ds, read_rows):
     storage, gen = lake["storage"], lake["gen"]
     rows = read_rows(storage, f"quarantine/{ds}", with_partition=True)
     assert len(rows) == sum(gen.reason_counts[ds].values())
@@ -231,14 +221,14 @@ def test_quarantine_matches_generator(lake, ds):
 
 
 @pytest.mark.parametrize("ds", DATASETS)
-def test_quarantine_reasons_lists_match_generator(lake, ds):
+def test_quarantine_reasons_lists_match_generator(lake, ds, read_rows):
     rows = read_rows(lake["storage"], f"quarantine/{ds}")
     got = collections.Counter(tuple(r["reasons"]) for r in rows)
     assert got == collections.Counter(lake["gen"].reason_sets[ds])
 
 
 @pytest.mark.parametrize("ds", DATASETS)
-def test_silver_equals_truth(lake, ds):
+def test_silver_equals_truth(lake, ds, read_rows, rows_per_partition):
     storage, gen = lake["storage"], lake["gen"]
     rows = read_rows(storage, f"silver/{ds}", with_partition=True)
     assert len(rows) == gen.valid_rows[ds]
@@ -268,7 +258,7 @@ def model(lake):
     return {"dim": dim, "events": ev_version, "transactions": tx_version}
 
 
-def test_dim_users_is_scd2_of_truth(lake, model):
+def test_dim_users_is_scd2_of_truth(lake, model, read_rows):
     got = read_rows(lake["storage"], "gold/dim/dim_users")
     unknown = [r for r in got if r["user_key"] == -1]
     assert len(unknown) == 1 and all(v is None for k, v in unknown[0].items() if k != "user_key")
@@ -278,14 +268,14 @@ def test_dim_users_is_scd2_of_truth(lake, model):
     assert canon(known, cols) == canon(model["dim"], cols)
 
 
-def _keys_by_version(storage):
+def _keys_by_version(read_rows, storage):
     dim = read_rows(storage, "gold/dim/dim_users")
     return {(r["user_id"], r["valid_from"]): r["user_key"] for r in dim if r["user_key"] != -1}
 
 
-def test_facts_take_the_version_valid_at_their_time(lake, model):
+def test_facts_take_the_version_valid_at_their_time(lake, model, read_rows):
     storage = lake["storage"]
-    key_of = _keys_by_version(storage)
+    key_of = _keys_by_version(read_rows, storage)
 
     def key(v):
         return -1 if v is None else key_of[(v["user_id"], v["valid_from"])]
@@ -302,7 +292,7 @@ def test_facts_take_the_version_valid_at_their_time(lake, model):
     assert all(r["_partition"] == r["created_at"].date() for r in tx)
 
 
-def test_fact_user_activity(lake, model):
+def test_fact_user_activity(lake, model, read_rows):
     exp: dict[tuple, dict] = collections.defaultdict(lambda: {"events": 0, "sessions": set(), "purchases": 0})
     for e, _ in model["events"]:
         x = exp[(e["user_id"], e["ts"].date())]
@@ -319,7 +309,7 @@ def test_fact_user_activity(lake, model):
     assert all(r["_partition"] == r["date"] for r in got)
 
 
-def test_daily_revenue(lake, model):
+def test_daily_revenue(lake, model, read_rows):
     acc = collections.defaultdict(lambda: [Decimal(0), 0, Decimal(0)])
     for t, v in model["transactions"]:
         if t["status"] not in ("completed", "refunded"):
@@ -338,7 +328,7 @@ def test_daily_revenue(lake, model):
     assert any(k[1] is None for k in expected)  # unknown users' revenue: null country
 
 
-def test_every_table_registered_and_gold_answered_by_sql(lake, catalog_matches_lake):
+def test_every_table_registered_and_gold_answered_by_sql(lake, catalog_matches_lake, read_rows):
     """The catalog holds every commerce table with exactly the lake's non-empty partitions; SQL over the
     catalog answers what the files hold."""
     from lake_assets.domains.commerce.tables import TABLES
@@ -364,7 +354,7 @@ def test_every_table_registered_and_gold_answered_by_sql(lake, catalog_matches_l
     assert days > 1 and f"Scanning Files: 1/{days}" in plan, plan
 
 
-def test_daily_active_users(lake, model):
+def test_daily_active_users(lake, model, read_rows):
     acc = collections.defaultdict(set)
     for e, v in model["events"]:
         acc[(e["ts"].date(), v["country"] if v else None)].add(e["user_id"])
@@ -373,7 +363,7 @@ def test_daily_active_users(lake, model):
     assert {(r["date"], r["country"]): r["active_users"] for r in got} == {k: len(v) for k, v in acc.items()}
 
 
-def test_user_ltv(lake, model):
+def test_user_ltv(lake, model, read_rows):
     acc = collections.defaultdict(lambda: {"dates": [], "completed": Decimal(0), "refunded": Decimal(0)})
     for t, _ in model["transactions"]:
         if t["status"] not in ("completed", "refunded"):
@@ -393,7 +383,7 @@ def test_user_ltv(lake, model):
                                             r["lifetime_revenue"], r["avg_order_value"]) for r in got} == expected
 
 
-def test_dim_date_covers_the_fact_dates(lake, model):
+def test_dim_date_covers_the_fact_dates(lake, model, read_rows):
     days = [e["ts"].date() for e, _ in model["events"]] + [t["created_at"].date() for t, _ in model["transactions"]]
     lo, hi = min(days), max(days)
     expected = []
@@ -416,7 +406,7 @@ def _null_rate(rows, col):
 
 
 @pytest.mark.parametrize("ds", DATASETS)
-def test_silver_metrics_zone(lake, ds):
+def test_silver_metrics_zone(lake, ds, read_rows):
     from dagster import AssetKey
 
     from lake_assets.domains.commerce.spec import DATASETS as SPECS
@@ -473,7 +463,7 @@ def test_silver_metrics_zone(lake, ds):
     assert any(k.startswith("metrics/rule.") for k in md)
 
 
-def test_gold_metrics_zone(lake):
+def test_gold_metrics_zone(lake, read_rows, rows_per_partition):
     storage = lake["storage"]
     run = next(r for r in builds(lake["out"]) if r.partitions == (START.isoformat(), DATES[-1].isoformat()))
     for asset, (path, partitioned) in GOLD.items():
@@ -495,7 +485,7 @@ def test_gold_metrics_zone(lake):
             assert len(files) == DAYS, asset
 
 
-def _snapshot(storage) -> dict[str, list]:
+def _snapshot(read_rows, storage) -> dict[str, list]:
     snap = {}
     for asset, (path, _) in GOLD.items():
         rows = read_rows(storage, f"gold/{path}", with_partition=True)
@@ -507,25 +497,28 @@ def _snapshot(storage) -> dict[str, list]:
     return snap
 
 
-def test_rebuild_is_deterministic(lake):
+def test_rebuild_is_deterministic(lake, read_rows):
     """Last in the module: it rebuilds the generated days and compares every table with the first run."""
     from lake_assets.pipeline import QUIET, range_tags
 
     storage = lake["storage"]
-    before = _snapshot(storage)
+    before = _snapshot(read_rows, storage)
     job = lake["defs"].resolve_job_def("commerce_pipeline_job")
     result = job.execute_in_process(
         run_config=QUIET, instance=lake["instance"], raise_on_error=False,
         tags=range_tags(START.isoformat(), DATES[-1].isoformat()))
     assert result.success
-    after = _snapshot(storage)
+    after = _snapshot(read_rows, storage)
     assert after.keys() == before.keys()
     for table in before:
         assert after[table] == before[table], table
 
 
-def test_s3_lake(s3_lake_root, moto_server, s3_keys, spark, monkeypatch, catalog_matches_lake):
+def test_s3_lake(s3_lake_root, moto_server, s3_keys, spark, monkeypatch, catalog_matches_lake, run_lake,
+                 rows_per_partition):
     from dagster import DagsterInstance
+
+    from lake_assets.definitions import build_defs
 
     # A lake this small is mostly the generator's fixed set of bad-row variants (each planted at
     # least once): the quarantine rate is far above 0.30 by construction, so the ERROR threshold
@@ -537,7 +530,8 @@ def test_s3_lake(s3_lake_root, moto_server, s3_keys, spark, monkeypatch, catalog
     gen = generate_commerce(storage.write_bytes, start=START, days=2, users=8, events_per_day=15,
                             transactions_per_day=6, bad_share=0.05, bad_files=False, seed=5, now=None)
     with DagsterInstance.ephemeral() as instance:
-        defs, out = run_pipeline(s3_lake_root, instance)
+        defs = build_defs(s3_lake_root)
+        out = run_lake(defs, instance, "commerce")
     assert out.success, [(r.job, r.partitions, r.failures, r.failed_checks) for r in out.runs]
     from lake_assets.domains.commerce.tables import TABLES
 

@@ -8,7 +8,6 @@ silver once, on the winner's date, and the loser is quarantined as `duplicate`.
 import datetime as dt
 import json
 
-import pyarrow.parquet as pq
 import pytest
 
 from lake_assets.lake import LakeStorage
@@ -16,32 +15,44 @@ from lake_assets.lake import LakeStorage
 D1, D2 = dt.date(2024, 3, 1), dt.date(2024, 3, 2)
 
 
-def rows(storage: LakeStorage, prefix: str) -> list[dict]:
-    out = []
-    for f in storage.list_files(prefix):
-        if f.path.endswith(".parquet"):
-            with storage.open_random(f.path) as fh:
-                table = pq.read_table(fh)
-            day = f.path.split("event_date=", 1)[1][:10]
-            out += [{**r, "_day": day} for r in table.to_pylist()]
-    return out
+@pytest.fixture
+def rows(read_parquet):
+    """``rows(storage, prefix)``: every row under a prefix (the shared pyarrow reader), its
+    ``event_date`` folder as ``_day``."""
+
+    def _rows(storage: LakeStorage, prefix: str) -> list[dict]:
+        return read_parquet(storage, prefix, hive={"event_date": "_day"}).to_pylist()
+
+    return _rows
 
 
 @pytest.fixture
-def run(lake_root, instance, spark, monkeypatch):
+def keys(rows):
+    """``keys(storage, zone, key)``: a zone's keys with their day (and, in quarantine, the reason)."""
+
+    def _keys(storage: LakeStorage, zone: str, key: str) -> list[tuple]:
+        if zone.startswith("silver"):
+            return sorted((r[key], r["_day"]) for r in rows(storage, zone))
+        return sorted((json.loads(r["record"]).get(key) or json.loads(r["record"]).get("eventId")
+                       or json.loads(r["record"]).get("txn_id"), r["_day"], r["reason"]) for r in rows(storage, zone))
+
+    return _keys
+
+
+@pytest.fixture
+def run(lake_root, instance, spark, monkeypatch, run_lake):
     # Three-row days: one duplicate is a third of a partition, well above the default ERROR rate.
     monkeypatch.setenv("LAKE_QUARANTINE_RATE_ERROR", "1.0")
     monkeypatch.setenv("LAKE_QUARANTINE_RATE_WARN", "1.0")
     from lake_assets.definitions import build_defs
-    from lake_assets.domains.commerce.assets import LANDING, dates_to_rebuild
-    from lake_assets.pipeline import run_landing_domain
+    from lake_assets.domains.commerce.assets import dates_to_rebuild
 
     defs = build_defs(lake_root)
     storage = defs.resources["lake"].storage
 
     def _run(widen: bool = True):
-        out = run_landing_domain(defs, instance, storage, LANDING,
-                                 widen=(lambda touched: dates_to_rebuild(storage, touched)) if widen else None)
+        out = run_lake(defs, instance, "commerce",
+                       widen=(lambda touched: dates_to_rebuild(storage, touched)) if widen else None)
         assert out.success, [r.failures for r in out.runs]
         return out
 
@@ -58,14 +69,7 @@ def run(lake_root, instance, spark, monkeypatch):
     return storage, _run, _build
 
 
-def keys(storage: LakeStorage, zone: str, key: str) -> list[tuple]:
-    if zone.startswith("silver"):
-        return sorted((r[key], r["_day"]) for r in rows(storage, zone))
-    return sorted((json.loads(r["record"]).get(key) or json.loads(r["record"]).get("eventId")
-                   or json.loads(r["record"]).get("txn_id"), r["_day"], r["reason"]) for r in rows(storage, zone))
-
-
-def test_redelivery_across_midnight_is_kept_once_on_the_winners_date(run):
+def test_redelivery_across_midnight_is_kept_once_on_the_winners_date(run, rows, keys):
     storage, lake_run, build = run
     storage.write_text("raw/transactions/2024-03-01_001.csv",
                        "transaction_id,user_id,amount,currency,status,created_at\n"

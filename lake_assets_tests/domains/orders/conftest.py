@@ -18,8 +18,6 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -165,32 +163,23 @@ def valid_source_orders(url: str, amount_max: Decimal = Decimal("1000000")) -> d
             for k, r in source_rows(url).items() if is_valid(r, amount_max)}
 
 
-def read_parquet(storage: LakeStorage, prefix: str) -> pa.Table:
-    tables = []
-    for f in storage.list_files(prefix):
-        if f.path.endswith(".parquet"):
-            with storage.open_random(f.path) as fh:
-                tables.append(pq.read_table(fh, partitioning=None))
-    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
-
-
-def silver_orders(storage: LakeStorage) -> dict[int, tuple]:
-    """Silver as stored, keyed by id; fails on a duplicate id or a row in the wrong partition."""
+def silver_orders(storage: LakeStorage, read_parquet) -> dict[int, tuple]:
+    """Silver as stored (the shared pyarrow reader), keyed by id; fails on a duplicate id or a row in
+    the wrong partition."""
     out: dict[int, tuple] = {}
-    for f in storage.list_files("silver/staging/orders"):
-        day = f.path.split("order_date=", 1)[1].split("/", 1)[0]
-        with storage.open_random(f.path) as fh:
-            for r in pq.read_table(fh).to_pylist():
-                assert r["order_id"] not in out, f"order {r['order_id']} twice in silver"
-                assert r["order_ts"].date().isoformat() == day, f"order {r['order_id']} in partition {day}"
-                out[r["order_id"]] = (r["status"], r["amount"], r["currency"])
+    for r in read_parquet(storage, "silver/staging/orders", hive={"order_date": "_day"}).to_pylist():
+        day = r["_day"]
+        assert r["order_id"] not in out, f"order {r['order_id']} twice in silver"
+        assert r["order_ts"].date().isoformat() == day, f"order {r['order_id']} in partition {day}"
+        out[r["order_id"]] = (r["status"], r["amount"], r["currency"])
     return out
 
 
 @pytest.fixture(scope="session")
-def readers():
-    """The independent readers above, for test modules (conftest modules are not importable here)."""
+def readers(read_parquet):
+    """The independent readers above, for test modules (conftest modules are not importable here);
+    Parquet files are read by the suite's one reader, the ``read_parquet`` fixture."""
     from types import SimpleNamespace
 
     return SimpleNamespace(source_rows=source_rows, valid_source_orders=valid_source_orders,
-                           read_parquet=read_parquet, silver_orders=silver_orders)
+                           silver_orders=lambda storage: silver_orders(storage, read_parquet))

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from lake_assets.domains.orders import extract as extract_mod
+from lake_assets.domains.orders import zones
 from lake_assets.domains.orders.extract import DEFAULT_LANDING, commit_watermark, history, read_state
 from lake_assets.domains.orders.generator import create_source_tables, generate_orders
 from lake_assets.domains.orders.source import orders_table
@@ -20,14 +21,16 @@ UTC = dt.timezone.utc
 DAY = dt.date(2024, 3, 1)
 
 
-def landed_rows(storage) -> list[dict]:
-    """Every row in the landing zone (pyarrow), with the set it sits in."""
-    out = []
-    for f in storage.list_files("bronze/landing/orders"):
-        with storage.open_random(f.path) as fh:
-            for r in pq.read_table(fh).to_pylist():
-                out.append({**r, "_set": f.path.split("/")[3]})
-    return out
+@pytest.fixture
+def landed_rows(read_parquet):
+    """``landed_rows(storage)``: every row in the landing zone (the shared pyarrow reader), with the set
+    (``extracted_at=...`` folder) it sits in."""
+
+    def _rows(storage) -> list[dict]:
+        rows = read_parquet(storage, "bronze/landing/orders", hive={zones.SET_KEY: "_set"}).to_pylist()
+        return [{**r, "_set": f"{zones.SET_KEY}={r['_set']}"} for r in rows]
+
+    return _rows
 
 
 def version(r: dict) -> tuple:
@@ -48,7 +51,7 @@ def order(order_id: int, updated_at: dt.datetime, status: str = "PLACED", **kw) 
             "currency": "EUR", "order_ts": kw.pop("order_ts", updated_at), "updated_at": updated_at, **kw}
 
 
-def test_first_run_is_a_full_load_in_chunks_with_lineage(db_urls, make_env, readers):
+def test_first_run_is_a_full_load_in_chunks_with_lineage(db_urls, make_env, readers, landed_rows):
     env = make_env(*db_urls, chunk_rows=50)
     gen = generate_orders(env.source.url, day=DAY, new_orders=230, seed=3)
     result = env.extract(run_id="run-1")
@@ -75,7 +78,7 @@ def test_first_run_is_a_full_load_in_chunks_with_lineage(db_urls, make_env, read
     assert (state.mark, state.last_run_id, state.rows) == (newest, "run-1", 230)
 
 
-def test_incremental_days_land_every_change_exactly_once(db_urls, make_env, readers):
+def test_incremental_days_land_every_change_exactly_once(db_urls, make_env, readers, landed_rows):
     env = make_env(*db_urls, chunk_rows=100)
     seen_versions: set[tuple] = set()
     for i in range(4):
@@ -102,7 +105,7 @@ def test_incremental_days_land_every_change_exactly_once(db_urls, make_env, read
     assert marks == sorted(marks) and len(marks) == 5
 
 
-def test_rows_at_the_mark_or_committed_late_are_landed_and_future_rows_wait(db_urls, make_env):
+def test_rows_at_the_mark_or_committed_late_are_landed_and_future_rows_wait(db_urls, make_env, landed_rows):
     env = make_env(*db_urls, lag_seconds=300)
     mark = dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     insert(env.source.url, order(1, mark - dt.timedelta(hours=1)), order(2, mark), order(3, mark))
@@ -158,7 +161,7 @@ def test_unreachable_database_fails_clearly_and_moves_no_watermark(tmp_path, mak
     assert good.storage.list_files("", hidden=True) == before
 
 
-def test_crash_after_landing_before_the_watermark_lands_again_on_retry(db_urls, make_env, monkeypatch):
+def test_crash_after_landing_before_the_watermark_lands_again_on_retry(db_urls, make_env, monkeypatch, landed_rows):
     env = make_env(*db_urls)
     generate_orders(env.source.url, day=DAY, new_orders=40, seed=1)
     first = env.extract()
@@ -239,7 +242,7 @@ def test_generated_days_are_consecutive_and_never_after_now(tmp_path, readers):
     assert readers.source_rows(again) == rows
 
 
-def test_a_failure_mid_extraction_leaves_no_partial_landing_set(db_urls, make_env, monkeypatch):
+def test_a_failure_mid_extraction_leaves_no_partial_landing_set(db_urls, make_env, monkeypatch, landed_rows):
     """Parts written before an error are removed: no folder without a manifest is left behind."""
     env = make_env(*db_urls, chunk_rows=20)
     generate_orders(env.source.url, day=DAY, new_orders=70, seed=5)

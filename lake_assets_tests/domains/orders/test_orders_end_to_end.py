@@ -25,7 +25,7 @@ def assert_clean(run) -> None:
 
 
 def test_silver_is_the_sources_current_valid_orders_after_days_updates_and_a_crash(
-        db_urls, make_env, spark, readers, monkeypatch, catalog_matches_lake):
+        db_urls, make_env, spark, readers, monkeypatch, catalog_matches_lake, read_parquet):
     env = make_env(*db_urls, chunk_rows=80)
     url = env.source.url
     extracted = 0
@@ -49,8 +49,8 @@ def test_silver_is_the_sources_current_valid_orders_after_days_updates_and_a_cra
         assert zones.committed_sets(env.storage) == []
 
     # Every extracted row went somewhere: archive = valid + discarded, each discarded row with its reasons.
-    archive = readers.read_parquet(env.storage, "archive/orders")
-    discarded = readers.read_parquet(env.storage, "discarded/orders")
+    archive = read_parquet(env.storage, "archive/orders")
+    discarded = read_parquet(env.storage, "discarded/orders")
     assert archive.num_rows == extracted
     assert discarded.num_rows and all(discarded.column("reasons").to_pylist())
     # No change in the source: nothing lands, silver stays the same.
@@ -69,7 +69,7 @@ def test_silver_is_the_sources_current_valid_orders_after_days_updates_and_a_cra
     catalog_matches_lake(env.defs.resources, TABLES)
     got = env.defs.resources["sql"].query("SELECT order_id, status FROM orders.orders ORDER BY order_id")
     assert [(r["order_id"], r["status"]) for r in got.to_pylist()] == sorted(
-        (r["order_id"], r["status"]) for r in readers.read_parquet(env.storage, "silver/staging/orders").to_pylist())
+        (r["order_id"], r["status"]) for r in read_parquet(env.storage, "silver/staging/orders").to_pylist())
 
     # Each materialization and check left its numbers in the metrics zone.
     files = [f.path for f in env.storage.list_files("metrics/orders")]

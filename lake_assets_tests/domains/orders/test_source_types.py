@@ -43,7 +43,7 @@ def types_of(table: pa.Table) -> dict[str, pa.DataType]:
     return {f.name: f.type for f in table.schema}
 
 
-def test_text_keys_through_the_jobs(pg_url, make_env, spark, readers):
+def test_text_keys_through_the_jobs(pg_url, make_env, spark, readers, read_parquet):
     """The reported failure: a text order_id (``O000282``) now lands, validates and passes every check."""
     env = make_env(pg_url, pg_url, chunk_rows=70)
     for i in range(3):
@@ -57,7 +57,7 @@ def test_text_keys_through_the_jobs(pg_url, make_env, spark, readers):
         assert silver == readers.valid_source_orders(pg_url)
         assert all(isinstance(k, str) and k.startswith("O") for k in silver)
     for zone in ("silver/staging/orders", "archive/orders", "discarded/orders"):
-        assert types_of(readers.read_parquet(env.storage, zone))["order_id"] == pa.string(), zone
+        assert types_of(read_parquet(env.storage, zone))["order_id"] == pa.string(), zone
     # The catalog registers the tables as the source typed them, and SQL reads the text keys.
     from lake_assets.domains.orders.tables import TABLES
 
@@ -67,7 +67,7 @@ def test_text_keys_through_the_jobs(pg_url, make_env, spark, readers):
     assert got.to_pylist() == sorted(silver)
 
 
-def test_bigint_keys_numeric_scale_naive_timestamps_and_extra_columns(pg_url, make_env, spark, readers):
+def test_bigint_keys_numeric_scale_naive_timestamps_and_extra_columns(pg_url, make_env, spark, readers, read_parquet):
     env = make_env(pg_url, pg_url)
     sql(pg_url, """CREATE TABLE orders (
             order_id bigint PRIMARY KEY, customer_id varchar(16), status varchar(16), amount numeric(14,4),
@@ -82,7 +82,7 @@ def test_bigint_keys_numeric_scale_naive_timestamps_and_extra_columns(pg_url, ma
               {"id": 3, "status": "lost", "amount": Decimal("1.0000"), "ts": "2024-03-01 10:00:00",
                "channel": "shop", "tip": Decimal("1")}])
     first = env.extract()
-    landed = readers.read_parquet(env.storage, first.landing)
+    landed = read_parquet(env.storage, first.landing)
     assert types_of(landed) == {
         "order_id": pa.int64(), "customer_id": pa.string(), "status": pa.string(), "amount": pa.decimal128(14, 4),
         "currency": pa.string(), "order_ts": pa.timestamp("us", tz="UTC"), "updated_at": pa.timestamp("us", tz="UTC"),
@@ -98,14 +98,14 @@ def test_bigint_keys_numeric_scale_naive_timestamps_and_extra_columns(pg_url, ma
     assert (result.rows, result.valid, result.discarded) == (3, 2, 1)
     assert readers.silver_orders(env.storage) == readers.valid_source_orders(pg_url) == {
         1: ("PLACED", Decimal("12.3456"), "EUR"), 2: ("PAID", Decimal("7.0001"), "EUR")}
-    silver = readers.read_parquet(env.storage, "silver/staging/orders")
+    silver = read_parquet(env.storage, "silver/staging/orders")
     assert types_of(silver)["amount"] == pa.decimal128(14, 4) and types_of(silver)["order_id"] == pa.int64()
     assert {r["order_id"]: (r["channel"], r["tip"]) for r in silver.to_pylist()} == {
         1: ("web", Decimal("0.123456789")), 2: (None, None)}
-    assert {r["order_id"]: r["channel"] for r in readers.read_parquet(env.storage, "archive/orders").to_pylist()} \
+    assert {r["order_id"]: r["channel"] for r in read_parquet(env.storage, "archive/orders").to_pylist()} \
         == {1: "web", 2: None, 3: "shop"}
     assert [(r["order_id"], r["channel"], r["reasons"]) for r in
-            readers.read_parquet(env.storage, "discarded/orders").to_pylist()] == [(3, "shop", ["status_invalid"])]
+            read_parquet(env.storage, "discarded/orders").to_pylist()] == [(3, "shop", ["status_invalid"])]
     # The schemas the catalog should register: the source's types and columns, lineage last.
     assert result.silver_schema.names == result.archive_schema.names == list(landed.schema.names)
     assert result.silver_schema["amount"].dataType == T.DecimalType(14, 4)
@@ -124,9 +124,9 @@ def test_bigint_keys_numeric_scale_naive_timestamps_and_extra_columns(pg_url, ma
     assert "note" in second.silver_schema.names and second.silver_schema.names[-2:] == ["_extracted_at",
                                                                                        "_extract_run_id"]
     assert "note" in second.archive_schema.names and "note" in second.discarded_schema.names
-    assert "note" not in types_of(readers.read_parquet(env.storage, "silver/staging/orders/order_date=2024-02-28"))
+    assert "note" not in types_of(read_parquet(env.storage, "silver/staging/orders/order_date=2024-02-28"))
     assert readers.silver_orders(env.storage) == readers.valid_source_orders(pg_url)
-    notes = {r["order_id"]: r["note"] for r in readers.read_parquet(env.storage, "silver/staging/orders").to_pylist()}
+    notes = {r["order_id"]: r["note"] for r in read_parquet(env.storage, "silver/staging/orders").to_pylist()}
     assert notes == {1: "fragile", 2: None, 4: None}
 
     # The source drops a column: silver keeps it, null in the versions extracted without it.
@@ -137,7 +137,7 @@ def test_bigint_keys_numeric_scale_naive_timestamps_and_extra_columns(pg_url, ma
     # so it is landed again (at least once) and its partition rewritten with the same order.
     assert third.rows == 2 and third.silver_written == ["2024-02-28", "2024-03-02"]
     assert "gift" in third.silver_schema.names
-    gifts = {r["order_id"]: r["gift"] for r in readers.read_parquet(env.storage, "silver/staging/orders").to_pylist()}
+    gifts = {r["order_id"]: r["gift"] for r in read_parquet(env.storage, "silver/staging/orders").to_pylist()}
     assert gifts == {1: True, 2: None, 4: None}
     assert readers.silver_orders(env.storage) == readers.valid_source_orders(pg_url)
 

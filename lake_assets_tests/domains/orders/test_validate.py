@@ -41,7 +41,8 @@ def files_content(storage, prefix) -> dict[str, bytes]:
     return {f.path: storage.read_bytes(f.path) for f in storage.list_files(prefix, hidden=True)}
 
 
-def test_invalid_rows_are_discarded_with_every_reason_and_the_set_is_archived_unchanged(env, spark, readers):
+def test_invalid_rows_are_discarded_with_every_reason_and_the_set_is_archived_unchanged(
+        env, spark, readers, read_parquet):
     write(env.source.url,
           row(1), row(2, "PAID", "0.00", "USD", order_ts=T0 - dt.timedelta(days=1)), row(3, "RETURNED", "999999.99"),
           row(10, "shipped"), row(11, None), row(12, "PAID", "-5.00"), row(13, "PAID", None),
@@ -53,7 +54,7 @@ def test_invalid_rows_are_discarded_with_every_reason_and_the_set_is_archived_un
     result = validate_set(spark, env.storage, landed.set_name)
 
     assert (result.rows, result.valid, result.discarded) == (12, 3, 9)
-    discarded = readers.read_parquet(env.storage, "discarded/orders").to_pylist()
+    discarded = read_parquet(env.storage, "discarded/orders").to_pylist()
     assert {r["order_id"]: r["reasons"] for r in discarded} == {
         10: ["status_invalid"], 11: ["status_invalid"], 12: ["amount_negative"], 13: ["amount_missing"],
         14: ["amount_too_large"], 15: ["currency_invalid"], 16: ["currency_invalid"],
@@ -72,7 +73,7 @@ def test_invalid_rows_are_discarded_with_every_reason_and_the_set_is_archived_un
 
 
 def test_silver_keeps_the_newest_version_in_any_processing_order_and_reprocessing_changes_nothing(
-        env, spark, readers):
+        env, spark, readers, read_parquet):
     write(env.source.url, row(1), row(2), row(3), row(4))
     first = env.extract()
     # Later: 1 ships, 2 turns invalid, 3 moves to another order date, 4 is untouched, 5 is new.
@@ -88,12 +89,12 @@ def test_silver_keeps_the_newest_version_in_any_processing_order_and_reprocessin
     assert readers.silver_orders(env.storage) == expected
 
     # Processing a set again (from the archive) changes no silver or discarded content.
-    silver_before = readers.read_parquet(env.storage, "silver").sort_by("order_id")
-    discarded_before = readers.read_parquet(env.storage, "discarded").sort_by("order_id")
+    silver_before = read_parquet(env.storage, "silver").sort_by("order_id")
+    discarded_before = read_parquet(env.storage, "discarded").sort_by("order_id")
     for name in (first.set_name, second.set_name):
         validate_set(spark, env.storage, name)
-    assert readers.read_parquet(env.storage, "silver").sort_by("order_id").equals(silver_before)
-    assert readers.read_parquet(env.storage, "discarded").sort_by("order_id").equals(discarded_before)
+    assert read_parquet(env.storage, "silver").sort_by("order_id").equals(silver_before)
+    assert read_parquet(env.storage, "discarded").sort_by("order_id").equals(discarded_before)
     assert readers.silver_orders(env.storage) == expected
 
 
