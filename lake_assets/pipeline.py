@@ -1,9 +1,11 @@
 """Run a domain end to end through the code location's own jobs, recorded in a Dagster instance.
 
-``run_domain`` is what ``lake run`` does: ingest everything waiting in ``raw/``,
-then build every partition ingestion touched down to gold, one run per
-contiguous range of dates (``BackfillPolicy.single_run()`` makes each range one
-Spark job). The runs land in the instance, so ``dagster dev`` on the same
+``run_domain`` is what ``lake run`` does: ingest everything waiting in ``raw/``
+(each file under a claim, so concurrent runs never ingest one twice), then build
+everything stale down to gold (:mod:`lake_assets.staleness`: what was never
+built, or was built before its inputs changed, whichever run ingested them), one
+run per contiguous range of dates (``BackfillPolicy.single_run()`` makes each
+range one Spark job), under the domain's build claim. The runs land in the instance, so ``dagster dev`` on the same
 ``DAGSTER_HOME`` shows them, their partitions and their checks.
 """
 from __future__ import annotations

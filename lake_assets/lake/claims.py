@@ -10,7 +10,9 @@ run takes the *next* generation (again exclusively), so a takeover can never be
 won twice and no claim is ever overwritten. Releasing deletes every generation.
 
 The lease is a promise to finish within ``lease`` seconds (``LAKE_CLAIM_LEASE_SECONDS``,
-10 minutes by default); a holder working longer renews it (:meth:`Claim.renew`).
+10 minutes by default); a holder working longer renews it (:meth:`Claim.renew`). A
+holder on this machine whose process is gone (killed) is not waited for; one on
+another machine is, until its lease runs out.
 Clocks matter only to within the lease: a claim is expired when its ``expires_at``
 (written by the holder, UTC) is in the past for the reader.
 """
@@ -53,7 +55,20 @@ class Holder:
 
     @property
     def expired(self) -> bool:
-        return dt.datetime.fromisoformat(self.expires_at) <= _now()
+        """The lease ran out, or the holder is a process on this machine that no longer runs
+        (a run killed on this host need not be waited for: its claim is as good as expired)."""
+        return dt.datetime.fromisoformat(self.expires_at) <= _now() or not self._alive()
+
+    def _alive(self) -> bool:
+        if self.host != socket.gethostname():
+            return True  # another machine's process: only its lease says
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def __str__(self) -> str:
         return f"run {self.run_id} ({self.host} pid {self.pid}, until {self.expires_at})"
@@ -81,8 +96,8 @@ class Claim:
         for path in reversed(files):
             try:
                 data = json.loads(self.storage.read_text(path))
-            except (FileNotFoundError, ValueError):
-                continue  # released meanwhile
+            except (OSError, ValueError):  # released meanwhile (S3 says so as an OSError)
+                continue
             return Holder(**data)
         return None
 

@@ -96,14 +96,6 @@ def window_days(days: list[dt.date], settings: LakeSettings) -> list[dt.date]:
                    if d + dt.timedelta(days=i) >= settings.start_date})
 
 
-def rebuild_dates(storage, touched: list[str], settings: LakeSettings) -> list[str]:
-    """Touched dates plus the neighbours holding bronze records: their winners may have changed."""
-    days = [dt.date.fromisoformat(k) for k in touched]
-    near = [d for d in window_days(days, settings) if d.isoformat() not in touched]
-    held = {f.day for f in validated_files(storage, near, tuple(FORMATS.values()), ZONES)}
-    return sorted(set(touched) | {d.isoformat() for d in held})
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -274,10 +266,9 @@ def build(settings: LakeSettings) -> dict[str, Any]:
             "SILVER_ASSETS": silver_assets, "GOLD_ASSETS": gold_assets, "commerce_pipeline_job": commerce_pipeline_job,
             "fact_events": fact_events, "fact_transactions": fact_transactions,
             "fact_user_activity": fact_user_activity, "daily_revenue": daily_revenue,
-            "daily_active_users": daily_active_users,
-            "dates_to_rebuild": functools.partial(rebuild_dates, settings=settings)}
+            "daily_active_users": daily_active_users}
 
 
-#: Module-level names (``GOLD_ASSETS``, ``dates_to_rebuild``, ...) are the build with the environment's
+#: Module-level names (``GOLD_ASSETS``, ``fact_events``, ...) are the build with the environment's
 #: settings, made on first use; importing this module reads no setting.
 __getattr__ = module_built_from_env(build)

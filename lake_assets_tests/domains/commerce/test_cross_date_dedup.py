@@ -1,9 +1,9 @@
 """Deduplication across dates built in separate runs: a re-delivery whose timestamp moved across midnight.
 
 The first run builds 2024-03-01; a later file re-delivers a transaction now dated 2024-03-02 (the
-latest delivery wins) and an event now dated 2024-03-01 23:59:50 (the earliest ts wins). `lake run`
-rebuilds the touched date with its neighbours that hold bronze records, so each key ends up in
-silver once, on the winner's date, and the loser is quarantined as `duplicate`.
+latest delivery wins) and an event now dated 2024-03-01 23:59:50 (the earliest ts wins). Silver of a
+date reads bronze of its window, so the neighbours holding bronze are stale too and `lake run` rebuilds
+them: each key ends up in silver once, on the winner's date, and the loser is quarantined as `duplicate`.
 """
 import datetime as dt
 import json
@@ -45,32 +45,27 @@ def run(lake_root, instance, spark, monkeypatch, run_lake):
     monkeypatch.setenv("LAKE_QUARANTINE_RATE_ERROR", "1.0")
     monkeypatch.setenv("LAKE_QUARANTINE_RATE_WARN", "1.0")
     from lake_assets.definitions import build_defs
-    from lake_assets.domains.commerce.assets import dates_to_rebuild
+    from lake_assets.domains import DOMAINS
+    from lake_assets.staleness import domain_status
 
     defs = build_defs(lake_root)
     storage = defs.resources["lake"].storage
 
-    def _run(widen: bool = True):
-        out = run_lake(defs, instance, "commerce",
-                       widen=(lambda touched: dates_to_rebuild(storage, touched)) if widen else None)
+    def _run():
+        out = run_lake(defs, instance, "commerce")
         assert out.success, [r.failures for r in out.runs]
         return out
 
-    def _build(day: dt.date):
-        from lake_assets.pipeline import range_tags
+    def _stale(asset: str) -> list[str]:
+        status = domain_status(defs, instance, domain="commerce", sources=DOMAINS["commerce"].source_keys(),
+                               build_job="commerce_pipeline_job")
+        return sorted(s.partition for s in status.stale if s.asset == asset)
 
-        from lake_assets.pipeline import QUIET
-
-        result = defs.resolve_job_def("commerce_pipeline_job").execute_in_process(
-            run_config=QUIET, instance=instance, raise_on_error=False,
-            tags=range_tags(day.isoformat(), day.isoformat()))
-        assert result.success
-
-    return storage, _run, _build
+    return storage, _run, _stale
 
 
 def test_redelivery_across_midnight_is_kept_once_on_the_winners_date(run, rows, keys):
-    storage, lake_run, build = run
+    storage, lake_run, _ = run
     storage.write_text("raw/transactions/2024-03-01_001.csv",
                        "transaction_id,user_id,amount,currency,status,created_at\n"
                        "t1,u1,10.00,USD,pending,2024-03-01T23:59:59Z\n"
@@ -97,32 +92,32 @@ def test_redelivery_across_midnight_is_kept_once_on_the_winners_date(run, rows, 
     revenue = {r["_day"]: str(r["revenue"]) for r in rows(storage, "gold/mart/daily_revenue")}
     assert revenue == {"2024-03-01": "5.00", "2024-03-02": "10.00"}
 
-    # e1 re-sent with an earlier clock reading (2024-03-01): the earliest ts wins. Built without the
-    # widening, only 2024-03-01 is rebuilt and 2024-03-02 still holds the old copy ...
+    # e1 re-sent with an earlier clock reading (2024-03-01): the earliest ts wins. Ingestion touches
+    # 2024-03-01 only; 2024-03-02 reads it through its window, so it is rebuilt too and its copy loses.
     storage.write_text("raw/events/2024-03-02_001.ndjson", json.dumps(
         {"eventId": "e1", "userId": "u1", "type": "login", "timestamp": "2024-03-01T23:59:50Z"}) + "\n")
-    assert lake_run(widen=False).touched == [D1.isoformat()]
-    assert keys(storage, "silver/events", "event_id") == [("e1", "2024-03-01"), ("e1", "2024-03-02"),
-                                                         ("e2", "2024-03-01")]
-    # ... and rebuilding 2024-03-02 alone (as automation does: its window's bronze changed) reads its
-    # neighbours, so the later copy loses there too.
-    build(D2)
+    third = lake_run()
+    assert third.touched_ingest == {D1.isoformat()} and third.touched == [D1.isoformat(), D2.isoformat()]
     assert keys(storage, "silver/events", "event_id") == [("e1", "2024-03-01"), ("e2", "2024-03-01")]
     assert keys(storage, "quarantine/events", "event_id") == [("e1", "2024-03-02", "duplicate")]
     (e1,) = [r for r in rows(storage, "silver/events") if r["event_id"] == "e1"]
     assert e1["ts"] == dt.datetime(2024, 3, 1, 23, 59, 50, tzinfo=dt.timezone.utc)
 
 
-def test_dates_to_rebuild_adds_only_neighbours_holding_bronze(run):
-    from lake_assets.domains.commerce.assets import dates_to_rebuild
-
-    storage, lake_run, _ = run
+def test_new_bronze_makes_its_date_and_the_neighbours_holding_bronze_stale(run):
+    storage, lake_run, stale = run
     storage.write_text("raw/users/2024-03-05_001.csv",
                        "user_id,email,country,status,created_at,updated_at\n"
                        "u1,a@x.io,DE,active,2024-03-05T08:00:00Z,2024-03-05T08:00:00Z\n")
     lake_run()
-    assert dates_to_rebuild(storage, ["2024-03-06"]) == ["2024-03-05", "2024-03-06"]
-    assert dates_to_rebuild(storage, ["2024-03-09"]) == ["2024-03-09"]
+    assert stale("silver_users") == []
+    # A user version dated 2024-03-06: that date, and 2024-03-05 (holding bronze within the window),
+    # are stale; 2024-03-07 holds none, so there is nothing to build there.
+    storage.write_text("raw/users/2024-03-06_001.csv",
+                       "user_id,email,country,status,created_at,updated_at\n"
+                       "u1,b@x.io,DE,active,2024-03-05T08:00:00Z,2024-03-06T08:00:00Z\n")
+    assert lake_run().touched == ["2024-03-05", "2024-03-06"]
+    assert stale("silver_users") == []
 
 
 def test_new_bronze_for_a_date_asks_to_rebuild_its_window(lake_root, instance):
