@@ -175,6 +175,6 @@ def _why(spec, parents, specs, known, stale, partition, mine, failed_runs) -> st
             has_input = True
             if mine is not None and upstream[p][0] > mine[0]:
                 return f"{name}{'[' + p + ']' if p else ''} changed after it was built"
-    if mine is None and (has_input or not parents):
+    if mine is None:  # (a candidate date has an input there; a whole table is read by what follows)
         return "never built, and its inputs are there" if has_input else "never built"
     return None
