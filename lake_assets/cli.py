@@ -67,8 +67,6 @@ def cmd_generate(args) -> int:
 # -- run -------------------------------------------------------------------
 def run_lake(progress=_say):
     """Ingest and build every domain; returns each domain's run report."""
-    from dagster import DagsterInstance
-
     from lake_assets.definitions import build_defs
     from lake_assets.settings import LakeSettings
 

@@ -166,14 +166,6 @@ def generate_orders(url: str, *, day: dt.date, new_orders: int = 200, seed: int 
     return out
 
 
-def is_valid(row, amount_max: Decimal) -> bool:
-    """The validity rules in plain Python, for tests and the demo summary (Spark applies the same list)."""
-    return (row["order_id"] is not None and row["status"] in VALID_STATUSES and row["amount"] is not None
-            and Decimal(0) <= row["amount"] <= amount_max and isinstance(row["currency"], str)
-            and len(row["currency"]) == 3 and row["currency"].isalpha() and row["currency"].isupper()
-            and row["order_ts"] is not None)
-
-
 def generate_order_days(url: str, *, days: int, new_orders: int = 200, seed: int = 7, end: dt.date | None = None,
                         now: dt.datetime | None = None, **kwargs) -> list[GeneratedDay]:
     """``days`` consecutive business days ending ``end`` (default: today, UTC, up to now), oldest first."""

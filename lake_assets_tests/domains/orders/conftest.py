@@ -155,10 +155,18 @@ def _normalized(row: dict) -> dict:
     return row
 
 
+def is_valid(row, amount_max: Decimal) -> bool:
+    """The validity rules in plain Python, an independent statement of what Spark applies."""
+    from lake_assets.domains.orders.source import VALID_STATUSES
+
+    return (row["order_id"] is not None and row["status"] in VALID_STATUSES and row["amount"] is not None
+            and Decimal(0) <= row["amount"] <= amount_max and isinstance(row["currency"], str)
+            and len(row["currency"]) == 3 and row["currency"].isalpha() and row["currency"].isupper()
+            and row["order_ts"] is not None)
+
+
 def valid_source_orders(url: str, amount_max: Decimal = Decimal("1000000")) -> dict[int, tuple]:
     """The source's current valid orders, keyed by id: (status, amount, currency)."""
-    from lake_assets.domains.orders.generator import is_valid
-
     return {k: (r["status"], r["amount"], r["currency"])
             for k, r in source_rows(url).items() if is_valid(r, amount_max)}
 
