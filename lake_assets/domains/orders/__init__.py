@@ -43,9 +43,9 @@ def _tables():
 
 def _generate(storage, req: GenerateRequest) -> str:
     from lake_assets.domains.orders.generator import generate_order_days
-    from lake_assets.domains.orders.source import OrdersSourceResource, masked
+    from lake_assets.domains.orders.source import configured_source_url, masked
 
-    url = OrdersSourceResource.from_env().url
+    url = configured_source_url()
     days = generate_order_days(url, days=req.days, new_orders=req.options["orders_per_day"], seed=req.seed)
     return (f"simulated {len(days)} business day(s) in {masked(url)}: "
             f"{sum(d.rows for d in days)} row change(s), {sum(d.invalid_rows for d in days)} invalid, "
@@ -58,8 +58,8 @@ def _run(defs, instance, storage, progress, settings: LakeSettings):
     from lake_assets.domains.orders.run import OrdersRun, run_orders
     from lake_assets.domains.orders.source import sqlite_file
 
-    path = sqlite_file(defs.resources["orders_source"].url)
-    if not os.environ.get("ORDERS_DB_URL") and path and not os.path.exists(path):
+    path = None if os.environ.get("ORDERS_DB_URL") else sqlite_file(defs.resources["orders_source"].url)
+    if path and not os.path.exists(path):
         # Nothing configured and no embedded database yet: there is no orders source to pull.
         skipped = "ORDERS_DB_URL unset, no embedded database; `lake generate orders` creates one"
         progress(f"orders: no source database ({skipped}): skipped")

@@ -21,7 +21,7 @@ import warnings
 from functools import cached_property
 
 import sqlalchemy as sa
-from dagster import ConfigurableResource, Failure, MetadataValue
+from dagster import ConfigurableResource, EnvVar, Failure, MetadataValue
 from pydantic import Field
 from sqlalchemy.engine import Engine, make_url
 
@@ -180,6 +180,12 @@ def unreachable(role: str, url: str, exc: BaseException) -> Failure:
     )
 
 
+def configured_source_url() -> str:
+    """The source's URL as configured (``ORDERS_DB_URL`` or the embedded default), for the CLI's
+    own use outside a run (``lake generate orders``); resources get it through an ``EnvVar``."""
+    return os.environ.get("ORDERS_DB_URL") or default_source_url()
+
+
 class OrdersSourceResource(ConfigurableResource):
     """Where the orders come from, where the watermark lives, and how far behind the mark to re-read."""
 
@@ -196,9 +202,13 @@ class OrdersSourceResource(ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "OrdersSourceResource":
+        """Configured from the environment. A configured database URL (it may hold a password) is
+        passed as an ``EnvVar``: Dagster resolves it when a run starts, and the UI, run config and
+        logs show the variable's name, never its value. The embedded default holds no secret."""
         return cls(
-            url=os.environ.get("ORDERS_DB_URL") or default_source_url(),
-            state_url=os.environ.get("ORDERS_STATE_DB_URL") or default_state_url(),
+            url=EnvVar("ORDERS_DB_URL") if os.environ.get("ORDERS_DB_URL") else default_source_url(),
+            state_url=EnvVar("ORDERS_STATE_DB_URL") if os.environ.get("ORDERS_STATE_DB_URL")
+            else default_state_url(),
             lag_seconds=int(os.environ.get("ORDERS_WATERMARK_LAG_SECONDS") or DEFAULT_LAG_SECONDS),
             chunk_rows=int(os.environ.get("ORDERS_EXTRACT_CHUNK_ROWS") or DEFAULT_CHUNK_ROWS),
         )

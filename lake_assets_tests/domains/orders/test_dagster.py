@@ -118,18 +118,23 @@ def test_definitions_load_without_a_database_or_spark(tmp_path):
         "Definitions.validate_loadable(d)\n"
         "r = d.get_repository_def()\n"
         "print(sorted(r.job_names), [s.name for s in r.schedule_defs], [s.name for s in r.sensor_defs])\n"
-        "print(d.resources['orders_source'].url)\n"
+        "print(type(d.resources['orders_source'].url).__name__, d.resources['orders_source'].url.env_var_name)\n"
+        "print(d.get_repository_def().get_top_level_resources()['orders_source'].config_schema.as_field()"
+        ".default_value)\n"
         "import sys; print('pyspark.sql.session' in sys.modules and __import__('pyspark').sql.SparkSession"
         "._instantiatedSession is not None)\n"
     )
-    env = {**os.environ, "ORDERS_DB_URL": "postgresql+psycopg://u:p@127.0.0.1:1/nowhere",
+    env = {**os.environ, "ORDERS_DB_URL": "postgresql+psycopg://u:s3cr3t@127.0.0.1:1/nowhere",
            "DAGSTER_HOME": str(tmp_path), "LAKE_ROOT": str(tmp_path / "lake")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
-    jobs, url, spark_started = out.stdout.strip().splitlines()
+    jobs, url, shown, spark_started = out.stdout.strip().splitlines()
     assert "'orders_extract_job', 'orders_validate_job'" in jobs
     assert "['orders_extract_schedule'] ['orders_landing_sensor']" in jobs
-    assert url == "postgresql+psycopg://u:p@127.0.0.1:1/nowhere" and spark_started == "False"
+    # The URL (its password) reaches the resource through an EnvVar: what the UI shows of the
+    # resource's configuration is the variable's name, never its value.
+    assert url == "EnvVar ORDERS_DB_URL" and "'url': {'env': 'ORDERS_DB_URL'}" in shown and "s3cr3t" not in out.stdout
+    assert spark_started == "False"
     assert not os.path.exists(tmp_path / "lake")
 
 
