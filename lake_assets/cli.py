@@ -354,16 +354,48 @@ def cmd_ui(args) -> int:
     return 0
 
 
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}: give {minimum} or more")
+        return value
+
+    return parse
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a share: give a number from 0 to 1")
+    return value
+
+
+def _iso_date(text: str) -> str:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: give YYYY-MM-DD") from None
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lake", description=__doc__.splitlines()[0])
     parser.add_argument("--lake", help="lake root (overrides LAKE_ROOT; default ./.lake)")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any failure")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def gen_args(p, days, rpd):
-        p.add_argument("--days", type=int, default=days)
-        p.add_argument("--records-per-day", type=int, default=rpd)
-        p.add_argument("--bad-share", type=float, default=0.01, help="share of records breaking a rule")
-        p.add_argument("--bad-files", type=int, default=3, help="unreadable files to add")
+        p.add_argument("--days", type=_at_least(1), default=days, help="how many days (1 or more)")
+        p.add_argument("--records-per-day", type=_at_least(1), default=rpd)
+        p.add_argument("--bad-share", type=_share, default=0.01, help="share of records breaking a rule (0 to 1)")
+        p.add_argument("--bad-files", type=_at_least(0), default=3, help="unreadable files to add")
         p.add_argument("--seed", type=int, default=7)
 
     def domain_args(p):
@@ -378,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("domain", choices=list(_domains()))
     domain_args(g)
     gen_args(g, 7, 2000)
-    g.add_argument("--start", help="first event date (default: DAYS days ago)")
+    g.add_argument("--start", type=_iso_date, help="first event date, YYYY-MM-DD (default: DAYS days ago)")
     g.set_defaults(func=cmd_generate)
 
     r = sub.add_parser("run", help="ingest raw/ and build everything stale to gold")
@@ -408,8 +440,48 @@ def main(argv: list[str] | None = None) -> int:
     u.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
-    _setup_env(args)
-    return args.func(args)
+    try:
+        _setup_env(args)
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - the user's mistakes get one line; ours keep their traceback
+        message = user_error(exc)
+        if message is None or args.debug:
+            raise
+        print(f"lake: {message}", file=sys.stderr)
+        return 2
+
+
+def user_error(exc: BaseException) -> str | None:
+    """One line for a failure a person can act on (a setting, credentials, an endpoint), or None.
+
+    Bad arguments are argparse's (usage and exit 2); this covers what only shows when the
+    command runs: settings read from the environment, an S3 endpoint that does not answer,
+    credentials missing or refused, a bucket that does not exist.
+    """
+    from lake_assets.settings import SettingError
+
+    if isinstance(exc, SettingError):
+        return str(exc)
+    text = str(exc)
+    try:
+        from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        EndpointConnectionError = NoCredentialsError = ()  # type: ignore[assignment]
+    where = f"the lake at {os.environ.get('LAKE_ROOT', '')}"
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+    if isinstance(exc, EndpointConnectionError) or (isinstance(exc, OSError) and (
+            "NETWORK_CONNECTION" in text or "Couldn't connect" in text or "curlCode" in text)):
+        return (f"cannot reach {endpoint} for {where}: check AWS_ENDPOINT_URL and AWS_REGION, "
+                "and that the endpoint is up")
+    if isinstance(exc, NoCredentialsError) or "No response body" in text and "403" in text \
+            or "ACCESS_DENIED" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+        return (f"{endpoint} refused the credentials for {where}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) to a key allowed on the bucket")
+    if "NoSuchBucket" in text or "NO_SUCH_BUCKET" in text or "bucket does not exist" in text.lower():
+        return f"the bucket of {where} does not exist: create it (`lake provision --apply`) or fix LAKE_ROOT"
+    if isinstance(exc, ValueError) and "LAKE_ROOT" in text:
+        return text
+    return None
 
 
 if __name__ == "__main__":

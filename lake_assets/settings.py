@@ -17,6 +17,10 @@ DEFAULT_DAGSTER_HOME = ".dagster_home"
 DEFAULT_START_DATE = "2024-01-01"
 
 
+class SettingError(ValueError):
+    """A setting (environment variable) the lake cannot use; the message names it and what it takes."""
+
+
 def lake_root() -> str:
     root = os.environ.get("LAKE_ROOT") or DEFAULT_LAKE_ROOT
     return root if "://" in root else os.path.abspath(root)
@@ -27,7 +31,7 @@ def start_date() -> dt.date:
     try:
         return dt.date.fromisoformat(raw)
     except ValueError as exc:
-        raise ValueError(f"LAKE_START_DATE={raw!r} is not a YYYY-MM-DD date") from exc
+        raise SettingError(f"LAKE_START_DATE={raw!r} is not a date: set it as YYYY-MM-DD, e.g. 2024-01-01") from exc
 
 
 def dagster_home(create: bool = True) -> str:
@@ -43,7 +47,18 @@ def env_float(name: str, default: float) -> float:
     try:
         return float(raw) if raw else default
     except ValueError as exc:
-        raise ValueError(f"{name}={raw!r} is not a number") from exc
+        raise SettingError(f"{name}={raw!r} is not a number: set it like 0.05, or unset it for the default") from exc
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    try:
+        value = int(raw) if raw else default
+    except ValueError as exc:
+        raise SettingError(f"{name}={raw!r} is not a whole number: set it like {default}, or unset it") from exc
+    if value < minimum:
+        raise SettingError(f"{name}={raw!r} is below {minimum}: set it to {minimum} or more")
+    return value
 
 
 def catalog_path(root: str | None = None) -> str:
@@ -112,7 +127,7 @@ class LakeSettings:
     def from_env(cls) -> "LakeSettings":
         return cls(
             start_date=start_date(),
-            dedup_window_days=int(os.environ.get("LAKE_DEDUP_WINDOW_DAYS") or 1),
+            dedup_window_days=env_int("LAKE_DEDUP_WINDOW_DAYS", 1),
             orders_extract_cron=os.environ.get("ORDERS_EXTRACT_CRON") or "0 * * * *",
             orders_schedule_running=(os.environ.get("ORDERS_SCHEDULE_STATUS") or "running").lower() != "stopped",
             reject_rate=RateThresholds.from_env("LAKE_REJECT_RATE", 0.05, 0.25),
