@@ -67,15 +67,14 @@ def cmd_generate(args) -> int:
 # -- run -------------------------------------------------------------------
 def run_lake(progress=_say):
     """Ingest and build every domain; returns each domain's run report."""
-    from lake_assets.definitions import build_defs
+    from lake_assets.definitions import run_every_domain
     from lake_assets.settings import LakeSettings
 
     storage = _storage()
     settings = LakeSettings.from_env()
-    defs = build_defs(storage.root_uri, settings)
     # Entered, so Dagster's definitions-state storage is this live instance's.
     with _instance() as instance:
-        return [domain.run(defs, instance, storage, progress, settings) for domain in _domains().values()]
+        return run_every_domain(instance, storage, settings, progress)
 
 
 def _instance():

@@ -8,9 +8,14 @@ from __future__ import annotations
 from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
+    DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
+    Failure,
+    ScheduleDefinition,
     in_process_executor,
+    job,
+    op,
 )
 
 from lake_assets.catalog.checks import schema_drift_checks
@@ -53,6 +58,43 @@ lake_automation_sensor = AutomationConditionSensorDefinition(
 )
 
 
+def run_every_domain(instance, storage, settings: LakeSettings, progress=lambda _: None) -> list:
+    """What `lake run` does: each domain ingests what waits and builds what is stale (its report)."""
+    defs = build_defs(storage.root_uri, settings)
+    return [domain.run(defs, instance, storage, progress, settings) for domain in DOMAINS.values()]
+
+
+@op(description="Ingest what waits in raw/ (and the orders source) and build everything stale, every domain: "
+                "`lake run`, as a run the schedule starts and the UI shows.")
+def lake_run_op(context) -> dict:
+    from lake_assets.lake import LakeStorage
+    from lake_assets.settings import lake_root
+
+    reports = run_every_domain(context.instance, LakeStorage(lake_root()), LakeSettings.from_env(),
+                               progress=context.log.info)
+    for report in reports:
+        context.log.info(report.summary)
+    failed = [r for r in reports if not r.success]
+    if failed:
+        raise Failure(f"{', '.join(r.domain for r in failed)}: failed or left stale partitions (see their runs "
+                      "and `lake status`)")
+    return {r.domain: r.summary for r in reports}
+
+
+@job(description="`lake run` for every domain, in one Dagster run (its runs, one per ingest batch and "
+                 "date range, are recorded beside it).", tags={"lake/trigger": "schedule"})
+def lake_run_job():
+    lake_run_op()
+
+
+#: The daily run of seed 003 (EventBridge at 02:00 UTC): everything that waits is ingested and
+#: everything stale is built. The hourly orders extraction keeps its own schedule.
+lake_daily_schedule = ScheduleDefinition(
+    name="lake_daily_schedule", job=lake_run_job, cron_schedule="0 2 * * *", execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Every day at 02:00 UTC: `lake run` for every domain.")
+
+
 def build_defs(lake_root: str | None = None, settings: LakeSettings | None = None) -> Definitions:
     """The code location; ``lake_root`` overrides LAKE_ROOT (tests point it at a temporary lake).
 
@@ -68,6 +110,8 @@ def build_defs(lake_root: str | None = None, settings: LakeSettings | None = Non
             # Every asset writing declared tables gets its schema-drift check from the catalog room.
             asset_checks=schema_drift_checks(a for dd in domain_defs for a in (dd.assets or [])),
             sensors=[lake_automation_sensor],
+            jobs=[lake_run_job],
+            schedules=[lake_daily_schedule],
             resources=build_resources(lake_root),
             # One process, so one Spark session (one JVM) serves every step of a run.
             executor=in_process_executor,

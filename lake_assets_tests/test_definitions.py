@@ -80,7 +80,7 @@ def test_importing_the_modules_reads_no_setting(tmp_path):
     assert out.returncode == 0, out.stderr
     out = subprocess.run([sys.executable, "-c", probe + "lake_assets.domains.logs.assets.processed_logs\n"],
                          env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode != 0 and "LAKE_START_DATE='not a date' is not a YYYY-MM-DD date" in out.stderr
+    assert out.returncode != 0 and "LAKE_START_DATE='not a date' is not a date: set it as YYYY-MM-DD" in out.stderr
 
 
 def test_definitions_built_with_their_own_settings(tmp_path, monkeypatch):
