@@ -47,7 +47,7 @@ _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 _SECRET_PARAM = re.compile(
     r"(?i)(?P<name>[\w-]*(?:password|passwd|pwd|token|secret|signature|credential|api[_-]?key|access[_-]?key)"
     r"[\w-]*)=(?P<value>[^&\s'\"]+)")
-_SECRET_ENV = re.compile(r"(?i)(secret|password|passwd|token|credential|private|api_?key)")
+_SECRET_ENV = re.compile(r"(?i)(secret|password|passwd|token|credential|private|api_?key|access_?key|webhook)")
 
 
 def strip_userinfo(url: str) -> str:
@@ -57,9 +57,9 @@ def strip_userinfo(url: str) -> str:
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     """``text`` fit for a chat channel or the lake: no credentials in URLs or query strings, none
-    of ``secrets`` (the webhook URL) and no value of a secret-looking environment variable
-    (``AWS_SECRET_ACCESS_KEY``, ``*_TOKEN``, ``*_PASSWORD``; values shorter than 8 characters
-    are left, since they would mostly match innocent words)."""
+    of ``secrets`` and no value of a secret-looking environment variable (``AWS_SECRET_ACCESS_KEY``,
+    ``*_TOKEN``, ``*_PASSWORD``, ``LAKE_ALERT_WEBHOOK_URL``; values shorter than 8 characters are
+    left, since they would mostly match innocent words)."""
     if not text:
         return text
     found = [s for s in secrets if s]

@@ -22,6 +22,7 @@ from lake_assets.catalog.checks import schema_drift_checks
 from lake_assets.catalog.resource import CatalogResource
 from lake_assets.catalog.sql import LakeSQLResource
 from lake_assets.catalog.tables import Registry
+from lake_assets.quality.freshness import freshness_checks, freshness_schedule
 from lake_assets.domains import DOMAINS
 from lake_assets.io_managers import LakeParquetIOManager
 from lake_assets.resources import LakeResource
@@ -104,14 +105,17 @@ def build_defs(lake_root: str | None = None, settings: LakeSettings | None = Non
     settings = settings or LakeSettings.from_env()
     registry()  # refuses a table declared twice or locations that overlap, before anything runs
     domain_defs = [d.definitions(settings) for d in DOMAINS.values()]
+    assets = [a for dd in domain_defs for a in (dd.assets or [])]
+    # Every gold table's freshness promise, from the tables the assets declare.
+    fresh = freshness_checks(assets, settings.fresh_by_hour_utc)
     return Definitions.merge(
         *domain_defs,
         Definitions(
             # Every asset writing declared tables gets its schema-drift check from the catalog room.
-            asset_checks=schema_drift_checks(a for dd in domain_defs for a in (dd.assets or [])),
+            asset_checks=[*schema_drift_checks(assets), *fresh],
             sensors=[lake_automation_sensor],
             jobs=[lake_run_job],
-            schedules=[lake_daily_schedule],
+            schedules=[lake_daily_schedule, freshness_schedule(fresh, settings.fresh_by_hour_utc)],
             resources=build_resources(lake_root),
             # One process, so one Spark session (one JVM) serves every step of a run.
             executor=in_process_executor,

@@ -14,7 +14,8 @@ Who records:
   naming the checks that failed in it (a blocking ERROR check fails its run, so this is where
   most check failures are announced);
 * :data:`lake_check_failure_sensor` (on successful runs) alerts once per ERROR-severity check
-  that failed without failing its run (a non-blocking check);
+  that failed without failing its run (a non-blocking check, such as a gold table's freshness
+  check: a stale table is announced this way, the partition its metadata names in the message);
 * :func:`record_outcome`, which ``lake run`` calls for its in-process runs: the daemon's run
   status sensors never see those, since they belong to no code location.
 
@@ -272,12 +273,37 @@ def run_failure_event(record: Mapping[str, Any], path: str) -> dict[str, Any]:
             "details": details, "record": path, "link": record["link"]}
 
 
+#: Metadata naming the partition a check judged, when its run has none (a freshness check judges
+#: yesterday's partition from an unpartitioned run).
+PARTITION_METADATA = ("partition", "expected_partition")
+#: At most this many of a check's metadata entries are quoted in its alert.
+MAX_METADATA = 6
+
+
+def _metadata_lines(metadata: Mapping[str, Any] | None) -> list[str]:
+    """A check's simple metadata (text, numbers) as ``key: value`` lines: what it found, in its words."""
+    lines = []
+    for key, value in sorted((metadata or {}).items()):
+        value = getattr(value, "value", value)
+        if isinstance(value, (str, int, float, bool)) and value != "":
+            lines.append(f"{key}: {value}")
+    return lines[:MAX_METADATA]
+
+
 def check_failure_event(run: DagsterRun, evaluation, ui: str | None = None) -> dict[str, Any]:
-    """The alert of one ERROR-severity check that failed in a run that did not fail."""
+    """The alert of one ERROR-severity check that failed in a run that did not fail: its asset, check,
+    partition (the run's, else the evaluation's, else what its metadata names), description and
+    simple metadata, and the link to the run."""
+    metadata = getattr(evaluation, "metadata", None) or {}
+    partitions = partitions_text(run_partitions(run.tags)) or getattr(evaluation, "partition", None)
+    for key in PARTITION_METADATA:
+        if not partitions and key in metadata:
+            partitions = str(getattr(metadata[key], "value", metadata[key])) or None
     details = [evaluation.description] if getattr(evaluation, "description", None) else []
+    details += _metadata_lines(metadata)
     return {"kind": "check_failure", "job": run.job_name, "run_id": run.run_id,
             "assets": [evaluation.asset_key.to_user_string()],
-            "partitions": partitions_text(run_partitions(run.tags)), "checks": [_check_name(evaluation)],
+            "partitions": partitions, "checks": [_check_name(evaluation)],
             "details": [redact(d) for d in details], "link": run_link(run.run_id, ui)}
 
 

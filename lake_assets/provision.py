@@ -356,7 +356,9 @@ def _norm_encryption(config: dict | None) -> dict | None:
     default = rules[0].get("ApplyServerSideEncryptionByDefault") or {}
     out = {"SSEAlgorithm": default.get("SSEAlgorithm")}
     if out["SSEAlgorithm"] != "AES256":  # a bucket key means nothing for SSE-S3
-        out["KMSMasterKeyID"] = default.get("KMSMasterKeyID")
+        key = default.get("KMSMasterKeyID")
+        # A key id and its ARN name one key (S3 may answer either): compared as the id.
+        out["KMSMasterKeyID"] = key.split(":key/", 1)[1] if key and ":key/" in key else key
         out["BucketKeyEnabled"] = bool(rules[0].get("BucketKeyEnabled"))
     return out
 
@@ -525,22 +527,26 @@ def _describe_encryption(enc: dict | None) -> str:
         else str(enc["SSEAlgorithm"])
 
 
+def _days(n) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
 def _describe_rule(rule: dict | None) -> str:
     if not rule:
         return "no rule"
     parts = []
     for t in rule.get("Transitions", []):
-        parts.append(f"to {t.get('StorageClass')} after {t.get('Days', t.get('Date'))} days")
+        parts.append(f"to {t.get('StorageClass')} after {_days(t['Days']) if 'Days' in t else t.get('Date')}")
     exp = rule.get("Expiration", {})
     if "Days" in exp:
-        parts.append(f"expire after {exp['Days']} days")
+        parts.append(f"expire after {_days(exp['Days'])}")
     if exp.get("ExpiredObjectDeleteMarker"):
         parts.append("expired delete markers removed")
     if "NoncurrentVersionExpiration" in rule:
-        parts.append(f"old versions expire after {rule['NoncurrentVersionExpiration'].get('NoncurrentDays')} days")
+        parts.append(f"old versions expire after {_days(rule['NoncurrentVersionExpiration'].get('NoncurrentDays'))}")
     if "AbortIncompleteMultipartUpload" in rule:
-        parts.append(f"incomplete multipart uploads aborted after "
-                     f"{rule['AbortIncompleteMultipartUpload'].get('DaysAfterInitiation')} days")
+        parts.append("incomplete multipart uploads aborted after "
+                     + _days(rule["AbortIncompleteMultipartUpload"].get("DaysAfterInitiation")))
     for other in ("NoncurrentVersionTransitions",):
         if other in rule:
             parts.append(f"{other} {rule[other]}")
@@ -685,8 +691,9 @@ def iam_policy(spec: BucketSpec) -> dict:
     or a stolen key of the pipeline cannot do either. What the code does, zone by zone:
 
     * read-delete (raw/): ingestion reads each file and deletes it once archived. Arrow's S3
-      filesystem re-creates the parent folder marker (``raw/<format>/``, a key ending in ``/``)
-      after deleting the last file of a folder, so PutObject is granted on such keys only.
+      filesystem re-creates the parent folder marker (``raw/<format>/``, or ``raw/`` itself for
+      a stray file, a key ending in ``/``) after deleting the last file of a folder, so
+      PutObject is granted on such keys only.
     * write-once (archives): written (a server-side copy is a PutObject), read back (orders'
       validation, the catalog), never deleted.
     * read-write (everything else): written, overwritten, deleted by rebuilds and cleanups.
@@ -724,7 +731,8 @@ def iam_policy(spec: BucketSpec) -> dict:
                            "Action": ["s3:DeleteObject", "s3:GetObject"],
                            "Resource": objects(by_access["read-delete"])})
         statements.append({"Sid": "LakeFolderMarkers", "Effect": "Allow", "Action": ["s3:PutObject"],
-                           "Resource": objects(by_access["read-delete"], "*/")})
+                           "Resource": objects(by_access["read-delete"], "") +
+                                       objects(by_access["read-delete"], "*/")})
     if spec.sse == "kms":
         key = spec.kms_key_id or ""
         key_arn = key if key.startswith("arn:") else f"arn:{spec.partition}:kms:{spec.region}:*:key/{key}"

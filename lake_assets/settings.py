@@ -50,6 +50,13 @@ def env_float(name: str, default: float) -> float:
         raise SettingError(f"{name}={raw!r} is not a number: set it like 0.05, or unset it for the default") from exc
 
 
+def _hour(name: str, default: int) -> int:
+    hour = env_int(name, default)
+    if hour > 23:
+        raise SettingError(f"{name}={hour} is not an hour of the day: set it from 0 to 23")
+    return hour
+
+
 def env_int(name: str, default: int, minimum: int = 0) -> int:
     raw = os.environ.get(name)
     try:
@@ -122,6 +129,7 @@ class LakeSettings:
     orders_schedule_running: bool = True  # ORDERS_SCHEDULE_STATUS=stopped starts the schedule off
     reject_rate: RateThresholds = field(default_factory=lambda: RateThresholds(0.05, 0.25))  # LAKE_REJECT_RATE_*
     quarantine_rate: RateThresholds = field(default_factory=lambda: RateThresholds(0.10, 0.30))  # LAKE_QUARANTINE_RATE_*
+    fresh_by_hour_utc: int = 6  # LAKE_FRESH_BY_HOUR_UTC: gold holds the previous day by this hour
 
     @classmethod
     def from_env(cls) -> "LakeSettings":
@@ -132,6 +140,7 @@ class LakeSettings:
             orders_schedule_running=(os.environ.get("ORDERS_SCHEDULE_STATUS") or "running").lower() != "stopped",
             reject_rate=RateThresholds.from_env("LAKE_REJECT_RATE", 0.05, 0.25),
             quarantine_rate=RateThresholds.from_env("LAKE_QUARANTINE_RATE", 0.10, 0.30),
+            fresh_by_hour_utc=_hour("LAKE_FRESH_BY_HOUR_UTC", 6),
         )
 
 
