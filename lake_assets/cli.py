@@ -430,8 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(func=cmd_catalog)
 
     from lake_assets.catalog.sql import add_sql_command
+    from lake_assets.provision import add_provision_command
 
     add_sql_command(sub)
+    add_provision_command(sub)
 
     u = sub.add_parser("ui", help="open the Dagster UI on the lake's instance")
     u.add_argument("--host", default="127.0.0.1")
