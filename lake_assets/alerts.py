@@ -71,8 +71,9 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def _line(text: Any) -> str:
-    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return first if len(first) <= MAX_LINE else first[: MAX_LINE - 3] + "..."
+    """One line of at most MAX_LINE characters (a multi-line error message joined)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_LINE else line[: MAX_LINE - 3] + "..."
 
 
 def format_message(event: Mapping[str, Any]) -> tuple[str, str]:
@@ -138,8 +139,10 @@ class Alerter(ConfigurableResource):
     shows it. SNS is reached with boto3's usual credentials, region taken from the topic's ARN
     and endpoint from ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_SNS`` (LocalStack, moto)."""
 
-    webhook_url: str | None = Field(default=None, description=f"{WEBHOOK_URL_ENV}: a Slack-compatible incoming webhook (a secret)")
-    sns_topic_arn: str | None = Field(default=None, description=f"{SNS_TOPIC_ARN_ENV}: an SNS topic to publish alerts to")
+    webhook_url: str | None = Field(
+        default=None, description=f"{WEBHOOK_URL_ENV}: a Slack-compatible incoming webhook (a secret)")
+    sns_topic_arn: str | None = Field(
+        default=None, description=f"{SNS_TOPIC_ARN_ENV}: an SNS topic to publish alerts to")
     timeout_seconds: float = Field(default=10.0, description="how long one delivery may take")
 
     @property
@@ -167,7 +170,8 @@ class Alerter(ConfigurableResource):
                 self._publish_sns(topic, subject, text)
                 delivered.append("sns")
             except Exception as exc:  # noqa: BLE001
-                log.warning(f"alert not delivered to SNS topic {topic}: {type(exc).__name__}: {redact(str(exc), secrets)}")
+                log.warning(f"alert not delivered to SNS topic {topic}: "
+                            f"{type(exc).__name__}: {redact(str(exc), secrets)}")
         if not webhook and not topic:
             log.info(f"alert (no destination configured): {subject}")
         return delivered
@@ -176,7 +180,8 @@ class Alerter(ConfigurableResource):
         body = json.dumps({"text": text}).encode("utf-8")
         request = urllib.request.Request(url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310 - a configured https/http URL
+        # A configured http(s) URL, the one place the secret is used.
+        with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
             response.read()
 
     def _publish_sns(self, topic_arn: str, subject: str, text: str) -> None:

@@ -463,22 +463,19 @@ def user_error(exc: BaseException) -> str | None:
 
     if isinstance(exc, SettingError):
         return str(exc)
+    from lake_assets.lake import errors
+
     text = str(exc)
-    try:
-        from botocore.exceptions import EndpointConnectionError, NoCredentialsError
-    except ImportError:  # pragma: no cover - boto3 is a dependency
-        EndpointConnectionError = NoCredentialsError = ()  # type: ignore[assignment]
     where = f"the lake at {os.environ.get('LAKE_ROOT', '')}"
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
-    if isinstance(exc, EndpointConnectionError) or (isinstance(exc, OSError) and (
-            "NETWORK_CONNECTION" in text or "Couldn't connect" in text or "curlCode" in text)):
+    found = errors.kind(exc)
+    if found == errors.UNREACHABLE:
         return (f"cannot reach {endpoint} for {where}: check AWS_ENDPOINT_URL and AWS_REGION, "
                 "and that the endpoint is up")
-    if isinstance(exc, NoCredentialsError) or "No response body" in text and "403" in text \
-            or "ACCESS_DENIED" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+    if found == errors.CREDENTIALS:
         return (f"{endpoint} refused the credentials for {where}: set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) to a key allowed on the bucket")
-    if "NoSuchBucket" in text or "NO_SUCH_BUCKET" in text or "bucket does not exist" in text.lower():
+    if found == errors.NO_BUCKET:
         return f"the bucket of {where} does not exist: create it (`lake provision --apply`) or fix LAKE_ROOT"
     if isinstance(exc, ValueError) and "LAKE_ROOT" in text:
         return text

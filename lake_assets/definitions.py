@@ -22,6 +22,7 @@ from lake_assets.catalog.checks import schema_drift_checks
 from lake_assets.catalog.resource import CatalogResource
 from lake_assets.catalog.sql import LakeSQLResource
 from lake_assets.catalog.tables import Registry
+from lake_assets.failures import build_alerting
 from lake_assets.quality.freshness import freshness_checks, freshness_schedule
 from lake_assets.domains import DOMAINS
 from lake_assets.io_managers import LakeParquetIOManager
@@ -61,8 +62,15 @@ lake_automation_sensor = AutomationConditionSensorDefinition(
 
 def run_every_domain(instance, storage, settings: LakeSettings, progress=lambda _: None) -> list:
     """What `lake run` does: each domain ingests what waits and builds what is stale (its report)."""
+    from lake_assets.failures import record_outcome
+
     defs = build_defs(storage.root_uri, settings)
-    return [domain.run(defs, instance, storage, progress, settings) for domain in DOMAINS.values()]
+    reports = [domain.run(defs, instance, storage, progress, settings) for domain in DOMAINS.values()]
+    # The daemon's failure sensors never see in-process runs: each is recorded and alerted here.
+    for report in reports:
+        for outcome in report.runs:
+            record_outcome(storage, instance, outcome.run_id)
+    return reports
 
 
 @op(description="Ingest what waits in raw/ (and the orders source) and build everything stale, every domain: "
@@ -108,15 +116,17 @@ def build_defs(lake_root: str | None = None, settings: LakeSettings | None = Non
     assets = [a for dd in domain_defs for a in (dd.assets or [])]
     # Every gold table's freshness promise, from the tables the assets declare.
     fresh = freshness_checks(assets, settings.fresh_by_hour_utc)
+    # Failed runs kept in the lake and alerted; failed ERROR checks alerted.
+    alerting = build_alerting()
     return Definitions.merge(
         *domain_defs,
         Definitions(
             # Every asset writing declared tables gets its schema-drift check from the catalog room.
             asset_checks=[*schema_drift_checks(assets), *fresh],
-            sensors=[lake_automation_sensor],
+            sensors=[lake_automation_sensor, *alerting.sensors],
             jobs=[lake_run_job],
             schedules=[lake_daily_schedule, freshness_schedule(fresh, settings.fresh_by_hour_utc)],
-            resources=build_resources(lake_root),
+            resources={**build_resources(lake_root), **alerting.resources},
             # One process, so one Spark session (one JVM) serves every step of a run.
             executor=in_process_executor,
         ),

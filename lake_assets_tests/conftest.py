@@ -2,9 +2,15 @@
 and the one way tests read the lake's Parquet files (``read_parquet``) and run a domain (``run_lake``)."""
 from __future__ import annotations
 
+import http.client
+import socketserver
+import threading
 import os
+import re
 import uuid
 from collections.abc import Mapping
+from urllib.parse import urlparse
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -196,3 +202,158 @@ def read_parquet_fixture():
 def run_lake_fixture():
     """``run_lake(lake, instance, domain, settings=None, **kw)``: see :func:`run_lake`."""
     return run_lake
+
+
+#: ``<name>_<UTC token>[_<run id>]``: how bronze, archive and rejected copies are named (the run's part
+#: differs between two runs of the same data); ``extracted_at=<time>``: an orders landing set.
+_RUN_PART = re.compile(r"_\d{8}T\d{6,12}Z(_[0-9a-f]{8}-[0-9a-f-]{27})?|extracted_at=[0-9T.Z:-]+")
+
+
+def lake_snapshot(root: str) -> dict:
+    """What a lake holds, in terms two runs' lakes can be compared by: rows per table and partition
+    (every declared table), gold and analytics values (columns not starting with ``_``), and the
+    archive, rejected, validated, quarantine and bronze file sets (run-specific name parts removed)."""
+    import pyarrow.parquet as pq
+
+    from lake_assets.definitions import registry
+    from lake_assets.lake import LakeStorage
+
+    storage = LakeStorage(root)
+    out: dict = {"tables": {}, "gold": {}}
+    for table in registry():
+        rows: list[tuple[str, int]] = []
+        values = []
+        for f in table.data_files(storage):
+            with storage.open_random(f.path) as fh:
+                pf = pq.ParquetFile(fh)
+                rows.append((_RUN_PART.sub("", f.path[len(table.location):]), pf.metadata.num_rows))
+                if table.zone in ("gold", "analytics") and pf.metadata.num_rows:
+                    values += [tuple(sorted((k, str(v)) for k, v in r.items() if not k.startswith("_")))
+                               for r in pf.read().to_pylist()]
+        out["tables"][table.qualified_name] = sorted(rows)
+        if values:
+            out["gold"][table.qualified_name] = sorted(values)
+    for zone in ("archive", "rejected", "validated", "quarantine", "bronze"):
+        out[zone] = sorted(_RUN_PART.sub("", f.path) for f in storage.list_files(zone)
+                           if "/_manifests/" not in f.path)
+    out["raw"] = [f.path for f in storage.list_files("raw")]
+    return out
+
+
+@pytest.fixture(scope="session", name="lake_snapshot")
+def lake_snapshot_fixture():
+    """``lake_snapshot(root)``: see :func:`lake_snapshot`."""
+    return lake_snapshot
+
+
+# -- a fault-injecting proxy in front of moto's S3 ----------------------------------------------
+
+SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+             b"<Message>Please reduce your request rate.</Message></Error>")
+
+
+class FaultyProxy:  # noqa: D101 (documented below)
+    """``every``-th request answered 503 SlowDown, each ``drop_every``-th dropped; ``fail_first``
+    (a path fragment) makes the first PUT whose path holds it lose its connection (a publish cut)."""
+
+    def __init__(self, upstream: str, *, every: int = 5, drop_every: int = 7, fail_first: str | None = None):
+        self.upstream = urlparse(upstream)
+        self.every, self.drop_every, self.fail_first = every, drop_every, fail_first
+        self.lock = threading.Lock()
+        self.count = 0
+        self.faults = {"slow_down": 0, "dropped": 0, "publish_cut": 0}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    raw = b""
+                    while True:
+                        line = self.rfile.readline()
+                        raw += line
+                        size = int(line.split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while True:  # trailers, then the blank line
+                                trailer = self.rfile.readline()
+                                raw += trailer
+                                if trailer in (b"\r\n", b"\n", b""):
+                                    return raw
+                        raw += self.rfile.read(size + 2)
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _handle(self):
+                body = self._body()
+                action = proxy._decide(self.command, self.path)
+                if action == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if action == "slow_down":
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(SLOW_DOWN)))
+                    self.end_headers()
+                    self.wfile.write(SLOW_DOWN)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items()}
+                conn.request(self.command, self.path, body=body, headers=headers, encode_chunked=False)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(k, v)
+                # A HEAD answer carries the object's length, not its (empty) body's.
+                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _decide(self, method: str, path: str) -> str:
+        with self.lock:
+            self.count += 1
+            n = self.count
+            if self.fail_first and method == "PUT" and self.fail_first in path:
+                self.fail_first = None
+                self.faults["publish_cut"] += 1
+                return "drop"
+            if n % self.drop_every == 0:
+                self.faults["dropped"] += 1
+                return "drop"
+            if n % self.every == 0:
+                self.faults["slow_down"] += 1
+                return "slow_down"
+        return "forward"
+
+    def __enter__(self) -> "FaultyProxy":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session", name="faulty_proxy")
+def faulty_proxy_fixture():
+    """``FaultyProxy(upstream, every=, drop_every=, fail_first=)``: a context manager whose ``url``
+    fronts ``upstream`` (moto) with 503 SlowDown answers and dropped connections."""
+    return FaultyProxy

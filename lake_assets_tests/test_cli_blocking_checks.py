@@ -6,6 +6,7 @@ the failure paths of the checks themselves (exact metadata, metrics rows) are te
 """
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 
@@ -127,3 +128,8 @@ def test_a_failing_blocking_check_exits_non_zero_naming_it_and_its_gold_is_not_b
         assert not storage.list_files(prefix), prefix
     for prefix in built:  # what the failed check does not guard was built in the same run
         assert storage.list_files(prefix), prefix
+    # The failed run is kept in the lake (the seed's rejected/system/), naming the check.
+    [record] = storage.list_files(f"rejected/system/jobs/{domain}_pipeline_job")
+    kept = json.loads(storage.read_text(record.path))
+    assert kept["run_id"] in out and kept["partitions"] == {"start": DAY, "end": DAY}
+    assert check in kept["failed_checks"]

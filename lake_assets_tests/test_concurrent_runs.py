@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from lake_assets import cli
-from lake_assets.definitions import registry
 from lake_assets.lake import LakeStorage
 
 DAY = "2024-05-01"
@@ -37,35 +36,6 @@ GENERATE = [
 #: Quarantine and reject rates of small generated days run high: the thresholds are not under test.
 ENV = {"LAKE_QUARANTINE_RATE_WARN": "1", "LAKE_QUARANTINE_RATE_ERROR": "1",
        "LAKE_REJECT_RATE_WARN": "1", "LAKE_REJECT_RATE_ERROR": "1", "SPARK_MASTER": "local[1]"}
-#: ``<name>_<UTC token>[_<run id>]``: how bronze, archive and rejected copies are named; the run's part differs.
-RUN_PART = re.compile(r"_\d{8}T\d{6,12}Z(_[0-9a-f]{8}-[0-9a-f-]{27})?")
-
-
-def snapshot(root: str) -> dict:
-    """What a lake holds, in terms two runs' lakes can be compared by."""
-    storage = LakeStorage(root)
-    out: dict = {"tables": {}, "gold": {}}
-    for table in registry():
-        rows: dict[str, int] = {}
-        parts = []
-        for f in table.data_files(storage):
-            with storage.open_random(f.path) as fh:
-                pf = pq.ParquetFile(fh)
-                rows[f.path[len(table.location):]] = pf.metadata.num_rows
-                if table.zone in ("gold", "analytics") and pf.metadata.num_rows:
-                    t = pf.read()
-                    parts += [tuple(sorted((k, str(v)) for k, v in r.items() if not k.startswith("_")))
-                              for r in t.to_pylist()]
-        out["tables"][table.qualified_name] = rows
-        if parts:
-            out["gold"][table.qualified_name] = sorted(parts)
-    for zone in ("archive", "rejected", "validated", "quarantine", "bronze"):
-        out[zone] = sorted(RUN_PART.sub("", f.path) for f in storage.list_files(zone)
-                           if "/_manifests/" not in f.path)
-    out["raw"] = [f.path for f in storage.list_files("raw")]
-    return out
-
-
 def env_for(lake: Path, home: Path, **extra) -> dict:
     return {**os.environ, **ENV, "LAKE_ROOT": str(lake), "DAGSTER_HOME": str(home),
             "LAKE_CATALOG_PATH": str(home / "catalog.duckdb"), **extra}
@@ -77,7 +47,7 @@ def lake_run(lake: Path, home: Path, **extra) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory, spark):
+def generated(tmp_path_factory, spark, lake_snapshot):
     """The raw files, generated once; and the lake one `lake run` alone makes of them (in this
     process: the comparison is with what the others make in theirs)."""
     raw = tmp_path_factory.mktemp("generated")
@@ -90,13 +60,13 @@ def generated(tmp_path_factory, spark):
         for k, v in env_for(alone, home).items():
             mp.setenv(k, v)
         assert cli.main(["run"]) == 0
-    reference = snapshot(str(alone))
+    reference = lake_snapshot(str(alone))
     assert reference["raw"] == [] and reference["gold"]["logs.daily_activity"]
     assert reference["gold"]["commerce.daily_revenue"] and reference["quarantine"]
     return raw, reference
 
 
-def test_three_runs_started_together_on_a_fresh_home_then_one_more_equal_one_clean_run(generated, tmp_path):
+def test_three_runs_started_together_on_a_fresh_home_then_one_more_equal_one_clean_run(generated, tmp_path, lake_snapshot):
     raw, reference = generated
     lake, home = tmp_path / "lake", tmp_path / "home"
     shutil.copytree(raw, lake)
@@ -116,13 +86,13 @@ def test_three_runs_started_together_on_a_fresh_home_then_one_more_equal_one_cle
                            capture_output=True, text=True, timeout=900)
     assert after.returncode == 0, after.stdout[-3000:]
     assert "0 file(s) ingested, 0 partition(s) built" in after.stdout  # nothing was left to do
-    assert snapshot(str(lake)) == reference
+    assert lake_snapshot(str(lake)) == reference
     status = subprocess.run([sys.executable, "-m", "lake_assets.cli", "status"], env=env_for(lake, home),
                             capture_output=True, text=True, timeout=300)
     assert status.returncode == 0 and "stale" not in status.stdout, status.stdout
 
 
-def test_a_run_killed_after_ingestion_then_one_run_converges(generated, tmp_path):
+def test_a_run_killed_after_ingestion_then_one_run_converges(generated, tmp_path, lake_snapshot):
     raw, reference = generated
     lake, home = tmp_path / "lake", tmp_path / "home"
     shutil.copytree(raw, lake)
@@ -147,7 +117,7 @@ def test_a_run_killed_after_ingestion_then_one_run_converges(generated, tmp_path
     again = subprocess.run([sys.executable, "-m", "lake_assets.cli", "run"], env=env_for(lake, home),
                            capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:]
-    assert snapshot(str(lake)) == reference
+    assert lake_snapshot(str(lake)) == reference
 
 
 def big_file(storage: LakeStorage, records: int) -> None:
@@ -232,7 +202,7 @@ def upload(src: Path, storage: LakeStorage) -> None:
             storage.write_bytes(str(path.relative_to(src)), path.read_bytes())
 
 
-def test_two_runs_together_on_an_s3_lake_then_one_more_equal_one_clean_run(generated, tmp_path, s3_lake_root):
+def test_two_runs_together_on_an_s3_lake_then_one_more_equal_one_clean_run(generated, tmp_path, lake_snapshot, s3_lake_root):
     """The same on S3 (moto's server): claims by conditional PUT, the build claim an object too."""
     raw, reference = generated
     storage = LakeStorage(s3_lake_root)
@@ -246,10 +216,10 @@ def test_two_runs_together_on_an_s3_lake_then_one_more_equal_one_clean_run(gener
     after = subprocess.run([sys.executable, "-m", "lake_assets.cli", "run"], env=env_for(s3_lake_root, home),
                            capture_output=True, text=True, timeout=900)
     assert after.returncode == 0, after.stdout[-3000:]
-    assert snapshot(s3_lake_root) == reference
+    assert lake_snapshot(s3_lake_root) == reference
 
 
-def test_the_landing_sensor_and_the_cli_racing_on_the_same_files(generated, tmp_path, monkeypatch, spark):
+def test_the_landing_sensor_and_the_cli_racing_on_the_same_files(generated, tmp_path, lake_snapshot, monkeypatch, spark):
     """The sensor's run (in this process) and a `lake run` (another) take the same new files: each
     file is ingested by one of them, and the lake ends as one clean run leaves it."""
     from dagster import DagsterInstance, build_sensor_context
@@ -284,4 +254,4 @@ def test_the_landing_sensor_and_the_cli_racing_on_the_same_files(generated, tmp_
     after = subprocess.run([sys.executable, "-m", "lake_assets.cli", "run"], env=env_for(lake, home),
                            capture_output=True, text=True, timeout=900)
     assert after.returncode == 0, after.stdout[-3000:]
-    assert snapshot(str(lake)) == reference
+    assert lake_snapshot(str(lake)) == reference

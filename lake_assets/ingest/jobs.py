@@ -36,7 +36,12 @@ from dagster import (
 from lake_assets.ingest.formats import RawFormat, ReadLimits, Record
 from lake_assets.ingest.router import IngestResult, Zones, ingest_file, reject_file_whole, ts_token
 from lake_assets.lake import LakeFile, LakeStorage
+from lake_assets.lake import errors
 from lake_assets.lake.claims import Claim
+from lake_assets.lake.errors import transient_retry_policy
+
+#: Failure reasons (:func:`lake_assets.lake.errors.kind`) a retry of the step cannot fix.
+PERMANENT_REASONS = errors.PERMANENT
 from lake_assets.lake.layout import join
 from lake_assets.resources import LakeResource
 
@@ -163,7 +168,8 @@ def claimed(storage: LakeStorage, path: str, fmt_name: str, run_id: str,
                                 detail="no longer in raw/: another run ingested it")
         return ingest()
     except Exception as exc:  # storage or network trouble: the raw file stays for a retry
-        return IngestResult(path, fmt_name, "failed", reason=type(exc).__name__, detail=str(exc))
+        return IngestResult(path, fmt_name, "failed", reason=errors.kind(exc) or type(exc).__name__,
+                            detail=str(exc))
     finally:
         claim.release()
 
@@ -196,7 +202,8 @@ def _reject_unknown(spec: LandingSpec, storage: LakeStorage, path: str, run_id: 
 def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
     """The ingestion job of one landing zone (the seed's Lambda)."""
 
-    @op(name=f"ingest_{spec.name}", description=f"Ingest raw {spec.name} files into validated/")
+    @op(name=f"ingest_{spec.name}", description=f"Ingest raw {spec.name} files into validated/",
+        retry_policy=transient_retry_policy())
     def _ingest(context: OpExecutionContext, config: IngestConfig, lake: LakeResource) -> dict:
         storage = lake.storage
         paths = config.paths or [f.path for f in spec.raw_files(storage, lake.claimed_raw_folders)]
@@ -228,9 +235,11 @@ def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
             # Say where each file is: a file another run moved on meanwhile is not waiting in raw/.
             waiting = [r for r in failed if storage.exists(r.source)]
             raise Failure(
-                f"{len(failed)} file(s) could not be ingested: {len(waiting)} stay in raw/ for a retry"
+                description=f"{len(failed)} file(s) could not be ingested: {len(waiting)} stay in raw/ for a retry"
                 + (f", {len(failed) - len(waiting)} left raw/ meanwhile" if len(waiting) < len(failed) else ""),
                 metadata={"failed": MetadataValue.json({r.source: r.detail for r in failed})},
+                # Retried (the step is idempotent) unless no retry can help: credentials, no bucket.
+                allow_retries=not all(r.reason in PERMANENT_REASONS for r in failed),
             )
         return {"ingested": len(ingested), "rejected": len(rejected), "skipped": [r.source for r in skipped]}
 

@@ -58,7 +58,17 @@ def _s3_filesystem(region: str | None, endpoint_url: str | None) -> pafs.S3FileS
             kwargs["endpoint_override"] = endpoint_url
         # MinIO, moto and LocalStack serve buckets by path, not by virtual host.
         kwargs["force_virtual_addressing"] = False
+    # Transient failures (5xx, SlowDown, resets, timeouts) are retried with exponential backoff
+    # and jitter by the AWS SDK; permanent ones (403, no such bucket or key) fail at once.
+    kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=s3_max_attempts())
+    kwargs["connect_timeout"] = 10
+    kwargs["request_timeout"] = 120
     return pafs.S3FileSystem(**kwargs)
+
+
+def s3_max_attempts() -> int:
+    """Attempts per S3 request (``LAKE_S3_MAX_ATTEMPTS``, 10): the SDKs' standard retry mode."""
+    return int(os.environ.get("LAKE_S3_MAX_ATTEMPTS") or 10)
 
 
 class LakeStorage:
@@ -268,7 +278,10 @@ class LakeStorage:
             region, endpoint_url = self._s3_args
             region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
             endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-            client = self._client = boto3.client("s3", region_name=region, endpoint_url=endpoint_url)
+            from botocore.config import Config
+
+            client = self._client = boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=Config(
+                retries={"mode": "standard", "max_attempts": s3_max_attempts()}, connect_timeout=10))
         return client
 
     def put_file(self, local_path: str, rel: str, *, move: bool = False) -> None:

@@ -5,7 +5,8 @@ A daily gold table must hold the previous day's partition by ``settings.fresh_by
 rebuilt within the day before that hour. One ``freshness`` check per gold asset reads the
 instance's materialization records (no data), severity ERROR and not blocking: the UI
 shows it on the asset, the metrics zone records it, and a failure is alerted like any
-failing check. ``lake_freshness_schedule`` runs them just after the deadline.
+failing check. ``lake_freshness_schedule`` runs them just after the deadline; the builds
+that carry each asset's checks leave them be (see :func:`freshness_checks`).
 
 (Dagster's own ``build_time_partition_freshness_checks`` expects the *last* partition
 of the definition, which for the lake's partitions, open through tomorrow for early
@@ -20,6 +21,7 @@ from collections.abc import Iterable
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetChecksDefinition,
     AssetKey,
     AssetRecordsFilter,
@@ -27,7 +29,7 @@ from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     ScheduleDefinition,
-    asset_check,
+    multi_asset_check,
     define_asset_job,
 )
 
@@ -62,33 +64,52 @@ def freshness_verdict(instance, key: AssetKey, daily: bool, hour: int, now: dt.d
                                       "built_at": built.isoformat() if built else ""})
 
 
+JOB = "lake_freshness_job"
+
+
 def freshness_checks(assets: Iterable, fresh_by_hour_utc: int) -> list[AssetChecksDefinition]:
-    """One ``freshness`` check per asset writing a gold table."""
-    checks = []
+    """One ``freshness`` check per asset writing a gold table (one multi-check, subsettable).
+
+    A promise about the clock, not the data: it is judged by ``lake_freshness_job`` (on its
+    schedule, or run by hand), and stays silent in the builds that also carry the asset's
+    checks (a backfill of last year's dates says nothing of whether yesterday arrived).
+    """
+    daily: dict[AssetKey, bool] = {}
     for assets_def in assets:
         if not isinstance(assets_def, AssetsDefinition):
             continue
         for spec in assets_def.specs:
             tables = tables_of(spec.metadata or {})
             if tables and any(t.zone in FRESH_ZONES for t in tables.values()):
-                checks.append(_check(spec.key, assets_def.partitions_def is not None, fresh_by_hour_utc))
-    return checks
+                daily[spec.key] = assets_def.partitions_def is not None
+    if not daily:
+        return []
+    hour = fresh_by_hour_utc
 
+    def promise(key: AssetKey) -> str:
+        return (f"Fresh: the previous day's partition by {hour:02d}:00 UTC" if daily[key]
+                else f"Fresh: rebuilt within the day before {hour:02d}:00 UTC") + " (LAKE_FRESH_BY_HOUR_UTC)."
 
-def _check(key: AssetKey, daily: bool, hour: int) -> AssetChecksDefinition:
-    promise = (f"the previous day's partition by {hour:02d}:00 UTC" if daily
-               else f"rebuilt within the day before {hour:02d}:00 UTC")
+    @multi_asset_check(
+        name="lake_freshness",
+        specs=[AssetCheckSpec(NAME, asset=k, description=promise(k)) for k in sorted(daily, key=str)],
+        can_subset=True,
+    )
+    def _freshness(context):
+        if context.run.job_name != JOB:
+            return  # judged on its schedule, not by every build
+        now = dt.datetime.now(dt.timezone.utc)
+        for check_key in sorted(context.selected_asset_check_keys, key=str):
+            result = freshness_verdict(context.instance, check_key.asset_key, daily[check_key.asset_key], hour, now)
+            yield AssetCheckResult(asset_key=check_key.asset_key, check_name=NAME, passed=result.passed,
+                                   severity=result.severity, metadata=result.metadata)
 
-    @asset_check(asset=key, name=NAME, blocking=False, description=f"Fresh: {promise} (LAKE_FRESH_BY_HOUR_UTC).")
-    def _freshness(context) -> AssetCheckResult:
-        return freshness_verdict(context.instance, key, daily, hour, dt.datetime.now(dt.timezone.utc))
-
-    return _freshness
+    return [_freshness]
 
 
 def freshness_schedule(checks: list[AssetChecksDefinition], fresh_by_hour_utc: int) -> ScheduleDefinition:
     """Runs every freshness check a few minutes after the deadline."""
-    job = define_asset_job("lake_freshness_job", selection=AssetSelection.checks(*checks),
+    job = define_asset_job(JOB, selection=AssetSelection.checks(*checks),
                            description="Check every gold table's freshness promise.")
     return ScheduleDefinition(name="lake_freshness_schedule", job=job, cron_schedule=f"5 {fresh_by_hour_utc} * * *",
                               execution_timezone="UTC", default_status=DefaultScheduleStatus.RUNNING)
