@@ -3,6 +3,7 @@ and the one way tests read the lake's Parquet files (``read_parquet``) and run a
 from __future__ import annotations
 
 import http.client
+import socket
 import socketserver
 import threading
 import os
@@ -266,6 +267,7 @@ class FaultyProxy:  # noqa: D101 (documented below)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no 40 ms stall per answer (Nagle against delayed ACKs)
 
             def log_message(self, *args):  # quiet
                 pass
@@ -301,6 +303,8 @@ class FaultyProxy:  # noqa: D101 (documented below)
                     self.wfile.write(SLOW_DOWN)
                     return
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                conn.connect()
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 headers = {k: v for k, v in self.headers.items()}
                 conn.request(self.command, self.path, body=body, headers=headers, encode_chunked=False)
                 resp = conn.getresponse()

@@ -71,13 +71,16 @@ def assert_catalog(read_parquet, storage: LakeStorage) -> None:
         r["values"]: r["counts"] for r in pc.value_counts(rejected.column("reason")).to_pylist()}
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
-def test_end_to_end(where, request, spark, instance, monkeypatch, catalog_matches_lake, read_parquet, run_lake):
+@pytest.mark.parametrize("where", ["local", "s3", "s3_faults"])
+def test_end_to_end(where, request, spark, instance, monkeypatch, catalog_matches_lake, read_parquet, run_lake,
+                    faulty_proxy):
     """A generated lake end to end, on a folder and on S3 (moto): every record and file accounted for,
     gold deduplicated, checks passed, metrics filed, every table in the catalog, the files where they
     belong and nothing left behind; on S3 with LAKE_CATALOG=glue, the Glue Data Catalog follows the
-    run too."""
-    if where == "s3":
+    run too. ``s3_faults``: the same run reaches S3 and Glue through a proxy answering a share of
+    requests 503 SlowDown, dropping others and cutting the first upload of a gold partition; the
+    retries leave exactly the lake the clean runs leave."""
+    if where.startswith("s3"):
         root = request.getfixturevalue("s3_lake_root")
         monkeypatch.setenv("LAKE_CATALOG", "glue")
         monkeypatch.setenv("LAKE_GLUE_DATABASE_PREFIX", f"e2e_{root.split('/')[2].replace('-', '_')}_")
@@ -86,7 +89,15 @@ def test_end_to_end(where, request, spark, instance, monkeypatch, catalog_matche
     storage = LakeStorage(root)
     gen = generate_logs(storage.write_bytes, start=START, days=3, records_per_day=300, bad_share=0.03,
                         bad_files=4, seed=11, now=NOW)
-    result = run_lake(root, instance, "logs")
+    if where == "s3_faults":
+        moto = request.getfixturevalue("moto_server")
+        with faulty_proxy(moto, every=60, drop_every=90, fail_first="/analytics/daily_activity/") as proxy:
+            monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+            result = run_lake(root, instance, "logs")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+        assert proxy.faults["slow_down"] >= 3 and proxy.faults["dropped"] >= 2 and proxy.faults["publish_cut"] == 1
+    else:
+        result = run_lake(root, instance, "logs")
     assert result.success, [r.failures for r in result.runs]
     assert_conserved(read_parquet, storage, gen)
     gold = gold_by_key(read_parquet, storage)
@@ -104,7 +115,7 @@ def test_end_to_end(where, request, spark, instance, monkeypatch, catalog_matche
     assert_metrics_zone(read_parquet, storage, builds[0].run_id, START.isoformat())
     assert_catalog(read_parquet, storage)
     catalog_matches_lake(build_resources(storage.root_uri), TABLES)
-    if where == "s3":
+    if where.startswith("s3"):
         assert_lake_keys(request.getfixturevalue("s3_keys")(root))
         assert_glue(storage, request.getfixturevalue("moto_server"))
     else:

@@ -67,8 +67,8 @@ def _s3_filesystem(region: str | None, endpoint_url: str | None) -> pafs.S3FileS
 
 
 def s3_max_attempts() -> int:
-    """Attempts per S3 request (``LAKE_S3_MAX_ATTEMPTS``, 10): the SDKs' standard retry mode."""
-    return int(os.environ.get("LAKE_S3_MAX_ATTEMPTS") or 10)
+    """Attempts per S3 request (``LAKE_S3_MAX_ATTEMPTS``, 5): the SDKs' standard retry mode."""
+    return int(os.environ.get("LAKE_S3_MAX_ATTEMPTS") or 5)
 
 
 class LakeStorage:

@@ -26,20 +26,20 @@ def test_gold_is_fresh_once_the_previous_days_partition_is_built(tmp_path, monke
     monkeypatch.setenv("LAKE_ROOT", str(tmp_path / "lake"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LAKE_START_DATE", (today - dt.timedelta(days=10)).isoformat())
-    defs = build_defs(str(tmp_path / "lake"))
-    checks = {(s.asset_key.to_user_string(), s.name) for c in defs.asset_checks for s in c.check_specs}
-    # Every gold table (daily ones and whole ones) carries the promise; no other zone does.
-    assert {a for a, n in checks if n == "freshness"} == {
-        "daily_activity", "dim_users", "dim_country", "dim_status", "dim_date", "fact_events", "fact_transactions",
-        "fact_user_activity", "daily_revenue", "daily_active_users", "user_ltv"}
-    schedule = defs.resolve_schedule_def("lake_freshness_schedule")
-    assert (schedule.cron_schedule, schedule.execution_timezone) == ("5 6 * * *", "UTC")
-
     # Logs for the three days up to yesterday, built by `lake run`.
     assert cli.main(["generate", "logs", "--days", "3", "--records-per-day", "60", "--start",
                      (today - dt.timedelta(days=3)).isoformat(), "--bad-share", "0", "--bad-files", "0"]) == 0
     assert cli.main(["run"]) == 0
+    # Definitions resolved inside the live instance they run in (Dagster's load context).
     with DagsterInstance.get() as instance:
+        defs = build_defs(str(tmp_path / "lake"))
+        checks = {(s.asset_key.to_user_string(), s.name) for c in defs.asset_checks for s in c.check_specs}
+        # Every gold table (daily ones and whole ones) carries the promise; no other zone does.
+        assert {a for a, n in checks if n == "freshness"} == {
+            "daily_activity", "dim_users", "dim_country", "dim_status", "dim_date", "fact_events",
+            "fact_transactions", "fact_user_activity", "daily_revenue", "daily_active_users", "user_ltv"}
+        schedule = defs.resolve_schedule_def("lake_freshness_schedule")
+        assert (schedule.cron_schedule, schedule.execution_timezone) == ("5 6 * * *", "UTC")
         result = defs.resolve_job_def("lake_freshness_job").execute_in_process(instance=instance,
                                                                                raise_on_error=False)
         found = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}

@@ -518,7 +518,9 @@ def test_rebuild_is_deterministic(lake, read_rows):
 
 
 def test_s3_lake(s3_lake_root, moto_server, s3_keys, spark, monkeypatch, catalog_matches_lake, run_lake,
-                 rows_per_partition):
+                 rows_per_partition, faulty_proxy):
+    """The commerce lake on S3, reached through a proxy that answers a share of requests 503 SlowDown
+    and drops others: retried, the run leaves every zone as the local module's asserts it."""
     from dagster import DagsterInstance
 
     from lake_assets.definitions import build_defs
@@ -532,9 +534,13 @@ def test_s3_lake(s3_lake_root, moto_server, s3_keys, spark, monkeypatch, catalog
     storage = LakeStorage(s3_lake_root)
     gen = generate_commerce(storage.write_bytes, start=START, days=2, users=8, events_per_day=15,
                             transactions_per_day=6, bad_share=0.05, bad_files=False, seed=5, now=None)
-    with DagsterInstance.ephemeral() as instance:
+    with DagsterInstance.ephemeral() as instance, faulty_proxy(moto_server, every=150, drop_every=220) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         defs = build_defs(s3_lake_root)
         out = run_lake(defs, instance, "commerce")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    defs = build_defs(s3_lake_root)
+    assert proxy.faults["slow_down"] >= 3 and proxy.faults["dropped"] >= 2
     assert out.success, [(r.job, r.partitions, r.failures, r.failed_checks) for r in out.runs]
     from lake_assets.domains.commerce.tables import TABLES
 
