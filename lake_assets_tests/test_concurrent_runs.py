@@ -41,6 +41,16 @@ def env_for(lake: Path, home: Path, **extra) -> dict:
             "LAKE_CATALOG_PATH": str(home / "catalog.duckdb"), **extra}
 
 
+def lake_here(args: list[str], lake, home: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """`lake <args>` in this process (the test's Spark session): for the run that follows the
+    concurrent or killed ones, which need no process of their own."""
+    for k, v in env_for(lake, home).items():
+        monkeypatch.setenv(k, v)
+    capsys.readouterr()
+    code = cli.main(args)
+    return code, capsys.readouterr().out
+
+
 def lake_run(lake: Path, home: Path, **extra) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "lake_assets.cli", "run"], env=env_for(lake, home, **extra),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -92,7 +102,8 @@ def test_three_runs_started_together_on_a_fresh_home_then_one_more_equal_one_cle
     assert status.returncode == 0 and "stale" not in status.stdout, status.stdout
 
 
-def test_a_run_killed_after_ingestion_then_one_run_converges(generated, tmp_path, lake_snapshot):
+def test_a_run_killed_after_ingestion_then_one_run_converges(generated, tmp_path, lake_snapshot, monkeypatch, capsys,
+                                                              spark):
     raw, reference = generated
     lake, home = tmp_path / "lake", tmp_path / "home"
     shutil.copytree(raw, lake)
@@ -108,15 +119,13 @@ def test_a_run_killed_after_ingestion_then_one_run_converges(generated, tmp_path
     assert proc.returncode == -signal.SIGKILL, "".join(seen)[-2000:]
     assert LakeStorage(str(lake)).list_files("validated/ndjson")  # logs were ingested before the kill
 
-    status = subprocess.run([sys.executable, "-m", "lake_assets.cli", "status", "--format", "json"],
-                            env=env_for(lake, home), capture_output=True, text=True, timeout=300)
-    assert status.returncode == 1  # stale, and said so
-    stale = {d["domain"]: d["stale"] for d in json.loads(status.stdout[status.stdout.index("["):])}
+    code, out = lake_here(["status", "--format", "json"], lake, home, monkeypatch, capsys)
+    assert code == 1  # stale, and said so
+    stale = {d["domain"]: d["stale"] for d in json.loads(out[out.index("["):])}
     assert any(s["asset"] == "daily_activity" for s in stale["logs"])
 
-    again = subprocess.run([sys.executable, "-m", "lake_assets.cli", "run"], env=env_for(lake, home),
-                           capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0, again.stdout[-3000:]
+    code, out = lake_here(["run"], lake, home, monkeypatch, capsys)
+    assert code == 0, out[-3000:]
     assert lake_snapshot(str(lake)) == reference
 
 
@@ -138,7 +147,8 @@ def assert_ingested_once(storage: LakeStorage, records: int) -> None:
     assert pq.read_table(storage.local_path(daily.path)).column("requests").to_pylist() == [records]
 
 
-def test_a_run_killed_while_holding_a_claim_then_the_next_run_ingests_the_file_once(tmp_path):
+def test_a_run_killed_while_holding_a_claim_then_the_next_run_ingests_the_file_once(tmp_path, monkeypatch, capsys,
+                                                                                    spark):
     """SIGKILL while a file is claimed and half ingested: the next run sees the holder's process is
     gone (same machine), takes the claim's next generation and ingests the file, once."""
     lake, home = tmp_path / "lake", tmp_path / "home"
@@ -156,10 +166,9 @@ def test_a_run_killed_while_holding_a_claim_then_the_next_run_ingests_the_file_o
     assert storage.list_files("raw") != []  # killed mid-ingestion: the file is still there, claimed
     assert json.loads(next(claim_dir.glob("*.json")).read_text())["pid"] == proc.pid
 
-    done = subprocess.run([sys.executable, "-m", "lake_assets.cli", "run"], env=env_for(lake, home),
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:]
-    assert "logs: 1 file(s) ingested" in done.stdout
+    code, out = lake_here(["run"], lake, home, monkeypatch, capsys)
+    assert code == 0, out[-3000:]
+    assert "logs: 1 file(s) ingested" in out
     assert_ingested_once(storage, 60_000)
 
 
