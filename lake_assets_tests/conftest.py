@@ -361,3 +361,32 @@ def faulty_proxy_fixture():
     """``FaultyProxy(upstream, every=, drop_every=, fail_first=)``: a context manager whose ``url``
     fronts ``upstream`` (moto) with 503 SlowDown answers and dropped connections."""
     return FaultyProxy
+
+
+def check_resources(root: str) -> dict:
+    """What a materialization of lake assets with their checks needs, on ``root``, without a catalog."""
+    from lake_assets.catalog.resource import CatalogResource
+    from lake_assets.io_managers import LakeParquetIOManager
+    from lake_assets.resources import LakeResource
+    from lake_assets.spark import spark_resource_from_env
+
+    lake, spark, catalog = LakeResource(root=root), spark_resource_from_env(), CatalogResource(kind="none")
+    return {"lake": lake, "spark": spark, "catalog": catalog,
+            "lake_io_manager": LakeParquetIOManager(lake=lake, spark=spark, catalog=catalog)}
+
+
+def check_metadata(evaluation) -> dict:
+    """An asset check evaluation's metadata as plain values."""
+    return {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+
+
+@pytest.fixture(scope="session", name="check_resources")
+def check_resources_fixture():
+    """``check_resources(root)``: see :func:`check_resources`."""
+    return check_resources
+
+
+@pytest.fixture(scope="session", name="check_metadata")
+def check_metadata_fixture():
+    """``check_metadata(evaluation)``: see :func:`check_metadata`."""
+    return check_metadata

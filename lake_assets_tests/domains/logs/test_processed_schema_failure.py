@@ -11,33 +11,19 @@ import json
 from dagster import materialize
 from pyspark.sql import functions as F
 
-from lake_assets.catalog.resource import CatalogResource
 from lake_assets.domains.logs import contract
 from lake_assets.domains.logs.assets import daily_activity, processed_logs, validated_logs
 from lake_assets.domains.logs.checks import LOGS_CHECKS
 from lake_assets.ingest.router import ingest_file
-from lake_assets.io_managers import LakeParquetIOManager
 from lake_assets.lake import LakeStorage
 from lake_assets.quality import metrics
-from lake_assets.resources import LakeResource
-from lake_assets.spark import spark_resource_from_env
 
 DAY = "2024-03-02"
 INGESTED = dt.datetime(2024, 3, 2, 12, tzinfo=dt.timezone.utc)
 
 
-def resources(root: str) -> dict:
-    lake, spark, catalog = LakeResource(root=root), spark_resource_from_env(), CatalogResource(kind="none")
-    return {"lake": lake, "spark": spark, "catalog": catalog,
-            "lake_io_manager": LakeParquetIOManager(lake=lake, spark=spark, catalog=catalog)}
-
-
-def meta(evaluation) -> dict:
-    return {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
-
-
 def test_processed_logs_schema_fails_on_values_out_of_contract_and_gold_is_not_built(
-        lake_root, instance, spark, monkeypatch):
+        lake_root, instance, spark, monkeypatch, check_resources, check_metadata):
     storage = LakeStorage(lake_root)
     records = [{"timestamp": f"{DAY}T08:00:0{i}Z", "service": "web", "request_id": f"r{i}", "method": "GET",
                 "path": "/", "status": 200, "bytes_sent": 10, "latency_ms": 1.5} for i in range(5)]
@@ -62,19 +48,19 @@ def test_processed_logs_schema_fails_on_values_out_of_contract_and_gold_is_not_b
                 .withColumn("bytes_sent", F.when(rid == "r3", F.lit(-5).cast("bigint")).otherwise(F.col("bytes_sent"))))
 
     monkeypatch.setattr(contract, "valid_rows", valid_rows)
-    result = materialize([validated_logs, processed_logs, daily_activity, *LOGS_CHECKS], resources=resources(lake_root),
+    result = materialize([validated_logs, processed_logs, daily_activity, *LOGS_CHECKS], resources=check_resources(lake_root),
                          instance=instance, partition_key=DAY, raise_on_error=False)
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
     ev = evals["processed_logs_schema"]
     assert not ev.passed and ev.blocking and ev.severity.value == "ERROR"
-    assert meta(ev) == {"tables": ["access", "error"], "errors": {"access": {"DATA": [
+    assert check_metadata(ev) == {"tables": ["access", "error"], "errors": {"access": {"DATA": [
         {"column": "method", "check": "isin", "failure_cases": 1},
         {"column": "path", "check": "not_nullable", "failure_cases": 1},
         {"column": "status", "check": "in_range", "failure_cases": 1},
         {"column": "bytes_sent", "check": "greater_than_or_equal_to", "failure_cases": 1}]}}}
     # Only the schema is broken: every record is accounted for, none rejected.
     assert evals["processed_logs_count_conservation"].passed and evals["processed_logs_reject_rate"].passed
-    assert meta(evals["processed_logs_count_conservation"])["valid_access"] == 5
+    assert check_metadata(evals["processed_logs_count_conservation"])["valid_access"] == 5
     # Gold guarded: daily_activity was not materialized, and nothing was written for it.
     assert not result.success
     assert {m.asset_key.path[-1] for m in result.get_asset_materialization_events()} == {
