@@ -216,8 +216,7 @@ def _build_stale(defs, instance, domain, build_job, sources, out: DomainRun, pro
                 progress(f"{domain}: building {span[0]}..{span[1]} ({n} partition(s)) in one run")
             else:
                 progress(f"{domain}: building {', '.join(sorted(k.to_user_string() for k in keys))}")
-            selection = keys if span else [k for k in keys if k in set(status.whole_assets)
-                                           or _unpartitioned(defs, k)]
+            selection = keys if span else [k for k in keys if _unpartitioned(defs, k)]
             result = build.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False,
                                               tags=tags, asset_selection=sorted(selection, key=str))
             out.runs.append(run_outcome(build_job, result, span))

@@ -49,11 +49,6 @@ class DomainStatus:
         """The dates a build must cover (of the partitioned assets)."""
         return sorted({s.partition for s in self.stale if s.partition is not None})
 
-    @property
-    def whole_assets(self) -> list[AssetKey]:
-        """Stale unpartitioned assets."""
-        return [AssetKey(s.asset) for s in self.stale if s.partition is None]
-
 
 def latest_by_partition(instance: DagsterInstance, key: AssetKey) -> dict[str | None, tuple[int, str]]:
     """partition -> (storage id, run id) of its newest materialization."""
@@ -134,7 +129,7 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
                 if specs[dep.asset_key].partitions_def is not None:
                     candidates |= {p for p in list(known[dep.asset_key]) + list(stale[dep.asset_key])
                                    if p is not None}
-            candidates = {p for p in candidates if p in valid} | {p for p in mine if p in valid}
+            candidates = {p for p in candidates if p in valid}
         for partition in sorted(candidates, key=lambda p: p or ""):
             reason = _why(spec, parents, specs, known, stale, partition, mine.get(partition), failed_runs)
             if reason:
