@@ -43,6 +43,7 @@ class RunOutcome:
     failed_checks: list[str] = field(default_factory=list)
     warned_checks: list[str] = field(default_factory=list)
     steps: list[StepTiming] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)  # a step per transient failure it recovered from
 
 
 @dataclass
@@ -92,7 +93,8 @@ def contiguous_ranges(keys: list[str]) -> list[tuple[str, str]]:
 
 
 def run_outcome(job: str, result, partitions=None) -> RunOutcome:
-    """What a finished in-process run did: success, step times, failures, failed and warned checks."""
+    """What a finished in-process run did: success, step times, failures, retried steps, failed and
+    warned checks."""
     out = RunOutcome(job=job, run_id=result.run_id, success=result.success, partitions=partitions)
     for event in result.all_events:
         etype = event.event_type
@@ -104,6 +106,8 @@ def run_outcome(job: str, result, partitions=None) -> RunOutcome:
             if etype == DagsterEventType.STEP_FAILURE:
                 err = data.error
                 out.failures.append(f"{event.step_key}: {err.message.strip() if err else 'failed'}")
+        elif etype == DagsterEventType.STEP_UP_FOR_RETRY:
+            out.retried.append(event.step_key)
         elif etype == DagsterEventType.ASSET_CHECK_EVALUATION:
             ev = event.event_specific_data
             if not ev.passed:

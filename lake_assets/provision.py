@@ -244,6 +244,9 @@ class BucketSpec:
         from lake_assets import settings
 
         bucket, prefix = split_root(root or settings.lake_root())
+        from lake_assets.lake.storage import configured_sse
+
+        sse, kms_key_id = configured_sse()
         retention = os.environ.get("LAKE_QUARANTINE_RETENTION_DAYS") or str(DEFAULT_RETENTION_DAYS)
         try:
             retention_days = int(retention)
@@ -255,8 +258,7 @@ class BucketSpec:
             bucket=bucket, prefix=prefix,
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             zones=zone_layout() if zones is None else zones,
-            sse=(os.environ.get("LAKE_SSE") or "s3").strip().lower(),
-            kms_key_id=os.environ.get("LAKE_KMS_KEY_ID") or None,
+            sse=sse, kms_key_id=kms_key_id,
             retention_days=retention_days,
             tags=tuple(sorted(tags.items())),
             require_tls=_env_bool("LAKE_REQUIRE_TLS", True),

@@ -130,6 +130,7 @@ class LakeSettings:
     reject_rate: RateThresholds = field(default_factory=lambda: RateThresholds(0.05, 0.25))  # LAKE_REJECT_RATE_*
     quarantine_rate: RateThresholds = field(default_factory=lambda: RateThresholds(0.10, 0.30))  # LAKE_QUARANTINE_RATE_*
     fresh_by_hour_utc: int = 6  # LAKE_FRESH_BY_HOUR_UTC: gold holds the previous day by this hour
+    retry_delay_seconds: float = 1.0  # LAKE_RETRY_DELAY_SECONDS: first wait of a retried step (then 3x, 7x)
 
     @classmethod
     def from_env(cls) -> "LakeSettings":
@@ -141,6 +142,7 @@ class LakeSettings:
             reject_rate=RateThresholds.from_env("LAKE_REJECT_RATE", 0.05, 0.25),
             quarantine_rate=RateThresholds.from_env("LAKE_QUARANTINE_RATE", 0.10, 0.30),
             fresh_by_hour_utc=_hour("LAKE_FRESH_BY_HOUR_UTC", 6),
+            retry_delay_seconds=env_float("LAKE_RETRY_DELAY_SECONDS", 1.0),
         )
 
 

@@ -55,11 +55,12 @@ def spark_config_from_env(submitted: bool = False) -> dict[str, str]:
         "spark.sql.variant.allowDuplicateKeys": "true",
     }
     if submitted:
-        return {**conf, **_conf_overrides()}
+        return {**conf, **_s3_encryption_conf(), **_conf_overrides()}
     remote = os.environ.get("SPARK_REMOTE")
-    if remote:
+    if remote:  # the Connect server's own settings say how it reaches S3
         conf["spark.remote"] = remote
         return conf
+    conf.update(_s3_encryption_conf())
     master = os.environ.get("SPARK_MASTER", "local[*]")
     cores = local_cores(master)
     if cores:
@@ -82,6 +83,21 @@ def spark_config_from_env(submitted: bool = False) -> dict[str, str]:
     )
     conf.update(_conf_overrides())
     return conf
+
+
+def _s3_encryption_conf() -> dict[str, str]:
+    """When Spark writes S3 itself (s3a, or EMRFS's s3), its writes name the lake's KMS key as the
+    lake's own writes do (``LAKE_SSE=kms``, ``LAKE_KMS_KEY_ID``); nothing otherwise."""
+    from lake_assets.lake.storage import configured_sse
+
+    scheme = os.environ.get("LAKE_SPARK_S3_SCHEME")
+    key = configured_sse()[1] if scheme else None
+    if not key:
+        return {}
+    if scheme == "s3a":
+        return {"spark.hadoop.fs.s3a.encryption.algorithm": "SSE-KMS", "spark.hadoop.fs.s3a.encryption.key": key}
+    return {"spark.hadoop.fs.s3.enableServerSideEncryption": "true",
+            "spark.hadoop.fs.s3.serverSideEncryption.kms.keyId": key}
 
 
 def _conf_overrides() -> dict[str, str]:

@@ -103,6 +103,23 @@ def s3_lake_root(s3_client) -> str:
 
 
 @pytest.fixture
+def s3_encryption(s3_client):
+    """``s3_encryption(lake_root, prefix)``: each object's (ServerSideEncryption, SSEKMSKeyId) under a lake
+    prefix, keyed relative to the lake root, read with boto3 HEAD requests."""
+
+    def _read(lake_root: str, prefix: str = "") -> dict[str, tuple]:
+        bucket, _, base = lake_root[len("s3://"):].partition("/")
+        out = {}
+        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{base}/{prefix}"):
+            for o in page.get("Contents", []):
+                head = s3_client.head_object(Bucket=bucket, Key=o["Key"])
+                out[o["Key"][len(base) + 1:]] = (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId"))
+        return out
+
+    return _read
+
+
+@pytest.fixture
 def s3_lake(s3_lake_root, moto_server):
     from lake_assets.lake import LakeStorage
 

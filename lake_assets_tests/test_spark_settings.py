@@ -27,6 +27,22 @@ def test_cluster_connect_and_extra_settings(monkeypatch):
     assert conf["spark.remote"] == "sc://127.0.0.1:15002" and "spark.master" not in conf
 
 
+@pytest.mark.parametrize("scheme, expected", [
+    ("s3a", {"spark.hadoop.fs.s3a.encryption.algorithm": "SSE-KMS", "spark.hadoop.fs.s3a.encryption.key": "k-1"}),
+    ("s3", {"spark.hadoop.fs.s3.enableServerSideEncryption": "true",
+            "spark.hadoop.fs.s3.serverSideEncryption.kms.keyId": "k-1"}),
+])
+def test_spark_writing_s3_itself_names_the_lakes_kms_key(monkeypatch, scheme, expected):
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    monkeypatch.setenv("LAKE_SPARK_S3_SCHEME", scheme)
+    monkeypatch.setenv("LAKE_SSE", "kms")
+    monkeypatch.setenv("LAKE_KMS_KEY_ID", "k-1")
+    conf = spark_config_from_env()
+    assert {k: v for k, v in conf.items() if "encrypt" in k.lower() or "ServerSide" in k} == expected
+    monkeypatch.setenv("LAKE_SSE", "s3")  # SSE-S3: the bucket's default, no setting
+    assert not [k for k in spark_config_from_env() if "ncryption" in k or "ServerSide" in k]
+
+
 def test_unreachable_connect_server_fails_fast_with_a_clear_message():
     import socket
 

@@ -71,6 +71,25 @@ def s3_max_attempts() -> int:
     return int(os.environ.get("LAKE_S3_MAX_ATTEMPTS") or 5)
 
 
+def configured_sse() -> tuple[str, str | None]:
+    """The lake's S3 encryption as configured: (``LAKE_SSE``: ``s3`` or ``kms``, ``LAKE_KMS_KEY_ID``).
+
+    Read by ``lake provision`` (the bucket's default encryption) and by every S3 write. With
+    ``s3`` (the default) writes send no header: S3 encrypts every new object with SSE-S3
+    whatever the request says. A bucket whose policy requires SSE-KMS with a given key
+    refuses a PUT without the headers, so with ``kms`` every write names the key.
+    """
+    from lake_assets.settings import SettingError
+
+    sse = (os.environ.get("LAKE_SSE") or "s3").strip().lower()
+    if sse not in ("s3", "kms"):
+        raise SettingError(f"LAKE_SSE={sse!r}: use s3 (SSE-S3, the default) or kms (with LAKE_KMS_KEY_ID)")
+    key = os.environ.get("LAKE_KMS_KEY_ID") or None
+    if sse == "kms" and key is None:
+        raise SettingError("LAKE_SSE=kms needs LAKE_KMS_KEY_ID (a key id or ARN)")
+    return sse, key if sse == "kms" else None
+
+
 class LakeStorage:
     """The lake root and every operation the pipeline performs on it."""
 
@@ -81,6 +100,7 @@ class LakeStorage:
         region: str | None = None,
         endpoint_url: str | None = None,
         spark_s3_scheme: str | None = None,
+        kms_key_id: str | None = None,
     ) -> None:
         root = root.rstrip("/")
         parsed = urlparse(root)
@@ -92,10 +112,13 @@ class LakeStorage:
             self.fs: pafs.FileSystem = _s3_filesystem(region, endpoint_url)
             self._base = f"{parsed.netloc}{parsed.path}".rstrip("/")
             self.root_uri = f"s3://{self._base}"
+            # Arrow's S3 filesystem cannot send SSE-KMS headers: with a key, writes go through boto3.
+            self.kms_key_id = kms_key_id or configured_sse()[1]
         elif parsed.scheme in ("", "file"):
             path = parsed.path if parsed.scheme == "file" else root
             self.is_local = True
             self.fs = pafs.LocalFileSystem()
+            self.kms_key_id = None
             self._base = os.path.abspath(os.path.expanduser(path))
             self.root_uri = self._base
         else:
@@ -228,6 +251,9 @@ class LakeStorage:
         if self.is_local:
             with self.open_write(rel) as f:
                 f.write(data)
+        elif self.kms_key_id:
+            bucket, _, key = self._p(rel).partition("/")
+            self._s3_client().put_object(Bucket=bucket, Key=key, Body=data, **self._sse_args())
         else:
             with self.fs.open_output_stream(self._p(rel), compression=None) as out:
                 out.write(data)
@@ -261,7 +287,7 @@ class LakeStorage:
 
         bucket, _, key = self._p(rel).partition("/")
         try:
-            self._s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            self._s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*", **self._sse_args())
             return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") \
@@ -269,8 +295,16 @@ class LakeStorage:
                 return False
             raise
 
+    def _sse_args(self) -> dict:
+        """The encryption every S3 write names: SSE-KMS with the configured key; nothing without a key
+        (the bucket's default, SSE-S3, applies). Whether an S3 bucket key cuts the KMS requests is
+        the bucket's default setting (``lake provision`` turns it on), which such writes follow."""
+        if not self.kms_key_id:
+            return {}
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+
     def _s3_client(self):
-        """A boto3 S3 client for what Arrow's filesystem cannot say (conditional writes)."""
+        """A boto3 S3 client for what Arrow's filesystem cannot say (conditional writes, SSE-KMS)."""
         client = getattr(self, "_client", None)
         if client is None:
             import boto3
@@ -302,8 +336,12 @@ class LakeStorage:
             if move:
                 os.remove(local_path)
         else:
-            pafs.copy_files(local_path, self._p(rel), source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=self.fs)
+            if self.kms_key_id:  # boto3's managed upload: multipart above 8 MB, complete or nothing
+                bucket, _, key = self._p(rel).partition("/")
+                self._s3_client().upload_file(local_path, bucket, key, ExtraArgs=self._sse_args())
+            else:
+                pafs.copy_files(local_path, self._p(rel), source_filesystem=pafs.LocalFileSystem(),
+                                destination_filesystem=self.fs)
             if move:
                 os.remove(local_path)
 
@@ -311,6 +349,18 @@ class LakeStorage:
         """Copy within the lake (server side on S3), atomically at the destination."""
         if self.is_local:
             self.put_file(self._p(src), dst)
+        elif self.kms_key_id:  # a copy is a new object: it names the key too
+            bucket, _, key = self._p(dst).partition("/")
+            src_bucket, _, src_key = self._p(src).partition("/")
+            from botocore.exceptions import ClientError
+
+            try:
+                self._s3_client().copy({"Bucket": src_bucket, "Key": src_key}, bucket, key,
+                                       ExtraArgs=self._sse_args())
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                    raise FileNotFoundError(f"{self.uri(src)} does not exist") from exc
+                raise
         else:
             self.fs.copy_file(self._p(src), self._p(dst))
 
@@ -323,12 +373,30 @@ class LakeStorage:
 
     def delete(self, rel: str) -> None:
         """Delete a file; a file already gone is not an error (retries stay idempotent)."""
+        if self.kms_key_id:
+            bucket, _, key = self._p(rel).partition("/")
+            self._s3_client().delete_object(Bucket=bucket, Key=key)  # no error when already gone
+            return
         try:
             self.fs.delete_file(self._p(rel))
         except FileNotFoundError:
             pass
 
     def delete_dir(self, rel: str) -> None:
+        """Delete everything below a prefix."""
+        if self.kms_key_id:
+            # Arrow's deletes put an empty folder marker back, a write without the key that a bucket
+            # requiring SSE-KMS refuses: with a key, deletes go through boto3 and leave no marker.
+            bucket, _, prefix = self._p(rel).partition("/")
+            client = self._s3_client()
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    failed = client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True}).get("Errors")
+                    if failed:
+                        raise OSError(f"could not delete {len(failed)} object(s) under {self.uri(rel)}: "
+                                      f"{failed[0].get('Code')} {failed[0].get('Message')}")
+            return
         try:
             self.fs.delete_dir(self._p(rel))
         except FileNotFoundError:

@@ -16,12 +16,17 @@ from lake_assets.lake import LakeFile, LakeStorage
 
 
 # -- helpers -----------------------------------------------------------------
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3_kms"])
 def lake(request):
-    """A fresh lake, local or S3; ``lake.kind`` and ``lake.test_root`` tell the tests which."""
-    storage = request.getfixturevalue("local_lake" if request.param == "local" else "s3_lake")
-    root = request.getfixturevalue("lake_root" if request.param == "local" else "s3_lake_root")
-    storage.kind = request.param
+    """A fresh lake, local or S3 (``s3_kms``: with ``LAKE_SSE=kms``, whose writes and deletes take
+    boto3's path); ``lake.kind`` and ``lake.test_root`` tell the tests which."""
+    if request.param == "local":
+        storage, root = request.getfixturevalue("local_lake"), request.getfixturevalue("lake_root")
+    else:
+        root = request.getfixturevalue("s3_lake_root")
+        storage = LakeStorage(root, endpoint_url=request.getfixturevalue("moto_server"),
+                              kms_key_id="lake-key-1" if request.param == "s3_kms" else None)
+    storage.kind = "local" if request.param == "local" else "s3"
     storage.test_root = root
     return storage
 
@@ -215,6 +220,47 @@ def test_s3_open_write_removes_its_spool_file_on_success(s3_lake, s3_lake_root, 
         f.write(b"x" * 1000)
     assert s3_keys(s3_lake_root) == ["a/b.bin"]
     assert os.listdir(spool) == []
+
+
+def test_with_a_kms_key_every_s3_write_names_it(s3_lake_root, moto_server, s3_encryption, tmp_path, monkeypatch):
+    """LAKE_SSE=kms: every way the lake writes an object (bytes, a streamed file, an upload big enough
+    to go multipart, a copy, a move, an exclusive create) sends SSE-KMS with the key; without the
+    setting nothing is asked for (the bucket's default applies)."""
+    from lake_assets.lake import LakeStorage
+
+    monkeypatch.setenv("LAKE_SSE", "kms")
+    monkeypatch.setenv("LAKE_KMS_KEY_ID", "lake-key-1")
+    lake = LakeStorage(s3_lake_root, endpoint_url=moto_server)
+    lake.write_bytes("a/bytes.bin", b"1")
+    with lake.open_write("a/streamed.bin") as f:
+        f.write(b"2" * 1000)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(9 * 1024 * 1024))  # above the 8 MB multipart threshold
+    lake.put_file(str(big), "a/big.bin")
+    lake.copy("a/bytes.bin", "b/copied.bin")
+    lake.move("a/streamed.bin", "b/moved.bin")
+    assert lake.create_exclusive("c/claim.json", b"{}")
+    assert s3_encryption(s3_lake_root) == {k: ("aws:kms", "lake-key-1") for k in (
+        "a/bytes.bin", "a/big.bin", "b/copied.bin", "b/moved.bin", "c/claim.json")}
+    assert lake.read_bytes("a/big.bin") == big.read_bytes()
+
+    monkeypatch.delenv("LAKE_SSE")
+    plain = LakeStorage(s3_lake_root, endpoint_url=moto_server)
+    plain.write_bytes("d/plain.bin", b"3")
+    assert s3_encryption(s3_lake_root, "d/")["d/plain.bin"][1] is None
+
+
+def test_kms_without_a_key_is_refused_naming_the_setting(s3_lake_root, monkeypatch):
+    from lake_assets.lake import LakeStorage
+    from lake_assets.settings import SettingError
+
+    monkeypatch.setenv("LAKE_SSE", "kms")
+    monkeypatch.delenv("LAKE_KMS_KEY_ID", raising=False)
+    with pytest.raises(SettingError, match="LAKE_SSE=kms needs LAKE_KMS_KEY_ID"):
+        LakeStorage(s3_lake_root)
+    monkeypatch.setenv("LAKE_SSE", "aes")
+    with pytest.raises(SettingError, match="LAKE_SSE='aes'"):
+        LakeStorage(s3_lake_root)
 
 
 def test_put_file_replaces_existing_content(lake, listing, read_back, tmp_path):

@@ -17,7 +17,6 @@ def definitions(settings: LakeSettings | None = None, source=None) -> Definition
     from lake_assets.domains.orders.assets import (
         build,
         orders_extract_job,
-        orders_landing,
         orders_landing_sensor,
         orders_validate_job,
         validate_orders,
@@ -25,11 +24,12 @@ def definitions(settings: LakeSettings | None = None, source=None) -> Definition
     from lake_assets.domains.orders.checks import ORDERS_CHECKS
     from lake_assets.domains.orders.source import OrdersSourceResource
 
+    built = build(settings or LakeSettings.from_env())
     return Definitions(
-        assets=[orders_landing, validate_orders],
+        assets=[built["orders_landing"], validate_orders],
         asset_checks=ORDERS_CHECKS,
         jobs=[orders_extract_job, orders_validate_job],
-        schedules=[build(settings or LakeSettings.from_env())["orders_extract_schedule"]],
+        schedules=[built["orders_extract_schedule"]],
         sensors=[orders_landing_sensor],
         resources={"orders_source": source or OrdersSourceResource.from_env()},
     )

@@ -21,6 +21,7 @@ from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    Failure,
     MaterializeResult,
     MetadataValue,
     RunRequest,
@@ -43,6 +44,8 @@ from lake_assets.domains.orders import tables, zones
 from lake_assets.domains.orders.extract import extract_orders
 from lake_assets.domains.orders.source import OrdersSourceResource, masked
 from lake_assets.ingest.jobs import RequestLedger
+from lake_assets.lake import errors
+from lake_assets.lake.errors import transient_retry_policy
 from lake_assets.lake.layout import join
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
@@ -53,38 +56,6 @@ DATASET = "orders"
 PENDING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
            DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
-
-
-@asset(
-    name="orders_landing",
-    group_name=GROUP,
-    kinds={"sql", "parquet"},
-    metadata={"lake/prefix": zones.LANDING},
-    description="Bronze: the orders rows changed since the watermark, one folder per extraction run "
-    "(bronze/landing/orders/extracted_at=.../part-*.parquet + _manifest.json). The watermark "
-    "(etl_watermarks) moves only after the set is committed.",
-)
-def orders_landing(context: AssetExecutionContext, lake: LakeResource,
-                   orders_source: OrdersSourceResource) -> MaterializeResult:
-    """Incremental extraction: everything the source changed since the mark, landed at least once."""
-    storage = lake.storage
-    r = extract_orders(orders_source, storage, run_id=context.run.run_id, log=context.log.info)
-    found = metrics.files_metrics(storage, {"": r.files}) if r.files else [metrics.Metric("rows", 0)]
-    found += [metrics.Metric("read_rows", r.read_rows), metrics.Metric("skipped_rows", r.skipped_rows),
-              metrics.Metric("files", len(r.files))]
-    landing_metrics = metrics.record(storage, dataset=DATASET, asset="orders_landing", run_id=context.run.run_id,
-                                     per_partition={None: found})
-    return MaterializeResult(metadata={
-        "dagster/row_count": r.rows,
-        "landing_set": r.set_name or "",
-        "dagster/uri": MetadataValue.path(storage.uri(r.landing or zones.LANDING)),
-        "watermark_from": str(r.previous_mark or ""),
-        "watermark_to": str(r.new_mark or ""),
-        "window": f"{r.window_low or '-inf'} .. {r.window_high}",
-        "lag_seconds": orders_source.lag_seconds,
-        "source": masked(orders_source.url),
-        **landing_metrics,
-    })
 
 
 class ValidateOrdersConfig(Config):
@@ -178,6 +149,14 @@ orders_validate_job = define_asset_job(
     description="Validate landing sets: silver (current valid orders), discarded (with reasons), archive.")
 
 
+def _committed_by(storage, run_id: str) -> str | None:
+    """The landing set this run committed (its manifest names the run), if any is still waiting."""
+    for name in reversed(zones.committed_sets(storage)):
+        if zones.read_manifest(storage, zones.landing_folder(name)).get("run_id") == run_id:
+            return name
+    return None
+
+
 def _pending_run(instance, job_name: str) -> str | None:
     records = instance.get_run_records(RunsFilter(job_name=job_name, statuses=PENDING), limit=1)
     return records[0].dagster_run.run_id if records else None
@@ -185,8 +164,58 @@ def _pending_run(instance, job_name: str) -> str | None:
 
 @functools.lru_cache
 def build(settings: LakeSettings) -> dict:
-    """What orders builds from settings: the extraction schedule (``settings.orders_extract_cron``,
+    """What orders builds from settings: the extraction asset (its retries wait
+    ``settings.retry_delay_seconds`` first) and its schedule (``settings.orders_extract_cron``,
     UTC; switched off when ``settings.orders_schedule_running`` is false)."""
+
+    @asset(
+        name="orders_landing",
+        group_name=GROUP,
+        kinds={"sql", "parquet"},
+        metadata={"lake/prefix": zones.LANDING},
+        retry_policy=transient_retry_policy(settings.retry_delay_seconds),
+        description="Bronze: the orders rows changed since the watermark, one folder per extraction run "
+        "(bronze/landing/orders/extracted_at=.../part-*.parquet + _manifest.json). The watermark "
+        "(etl_watermarks) moves only after the set is committed. A dropped or refused database "
+        "connection, or an S3 fault, is retried (the extraction is idempotent); refused credentials "
+        "or a source that cannot be landed fail at once.",
+    )
+    def orders_landing(context: AssetExecutionContext, lake: LakeResource,
+                       orders_source: OrdersSourceResource) -> MaterializeResult:
+        """Incremental extraction: everything the source changed since the mark, landed at least once."""
+        storage = lake.storage
+        try:
+            r = extract_orders(orders_source, storage, run_id=context.run.run_id, log=context.log.info)
+        except Exception as exc:
+            if errors.permanent(exc) and not isinstance(exc, Failure):  # a bucket refused: no retry helps
+                raise Failure(f"orders extraction cannot write to {storage.uri()}: {exc}",
+                              allow_retries=False) from exc
+            landed = _committed_by(storage, context.run.run_id)
+            if landed:
+                # The set is committed but the mark did not move: a retry of this step would land the
+                # same rows again as another set. The next run re-reads from the old mark (at least
+                # once, see extract.py) and validation keeps the newest version of each order.
+                raise Failure(f"landing set {landed} was committed but the watermark was not moved ({exc}); "
+                              "not retried: the next run lands its rows again and validation keeps each "
+                              "order once", allow_retries=False) from exc
+            raise
+        found = metrics.files_metrics(storage, {"": r.files}) if r.files else [metrics.Metric("rows", 0)]
+        found += [metrics.Metric("read_rows", r.read_rows), metrics.Metric("skipped_rows", r.skipped_rows),
+                  metrics.Metric("files", len(r.files))]
+        landing_metrics = metrics.record(storage, dataset=DATASET, asset="orders_landing",
+                                         run_id=context.run.run_id, per_partition={None: found})
+        return MaterializeResult(metadata={
+            "dagster/row_count": r.rows,
+            "landing_set": r.set_name or "",
+            "dagster/uri": MetadataValue.path(storage.uri(r.landing or zones.LANDING)),
+            "watermark_from": str(r.previous_mark or ""),
+            "watermark_to": str(r.new_mark or ""),
+            "window": f"{r.window_low or '-inf'} .. {r.window_high}",
+            "lag_seconds": orders_source.lag_seconds,
+            "source": masked(orders_source.url),
+            **landing_metrics,
+        })
+
 
     @schedule(name="orders_extract_schedule", job=orders_extract_job, cron_schedule=settings.orders_extract_cron,
               execution_timezone="UTC",
@@ -200,10 +229,11 @@ def build(settings: LakeSettings) -> dict:
             return SkipReason(f"extraction run {busy} has not finished")
         return RunRequest(tags={"lake/trigger": "schedule"})
 
-    return {"orders_extract_schedule": orders_extract_schedule}
+    return {"orders_landing": orders_landing, "orders_extract_schedule": orders_extract_schedule}
 
 
-#: ``orders_extract_schedule`` is the build with the environment's settings, made on first use.
+#: ``orders_landing`` and ``orders_extract_schedule`` are the build with the environment's settings,
+#: made on first use.
 __getattr__ = module_built_from_env(build)
 
 

@@ -197,7 +197,8 @@ def landing_of(table: sa.Table, type_names: dict[str, str] | None = None) -> Lan
         else:
             columns.append(LandingColumn(name, source_type, *types))
     if problems:
-        raise Failure(f"the orders source table {table.name!r} cannot be extracted: " + "; ".join(problems))
+        raise Failure(f"the orders source table {table.name!r} cannot be extracted: " + "; ".join(problems),
+                      allow_retries=False)
     return Landing(tuple(columns))
 
 
@@ -332,7 +333,7 @@ def _write_part(storage: LakeStorage, rel: str, rows: list, landing: Landing, *,
             arrays.append(pa.array([r[i] for r in rows], type=c.arrow))
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             raise Failure(f"orders source column {c.name!r} ({c.source_type}) holds a value that does not "
-                          f"fit its landing type {c.arrow}: {exc}") from exc
+                          f"fit its landing type {c.arrow}: {exc}", allow_retries=False) from exc
     arrays += [pa.array([extracted_at] * len(rows), UTC_TIMESTAMP), pa.array([run_id] * len(rows), pa.string())]
     table = pa.Table.from_arrays(arrays, schema=landing.arrow_schema({f"lake.{k}": v for k, v in kv.items()}))
     buf = io.BytesIO()
@@ -361,7 +362,7 @@ def extract_orders(source: OrdersSourceResource, storage: LakeStorage, *, run_id
         with source.engine.connect() as conn:
             if not sa.inspect(conn).has_table(SOURCE_TABLE):
                 raise Failure(f"the source database {masked(source.url)} has no table {SOURCE_TABLE!r} "
-                              "(create and fill it with `lake generate orders`)")
+                              "(create and fill it with `lake generate orders`)", allow_retries=False)
             o, landing = reflect_landing(conn, SOURCE_TABLE)
             # Timestamps read and compared as UTC instants, whatever the column's zone handling.
             cols = {c.name: sa.type_coerce(o.c[c.name], UtcDateTime).label(c.name)

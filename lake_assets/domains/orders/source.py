@@ -172,11 +172,21 @@ def create_db_engine(url: str, *, create: bool = True) -> Engine:
 
 
 def unreachable(role: str, url: str, exc: BaseException) -> Failure:
-    """The one error a run shows when a database cannot be used: which one, and why."""
+    """The one error a run shows when a database cannot be used: which one, and why.
+
+    A connection that failed, dropped or timed out may work on a retry (the step's
+    ``RetryPolicy``); refused credentials or a missing database will not: that failure
+    is not retried (:mod:`lake_assets.lake.errors` sorts them).
+    """
+    from lake_assets.lake import errors
+
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    found = errors.kind(exc)
     return Failure(
         description=f"orders {role} database {masked(url)} is unreachable or unusable: {reason}",
-        metadata={"database": MetadataValue.text(masked(url)), "error": MetadataValue.text(reason)},
+        metadata={"database": MetadataValue.text(masked(url)), "error": MetadataValue.text(reason),
+                  "kind": MetadataValue.text(found or type(exc).__name__)},
+        allow_retries=found == errors.DB_UNREACHABLE,
     )
 
 
@@ -222,7 +232,8 @@ class OrdersSourceResource(ConfigurableResource):
         path = sqlite_file(self.url)
         if path and not os.path.exists(path):
             raise Failure(f"the orders source database {masked(self.url)} does not exist "
-                          "(create and fill it with `lake generate orders`, or set ORDERS_DB_URL)")
+                          "(create and fill it with `lake generate orders`, or set ORDERS_DB_URL)",
+                          allow_retries=False)
 
     @cached_property
     def state_engine(self) -> Engine:

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -88,6 +89,75 @@ def db_urls(request, tmp_path):
         return f"sqlite:///{tmp_path}/orders_source.db", f"sqlite:///{tmp_path}/orders_state.db"
     url = request.getfixturevalue("pg_url")
     return url, url
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of a database server that cuts the first ``cuts`` connections
+    once each has carried ``after_bytes`` from the server: a connection dropped in the middle of a
+    read (a failover, an idle-timeout firewall, a server restart), as the driver sees it."""
+
+    def __init__(self, upstream_port: int, *, after_bytes: int, cuts: int = 1):
+        self.upstream_port, self.after_bytes, self.left = upstream_port, after_bytes, cuts
+        self.cut = 0
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, url: str) -> str:
+        """``url`` (a database URL on the upstream port) reached through the proxy."""
+        return url.replace(f":{self.upstream_port}/", f":{self.port}/")
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self.lock:
+                doomed = self.left > 0
+                self.left -= doomed
+            threading.Thread(target=self._pump, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, self.after_bytes if doomed else None),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, cut_after: int | None) -> None:
+        carried = 0
+        try:
+            while data := src.recv(65536):
+                if cut_after is not None and carried + len(data) > cut_after:
+                    dst.sendall(data[: cut_after - carried])
+                    with self.lock:
+                        self.cut += 1
+                    break
+                dst.sendall(data)
+                carried += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def cutting_proxy():
+    """``cutting_proxy(upstream_port, after_bytes=, cuts=)``: see :class:`CuttingProxy`; closed after the test."""
+    made: list[CuttingProxy] = []
+
+    def _make(upstream_port: int, **kw) -> CuttingProxy:
+        made.append(CuttingProxy(upstream_port, **kw))
+        return made[-1]
+
+    yield _make
+    for proxy in made:
+        proxy.close()
 
 
 @dataclass

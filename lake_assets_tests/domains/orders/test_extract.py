@@ -138,9 +138,10 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("broken", ["source", "state"])
-def test_unreachable_database_fails_clearly_and_moves_no_watermark(tmp_path, make_env, broken):
+def test_unreachable_database_fails_clearly_and_moves_no_watermark(tmp_path, make_env, broken, monkeypatch):
     from dagster import DagsterEventType
 
+    monkeypatch.setenv("LAKE_RETRY_DELAY_SECONDS", "0.01")  # the backoff's first wait (then 3x, 7x)
     source, state = f"sqlite:///{tmp_path}/s.db", f"sqlite:///{tmp_path}/w.db"
     good = make_env(source, state)
     generate_orders(source, day=DAY, new_orders=10, seed=1)
@@ -153,12 +154,66 @@ def test_unreachable_database_fails_clearly_and_moves_no_watermark(tmp_path, mak
     result = bad.defs.resolve_job_def("orders_extract_job").execute_in_process(
         instance=bad.instance, raise_on_error=False)
     assert not result.success
+    # A server that does not answer may be restarting: the step was tried four times, then failed.
+    retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(retries) == 3
     failure = next(e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
     message = failure.event_specific_data.user_failure_data.description
     assert message.startswith(f"orders {broken} database postgresql+psycopg://etl:***@127.0.0.1:")
     assert "unreachable" in message and "s3cret" not in message
     assert read_state(good.source).mark == mark and len(history(good.source)) == 1
     assert good.storage.list_files("", hidden=True) == before
+
+
+def test_a_connection_dropped_mid_read_is_retried_and_lands_every_row_once(
+        pg_url, make_env, cutting_proxy, monkeypatch, landed_rows):
+    """The source's connection is cut in the middle of the read (after part files were written): the
+    attempt's parts go, the step is retried, and the one landing set holds each source row once."""
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.setenv("LAKE_RETRY_DELAY_SECONDS", "0.01")
+    generate_orders(pg_url, day=DAY, new_orders=3000, seed=3)
+    proxy = cutting_proxy(make_url(pg_url).port, after_bytes=150_000)
+    env = make_env(proxy.url(pg_url), pg_url, chunk_rows=200)
+    written: list[str] = []
+    real_write = extract_mod._write_part
+    monkeypatch.setattr(extract_mod, "_write_part", lambda storage, rel, *a, **kw: (
+        written.append(rel), real_write(storage, rel, *a, **kw))[1])
+    result = env.defs.resolve_job_def("orders_extract_job").execute_in_process(instance=env.instance,
+                                                                               raise_on_error=False)
+    assert result.success and proxy.cut == 1
+    from dagster import DagsterEventType
+
+    retried = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert [e.step_key for e in retried] == ["orders_landing"]
+    error, chain = retried[0].event_specific_data.error, []
+    while error is not None:  # the policy's retry request, caused by the extraction's Failure, by the driver's
+        chain.append(error.message)
+        error = error.cause or error.context
+    assert any("server closed the connection unexpectedly" in m for m in chain), chain
+    first_set = written[0].split("/")[3]
+    assert sum(p.split("/")[3] == first_set for p in written) >= 2  # the cut came after parts were written
+    assert not env.storage.list_files(f"{zones.LANDING}/{first_set}", hidden=True)  # and they went
+    rows = landed_rows(env.storage)
+    assert len(rows) == 3000 and len({r["order_id"] for r in rows}) == 3000
+    assert len({r["_set"] for r in rows}) == 1 and len(history(env.source)) == 1
+
+
+def test_refused_credentials_are_not_retried(pg_url, make_env, monkeypatch):
+    from dagster import DagsterEventType
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.setenv("LAKE_RETRY_DELAY_SECONDS", "0.01")
+    wrong = make_url(pg_url).set(username="nobody_here", password="s3cret").render_as_string(hide_password=False)
+    env = make_env(wrong, pg_url)
+    result = env.defs.resolve_job_def("orders_extract_job").execute_in_process(instance=env.instance,
+                                                                               raise_on_error=False)
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    failure = next(e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+    data = failure.event_specific_data.user_failure_data
+    assert 'role "nobody_here" does not exist' in data.description and "s3cret" not in data.description
+    assert data.metadata["kind"].value == "db_credentials"
 
 
 def test_crash_after_landing_before_the_watermark_lands_again_on_retry(db_urls, make_env, monkeypatch, landed_rows):

@@ -82,22 +82,40 @@ def test_silver_is_the_sources_current_valid_orders_after_days_updates_and_a_cra
         "orders_silver_freshness")}
 
 
-def test_orders_on_an_s3_lake(s3_lake_root, moto_server, tmp_path, make_env, spark, readers, s3_keys,
-                              catalog_matches_lake):
-    env = make_env(f"sqlite:///{tmp_path}/s.db", f"sqlite:///{tmp_path}/w.db", lake=s3_lake_root)
-    for i in range(2):
-        generate_orders(env.source.url, day=DAY + dt.timedelta(days=i), new_orders=60, seed=4, update_share=0.5,
-                        invalid_share=0.1)
-        assert_clean(env.run())
-    assert readers.silver_orders(env.storage) == readers.valid_source_orders(env.source.url)
+def test_orders_on_an_s3_lake_under_faults_with_sse_kms(s3_lake_root, moto_server, tmp_path, make_env, spark, readers,
+                                                       s3_keys, s3_encryption, catalog_matches_lake, faulty_proxy,
+                                                       monkeypatch):
+    """Two days of orders into an S3 lake reached through a proxy answering a share of requests 503
+    SlowDown and dropping others, with LAKE_SSE=kms: retried, silver is the source's current valid
+    orders, and every object the runs wrote names the lake's KMS key."""
+    from lake_assets.lake import LakeStorage
+
+    monkeypatch.setenv("LAKE_SSE", "kms")
+    monkeypatch.setenv("LAKE_KMS_KEY_ID", "orders-key")
+    source_url = f"sqlite:///{tmp_path}/s.db"
+    with faulty_proxy(moto_server, every=40, drop_every=55) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        env = make_env(source_url, f"sqlite:///{tmp_path}/w.db", lake=s3_lake_root)
+        for i in range(2):
+            generate_orders(source_url, day=DAY + dt.timedelta(days=i), new_orders=60, seed=4, update_share=0.5,
+                            invalid_share=0.1)
+            assert_clean(env.run())
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    assert proxy.faults["slow_down"] >= 3 and proxy.faults["dropped"] >= 2
+    storage = LakeStorage(s3_lake_root)
+    assert readers.silver_orders(storage) == readers.valid_source_orders(source_url)
     from lake_assets.domains.orders.tables import TABLES
 
-    catalog_matches_lake(env.defs.resources, TABLES)
+    catalog_matches_lake(make_env(source_url, f"sqlite:///{tmp_path}/w.db", lake=s3_lake_root).defs.resources,
+                         TABLES)
     keys = s3_keys(s3_lake_root)
     assert any(k.startswith("silver/staging/orders/order_date=2024-03-0") for k in keys)
     assert sum(k.startswith("archive/orders/") and k.endswith("_manifest.json") for k in keys) == 2
-    # Nothing left in the landing zone or the stage (pyarrow may leave an empty folder marker).
-    assert not [k for k in keys if k.startswith(("bronze/", "_staging/")) and not k.endswith("/")]
+    # Nothing left in the landing zone or the stage, not even a folder marker (deletes went through boto3).
+    assert not [k for k in keys if k.startswith(("bronze/", "_staging/"))]
+    encryption = s3_encryption(s3_lake_root)
+    assert encryption and set(encryption.values()) == {("aws:kms", "orders-key")}, {
+        k: v for k, v in encryption.items() if v != ("aws:kms", "orders-key")}
 
 
 def test_a_freshness_lag_warns_without_failing_the_run(tmp_path, make_env, spark, monkeypatch):
