@@ -124,6 +124,9 @@ def _report(runs) -> int:
             for line in _status_lines(domain)[:10]:
                 _say(f"       {line}")
         for r in domain.runs:
+            if r.retried and r.success:
+                _say(f"RETRIED {domain.domain}: {r.job}: {', '.join(sorted(set(r.retried)))} recovered from "
+                     f"{len(r.retried)} transient failure(s) (run {r.run_id[:8]})")
             for name in r.warned_checks:
                 _say(f"WARN  {domain.domain}: check {name} failed with severity WARN (run {r.run_id[:8]})")
             if not r.success:

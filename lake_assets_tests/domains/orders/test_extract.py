@@ -186,6 +186,9 @@ def test_a_connection_dropped_mid_read_is_retried_and_lands_every_row_once(
 
     retried = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
     assert [e.step_key for e in retried] == ["orders_landing"]
+    from lake_assets.pipeline import run_outcome
+
+    assert run_outcome("orders_extract_job", result).retried == ["orders_landing"]  # what `lake run` reports
     error, chain = retried[0].event_specific_data.error, []
     while error is not None:  # the policy's retry request, caused by the extraction's Failure, by the driver's
         chain.append(error.message)
