@@ -9,18 +9,14 @@ import json
 from dagster import BackfillPolicy, MaterializeResult, asset, materialize
 from dagster_pyspark import LazyPySparkResource
 
-from lake_assets.catalog.resource import CatalogResource
 from lake_assets.domains.logs import contract
 from lake_assets.domains.logs.assets import DAILY_ACTIVITY_TABLE, daily_activity, processed_logs, validated_logs
 from lake_assets.domains.logs.checks import LOGS_CHECKS
 from lake_assets.ingest.router import Zones, ingest_file, manifest_path
-from lake_assets.io_managers import LakeParquetIOManager
 from lake_assets.lake import LakeStorage
 from lake_assets.partitions import daily_partitions as _daily
 from lake_assets.settings import LakeSettings
 from lake_assets.quality import metrics
-from lake_assets.resources import LakeResource
-from lake_assets.spark import spark_resource_from_env
 
 #: The partitions the checks under test were built with (the environment's settings).
 daily_partitions = _daily(LakeSettings.from_env().start_date)
@@ -29,25 +25,16 @@ DAY = "2024-03-02"
 INGESTED = dt.datetime(2024, 3, 2, 12, tzinfo=dt.timezone.utc)
 
 
-def resources(root: str) -> dict:
-    lake, spark, catalog = LakeResource(root=root), spark_resource_from_env(), CatalogResource(kind="none")
-    return {"lake": lake, "spark": spark, "catalog": catalog,
-            "lake_io_manager": LakeParquetIOManager(lake=lake, spark=spark, catalog=catalog)}
-
-
 def evaluations(result) -> dict:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
-
-
-def meta(evaluation) -> dict:
-    return {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
 
 
 def check_row(storage: LakeStorage, result, asset: str, name: str) -> dict:
     return metrics.read_metrics(storage, metrics.metrics_path("logs", asset, DAY, result.run_id))[f"check.{name}"]
 
 
-def test_count_conservation_fails_when_processed_lost_a_record_and_gold_is_not_built(lake_root, instance, spark):
+def test_count_conservation_fails_when_processed_lost_a_record_and_gold_is_not_built(
+        lake_root, instance, spark, check_resources, check_metadata):
     storage = LakeStorage(lake_root)
     records = [{"timestamp": f"{DAY}T08:00:0{i}Z", "service": "web", "request_id": f"r{i}", "method": "GET",
                 "path": "/", "status": 200} for i in range(4)]
@@ -64,12 +51,12 @@ def test_count_conservation_fails_when_processed_lost_a_record_and_gold_is_not_b
     manifest["records_by_date"][DAY] += 1
     storage.write_text(path, json.dumps(manifest))
 
-    result = materialize([validated_logs, processed_logs, daily_activity, *LOGS_CHECKS], resources=resources(lake_root),
+    result = materialize([validated_logs, processed_logs, daily_activity, *LOGS_CHECKS], resources=check_resources(lake_root),
                          instance=instance, partition_key=DAY, raise_on_error=False)
     evals = evaluations(result)
     ev = evals["processed_logs_count_conservation"]
     assert not ev.passed
-    assert meta(ev) == {"records_read": 6, "valid_access": 4, "valid_error": 0, "rejected": 1, "mismatched_partitions": {
+    assert check_metadata(ev) == {"records_read": 6, "valid_access": 4, "valid_error": 0, "rejected": 1, "mismatched_partitions": {
         DAY: {"records_read": 6, "valid_access": 4, "valid_error": 0, "rejected": 1, "undated_rejected": 0}}}
     # 1 of 5 dated records rejected: the rate warns (not blocking); conservation is what blocks.
     assert evals["processed_logs_schema"].passed and evals["processed_logs_reject_rate"].severity.value == "WARN"
@@ -94,7 +81,8 @@ def crafted_daily_activity(spark: LazyPySparkResource):
     return spark.spark_session.createDataFrame(rows, contract.DAILY_ACTIVITY_SCHEMA)
 
 
-def test_daily_activity_schema_and_key_checks_fail_on_a_crafted_table(lake_root, instance, spark):
+def test_daily_activity_schema_and_key_checks_fail_on_a_crafted_table(lake_root, instance, spark, check_resources,
+                                                                       check_metadata):
     built = []
 
     @asset(partitions_def=daily_partitions, backfill_policy=BackfillPolicy.single_run(), deps=["daily_activity"])
@@ -105,17 +93,17 @@ def test_daily_activity_schema_and_key_checks_fail_on_a_crafted_table(lake_root,
     checks = [c for c in LOGS_CHECKS if {s.asset_key.path[-1] for s in c.check_specs} == {"daily_activity"}]
     assert sorted(s.name for c in checks for s in c.check_specs) == ["daily_activity_schema",
                                                                       "daily_activity_unique_date_service"]
-    result = materialize([crafted_daily_activity, report, *checks], resources=resources(lake_root),
+    result = materialize([crafted_daily_activity, report, *checks], resources=check_resources(lake_root),
                          instance=instance, partition_key=DAY, raise_on_error=False)
     evals = evaluations(result)
     schema = evals["daily_activity_schema"]
     assert not schema.passed
-    assert meta(schema) == {"tables": ["daily_activity"], "errors": {"daily_activity": {"DATA": [
+    assert check_metadata(schema) == {"tables": ["daily_activity"], "errors": {"daily_activity": {"DATA": [
         {"column": "requests", "check": "greater_than_or_equal_to", "failure_cases": 1},
         {"column": "bytes_sent", "check": "greater_than_or_equal_to", "failure_cases": 1}]}}}
     unique = evals["daily_activity_unique_date_service"]
     assert not unique.passed
-    assert meta(unique) == {"key": ["date", "service"], "duplicate_keys": 1, "duplicate_keys_sample": [f"{DAY}/web"]}
+    assert check_metadata(unique) == {"key": ["date", "service"], "duplicate_keys": 1, "duplicate_keys_sample": [f"{DAY}/web"]}
     assert built == []  # blocking: what reads daily_activity is not built
     storage = LakeStorage(lake_root)
     assert (check_row(storage, result, "daily_activity", "daily_activity_schema")["value"],
