@@ -47,12 +47,19 @@ def local_cores(master: str) -> int | None:
     return (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1) or 1)
 
 
-def spark_session(master: str, shuffle_partitions: int, driver_memory: str):
+def conf_overrides() -> dict[str, str]:
+    """``SPARK_CONF_spark__eventLog__enabled=true`` -> ``spark.eventLog.enabled=true``: the variables our
+    pipeline reads (lake_assets/spark.py), so the harness sets a setting (the event log) for all alike."""
+    return {key[len("SPARK_CONF_"):].replace("__", "."): value
+            for key, value in os.environ.items() if key.startswith("SPARK_CONF_")}
+
+
+def spark_session(master: str, shuffle_partitions: int, driver_memory: str, app_name: str = "plain_spark_logs_job"):
     """The same session settings our pipeline uses (spark.py), so only the job's shape differs."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.appName("plain_spark_logs_job").master(master)
+    builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.ansi.enabled": "true",
@@ -67,9 +74,11 @@ def spark_session(master: str, shuffle_partitions: int, driver_memory: str):
         "spark.ui.showConsoleProgress": "false",
         "spark.locality.wait": "0s",
         "spark.sql.variant.allowDuplicateKeys": "true",
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
         # As ours: several input splits per local core.
         **({"spark.sql.files.minPartitionNum": str(8 * local_cores(master)),
             "spark.sql.inMemoryColumnarStorage.compressed": "false"} if local_cores(master) else {}),
+        **conf_overrides(),
     }.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
