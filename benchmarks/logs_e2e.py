@@ -319,10 +319,14 @@ def child(*argv: str) -> list[str]:
     return [sys.executable, os.path.abspath(__file__), "_child", *argv]
 
 
-def run_ours(name: str, lake: str, home: str, args, logs: str, event_log: str | None = None) -> dict:
+def run_ours(name: str, lake: str, home: str, args, logs: str, event_log: str | None = None,
+             env: dict[str, str] | None = None) -> dict:
     """``lake run`` on a lake, in its own process: wall time, peak RSS, stage times, and with
-    ``event_log`` (a folder) the Spark jobs it used."""
-    env = {**lake_env(lake, fresh_home(home), args), **(event_log_env(event_log) if event_log else {})}
+    ``event_log`` (a folder) the Spark jobs it used. ``env`` adds variables for the run (the
+    daily-batch benchmark points ``ORDERS_DB_URL`` at a copy of a generated orders source,
+    since ``home`` starts empty)."""
+    env = {**lake_env(lake, fresh_home(home), args), **(event_log_env(event_log) if event_log else {}),
+           **(env or {})}
     m = run_measured(name, child("lake-run"), env=env, logs=logs)
     runs = m.report["runs"]
     failed = [r for r in runs if not r["success"]]
@@ -794,6 +798,34 @@ def memory_report(mem: dict) -> str:
                    "peak RSS MB", "tree peak MB", f"< {mem['target_mb']:g} MB"], rows)
 
 
+def machine_line(m: dict) -> str:
+    """The machine and its load, in one line: figures from a busy machine are not measurements."""
+    return (f"Machine: {m['nproc']} CPU(s) {m['cpu_model']}, {m['mem_total_mb']} MB RAM, Python {m['python']}, "
+            f"{m['java']}, pyspark {m['pyspark']}, duckdb {m['duckdb']}, dagster {m['dagster']}; load average "
+            f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end")
+
+
+def write_results(results: dict, folder: str, stem: str, latest: str) -> str:
+    """``<folder>/<stem>.json`` and ``<folder>/<latest>.json``, each replaced atomically, with the
+    finish time and the load average at the end; the path of the first."""
+    results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{stem}.json")
+    for target in (path, os.path.join(folder, f"{latest}.json")):
+        with open(target + ".tmp", "w") as f:
+            json.dump(results, f, indent=1, default=str)
+        os.replace(target + ".tmp", target)
+    return path
+
+
+def clear_work(work: str) -> None:
+    """Everything in a work folder but ``logs/``: the logs are small and say what each run did."""
+    for name in os.listdir(work):
+        if name != "logs":
+            shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -888,22 +920,10 @@ def main(argv=None) -> int:
             results["memory"] = mem
             texts.append("Bounded memory: ingest_file on one large file per format\n" + memory_report(mem))
     finally:
-        results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
-        results["machine"]["load_average_at_end"] = os.getloadavg()
-        os.makedirs(args.results_dir, exist_ok=True)
-        path = os.path.join(args.results_dir, f"{started.strftime('%Y%m%dT%H%M%SZ')}.json")
-        for target in (path, os.path.join(args.results_dir, "latest.json")):
-            with open(target + ".tmp", "w") as f:
-                json.dump(results, f, indent=1, default=str)
-            os.replace(target + ".tmp", target)
-        if not args.keep:  # the logs stay: they are small and say what each run did
-            for name in os.listdir(work):
-                if name != "logs":
-                    shutil.rmtree(os.path.join(work, name), ignore_errors=True)
-    m = results["machine"]
-    print(f"\nMachine: {m['nproc']} CPU(s) {m['cpu_model']}, {m['mem_total_mb']} MB RAM, Python {m['python']}, "
-          f"{m['java']}, pyspark {m['pyspark']}, duckdb {m['duckdb']}, dagster {m['dagster']}; load average "
-          f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end")
+        path = write_results(results, args.results_dir, started.strftime("%Y%m%dT%H%M%SZ"), "latest")
+        if not args.keep:
+            clear_work(work)
+    print("\n" + machine_line(results["machine"]))
     for text in texts:
         print("\n" + text)
     print(f"\nresults: {path}")
