@@ -23,9 +23,11 @@ setup(
         "sqlalchemy>=2",  # the orders source database
         "psycopg[binary]",  # PostgreSQL driver for sqlalchemy
         # The embedded catalog and `lake sql`. 1.4.4: the last release whose extension wheels
-        # (httpfs for S3, later tpcds) exist on PyPI; duckdb 2.x refuses them and cannot download.
+        # (httpfs for S3, tpcds for the TPC-DS generator) exist on PyPI; duckdb 2.x refuses them and
+        # cannot download.
         "duckdb==1.4.4",
         "duckdb-ext-httpfs==1.4.4.20260205",
+        "duckdb-ext-tpcds==1.4.4.20260205",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "moto[server]"],

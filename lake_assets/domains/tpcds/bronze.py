@@ -1,0 +1,111 @@
+"""dsdgen lines -> typed bronze rows and quarantined lines (contract §2), in Spark built-ins.
+
+A line is split once on ``|``; the empty field after dsdgen's trailing ``|`` is
+not a field. A line whose field count is not the table's column count is
+``wrong_field_count`` and nothing else (its fields cannot be lined up with
+columns, so they are not type-checked). Otherwise every field is read as its
+column's DDL type, and each one that does not parse, overflows, or carries more
+decimals than its column's scale adds ``invalid_type:<column>``; an empty field
+is NULL, and strings are kept exactly as written (silver trims them).
+
+Strictness is deliberate: a number must look like one dsdgen writes (digits, an
+optional ``-``, for decimals an optional ``.`` and digits) and a date must be
+``YYYY-MM-DD`` and exist. Spark's own casts would accept more (spaces, ``+``,
+``1.`` or a timestamp for a date) and round extra decimals away silently, which
+would turn a broken value into a different, plausible one.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lake_assets.domains.tpcds.schemas import bronze_schema, spark_type
+from lake_assets.domains.tpcds.spec import Column as SpecColumn
+from lake_assets.domains.tpcds.spec import TableSpec
+from lake_assets.quality.rules import Rule, reasons_column, record_text_for_rejects
+
+#: What bronze reads: each raw line with its lineage (from the ingestion's validated lines and manifests).
+LINES_SCHEMA = T.StructType([
+    T.StructField("record", T.StringType(), False),
+    T.StructField("source_file", T.StringType(), False),
+    T.StructField("line", T.LongType(), False),
+    T.StructField("ingest_run_id", T.StringType(), False),
+    T.StructField("ingested_at", T.TimestampType(), False),
+])
+
+
+
+def lines_from_validated(validated: DataFrame) -> DataFrame:
+    """The shared ingestion's numbered validated text (``NUMBERED_INPUT_SCHEMA``: record, lineage from the
+    manifests, 0-based ``position``) as bronze's input (:data:`LINES_SCHEMA`, 1-based ``line``)."""
+    return validated.select(F.col("record"), F.col("source_file"), (F.col("position") + 1).alias("line"),
+                            F.col("ingest_run_id"), F.col("ingest_ts").alias("ingested_at"))
+
+
+_INTEGRAL = r"^-?[0-9]+$"
+_DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def _typed(text: Column, column: SpecColumn) -> Column:
+    """``text`` (non-empty or NULL) as the column's type; NULL when it does not parse."""
+    target = spark_type(column)
+    if column.type == "string":
+        return text
+    if column.type in ("identifier", "integer"):
+        return F.when(text.rlike(_INTEGRAL), text.try_cast(target))
+    if column.type == "date":
+        return F.when(text.rlike(_DATE), text.try_cast(target))
+    _, scale = column.decimal
+    decimals = F.length(F.regexp_extract(text, r"\.([0-9]+)$", 1))
+    return F.when(text.rlike(_DECIMAL) & (decimals <= scale), text.try_cast(target))
+
+
+def parse_lines(lines: DataFrame, spec: TableSpec) -> DataFrame:
+    """Lines (:data:`LINES_SCHEMA`) -> the table's typed columns, bronze lineage, ``record`` and ``reasons``.
+
+    Three projections, each reading the previous one's columns, so every field
+    is split out and cast once however many rules read it.
+    """
+    n = len(spec.columns)
+    fields = F.split(F.col("record"), r"\|", -1)
+    count = F.size(fields) - F.when(F.col("record").endswith("|"), 1).otherwise(0)
+    lineage = [F.col("source_file").alias("_source_file"), F.col("line").alias("_line"),
+               F.col("ingest_run_id").alias("_ingest_run_id"), F.col("ingested_at").alias("_ingested_at")]
+    step = lines.select("record", *lineage, fields.alias("_fields"), (count != n).alias("_wrong_count"))
+    text = {c.name: F.col(f"_text_{i}") for i, c in enumerate(spec.columns)}
+    step = step.select(
+        "record", "_source_file", "_line", "_ingest_run_id", "_ingested_at", "_wrong_count",
+        *[F.when(~F.col("_wrong_count"), F.nullif(F.get(F.col("_fields"), i), F.lit(""))).alias(f"_text_{i}")
+          for i in range(n)],
+    )
+    step = step.select("*", *[_typed(text[c.name], c).alias(c.name) for c in spec.columns])
+    rules = [Rule("wrong_field_count", F.col("_wrong_count"))]
+    rules += [Rule(f"invalid_type:{c.name}", text[c.name].isNotNull() & F.col(c.name).isNull())
+              for c in spec.columns if c.type != "string"]
+    assert tuple(r.name for r in rules) == spec.bronze_rule_names, "spec.bronze_rule_names is out of date"
+    parsed = step.select(*spec.column_names, "_source_file", "_line", "_ingest_run_id", "_ingested_at",
+                         "record", reasons_column(rules).alias("reasons"))
+    return record_text_for_rejects(parsed)  # a cached parse holds the text of rejected lines only
+
+
+def bronze_rows(parsed: DataFrame, spec: TableSpec) -> DataFrame:
+    """The lines that broke no rule, in bronze's schema (:func:`~lake_assets.domains.tpcds.schemas.bronze_schema`)."""
+    schema = bronze_schema(spec)
+    return parsed.where(F.size("reasons") == 0).select(
+        *[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def bronze_rejects(parsed: DataFrame) -> DataFrame:
+    """The lines that broke a rule, as quarantine rows (stage ``bronze``)."""
+    return quarantine_rows(parsed.where(F.size("reasons") > 0), "bronze")
+
+
+def quarantine_rows(rejected: DataFrame, stage: str, *keep: str) -> DataFrame:
+    """Rows carrying ``record``, ``reasons`` and bronze lineage -> the contract's quarantine columns
+    (then the ``keep`` columns, e.g. the partition a silver reject is written under)."""
+    return rejected.select(
+        F.col("record"), F.col("reasons")[0].alias("reason"), F.col("reasons"),
+        F.col("_source_file").alias("source_file"), F.col("_line").alias("line"),
+        F.col("_ingest_run_id").alias("ingest_run_id"), F.lit(stage).alias("stage"), *keep)

@@ -1,0 +1,129 @@
+"""Bronze rows -> silver rows and quarantined rows (contract §3), in Spark built-ins.
+
+One pass over a table's bronze rows: strings trimmed and emptied to NULL, the
+rules evaluated in contract order into ``reasons`` (every rule a row breaks),
+facts dated from ``date_dim`` (the DATE column and the ``YYYY-MM`` partition
+value), then deduplication by primary key over the whole table among the rows
+that broke no rule: the latest ingestion run wins (then the file name sorting
+last, then the highest line), and every loser is quarantined as ``duplicate``.
+Deduplicating the whole table, not a month, is what lets a correction that
+moves a sale to another month remove it from its old one.
+
+The dimension lookups (``date_dim``, ``item``) are silver's own, deduplicated
+tables: a key appears there once, so the joins never multiply rows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from lake_assets.catalog.tables import NULL_PARTITION
+from lake_assets.domains.tpcds.bronze import quarantine_rows
+from lake_assets.domains.tpcds.schemas import silver_schema
+from lake_assets.domains.tpcds.spec import TableSpec
+from lake_assets.quality.rules import Rule, reasons_column, record_text_for_rejects
+
+#: What "trimmed" strips (Spark's ``trim`` alone strips only spaces).
+WHITESPACE = " \t\n\r\f\v"
+#: The column holding a fact row's partition value (``sold_month``...): kept out of the files.
+PARTITION = "_partition"
+
+
+def _any(conditions: list[Column]) -> Column:
+    out = conditions[0]
+    for c in conditions[1:]:
+        out = out | c
+    return out
+
+
+def record_text(spec: TableSpec) -> Column:
+    """A bronze row as a dsdgen line (NULL as an empty field, the trailing ``|``): its quarantine ``record``."""
+    return F.concat(F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit(""))
+                                       for c in spec.column_names]), F.lit("|"))
+
+
+def standardise(bronze: DataFrame, spec: TableSpec) -> DataFrame:
+    """Strings trimmed, an empty string NULL; other columns and lineage as they are."""
+    def clean(name: str) -> Column:
+        if spec.by_name[name].type != "string":
+            return F.col(name)
+        return F.nullif(F.btrim(F.col(name), F.lit(WHITESPACE)), F.lit("")).alias(name)
+    rest = [c for c in bronze.columns if c not in spec.by_name]
+    return bronze.select(*[clean(c) for c in spec.column_names], *rest)
+
+
+def partition_value(date: Column) -> Column:
+    """``YYYY-MM`` of a date, or Hive's NULL partition name when there is no date."""
+    return F.coalesce(F.date_format(date, "yyyy-MM"), F.lit(NULL_PARTITION))
+
+
+def parse(bronze: DataFrame, spec: TableSpec, date_dim: DataFrame | None = None,
+          item: DataFrame | None = None) -> DataFrame:
+    """A table's bronze rows -> standardised columns, lineage, ``record``, ``reasons`` (``duplicate``
+    included) and, for a fact, its DATE column and ``_partition``.
+
+    ``date_dim`` and ``item`` are silver's (facts only): the date of each
+    ``*_date_sk`` and whether each item key exists.
+    """
+    rows = standardise(bronze.withColumn("record", record_text(spec)), spec)
+    rules = [Rule("missing_primary_key", _any([F.col(k).isNull() for k in spec.primary_key]))]
+    if spec.is_fact:
+        if date_dim is None or item is None:
+            raise ValueError(f"{spec.name} is a fact: its rules need silver's date_dim and item")
+        rows = _dated(rows, spec, date_dim)
+        known_items = F.broadcast(item.select(F.col("i_item_sk").alias("_item_sk"), F.lit(True).alias("_item_known")))
+        rows = rows.join(known_items, F.col(spec.item_key) == F.col("_item_sk"), "left").drop("_item_sk")
+        rules += [Rule(f"negative_value:{m}", F.col(m) < 0) for m in spec.measures]
+        rules.append(Rule("unknown_date", _any([F.col(k).isNotNull() & F.col(f"_date_known_{i}").isNull()
+                                                for i, k in enumerate(spec.date_keys)])))
+        rules.append(Rule("unknown_item", F.col(spec.item_key).isNotNull() & F.col("_item_known").isNull()))
+    assert tuple(r.name for r in rules) + ("duplicate",) == spec.rule_names, "spec.rule_names is out of date"
+    helpers = [c for c in rows.columns if c.startswith(("_date_known_", "_item_known"))]
+    parsed = rows.withColumn("reasons", reasons_column(rules)).drop(*helpers)
+    if spec.dating:
+        parsed = parsed.withColumn(PARTITION, partition_value(F.col(spec.dating.column)))
+    # A cached parse then holds each line's text for rejects only.
+    return record_text_for_rejects(flag_duplicates(parsed, spec))
+
+
+def _dated(rows: DataFrame, spec: TableSpec, date_dim: DataFrame) -> DataFrame:
+    """Each ``*_date_sk`` looked up in ``date_dim`` (a known-flag each; the dating key's ``d_date`` kept)."""
+    for i, key in enumerate(spec.date_keys):
+        cols = [F.col("d_date_sk").alias(f"_date_sk_{i}"), F.lit(True).alias(f"_date_known_{i}")]
+        if key == spec.dating.key:
+            cols.append(F.col("d_date").alias(spec.dating.column))
+        rows = rows.join(F.broadcast(date_dim.select(*cols)), F.col(key) == F.col(f"_date_sk_{i}"), "left")
+        rows = rows.drop(f"_date_sk_{i}")
+    return rows
+
+
+def flag_duplicates(parsed: DataFrame, spec: TableSpec) -> DataFrame:
+    """Among the rows that broke no rule, one per primary key wins: the latest ingestion run, then
+    the file name sorting last, then the highest line. Every other gets the reason ``duplicate``."""
+    valid = F.size("reasons") == 0
+    order = [F.col("_ingested_at").desc(), F.col("_ingest_run_id").desc(), F.col("_source_file").desc(),
+             F.col("_line").desc()]
+    window = Window.partitionBy(valid.alias("_valid"), *spec.primary_key).orderBy(*order)
+    rank = F.when(valid, F.row_number().over(window))
+    return parsed.withColumn("reasons", F.when(rank > 1, F.array(F.lit("duplicate"))).otherwise(F.col("reasons")))
+
+
+def silver_rows(parsed: DataFrame, spec: TableSpec, loaded_at: dt.datetime) -> DataFrame:
+    """The rows that broke no rule, in silver's schema, with ``load_timestamp`` = ``loaded_at`` (UTC);
+    a fact's also carry ``_partition`` (its ``sold_month``/``returned_month``/``inv_month`` value)."""
+    schema = silver_schema(spec)
+    loaded = F.lit(loaded_at.astimezone(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp")
+    cols = [F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields if f.name != "load_timestamp"]
+    cols.append(loaded.alias("load_timestamp"))
+    if spec.dating:
+        cols.append(F.col(PARTITION))
+    return parsed.where(F.size("reasons") == 0).select(*cols)
+
+
+def silver_rejects(parsed: DataFrame, spec: TableSpec) -> DataFrame:
+    """The rows that broke a rule (duplicates included), as quarantine rows (stage ``silver``);
+    a fact's also carry ``_partition``: the month of its date (Hive's NULL partition without one)."""
+    keep = [PARTITION] if spec.dating else []
+    return quarantine_rows(parsed.where(F.size("reasons") > 0), "silver", *keep)

@@ -1,0 +1,48 @@
+"""The tpcds Domain declaration: its tables in the registry and its generate hook (no Spark)."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+import pytest
+
+from lake_assets.catalog.tables import Registry
+from lake_assets.domain import GenerateRequest
+from lake_assets.domains.tpcds import DOMAIN
+from lake_assets.domains.tpcds.spec import FACTS, TABLES
+
+
+def test_tables_are_declared_once_each_silver_under_its_tpcds_name():
+    registry = Registry.of(DOMAIN.tables())  # no name declared twice, no location inside another
+    silver = {t.name: t for t in registry if t.zone == "silver"}
+    assert sorted(silver) == sorted(TABLES)
+    assert silver["store_sales"].qualified_name == "tpcds.store_sales"
+    assert {n: [(k.name, k.type) for k in t.partition_keys] for n, t in silver.items() if n in FACTS} == {
+        n: [(f.dating.partition, "string")] for n, f in FACTS.items()}
+    assert all(not t.partition_keys for n, t in silver.items() if n not in FACTS)
+    gold = {t.name: [k.name for k in t.partition_keys] for t in registry if t.zone == "gold"}
+    assert gold == {"daily_sales_summary": ["sold_month"], "customer_lifetime_value": [],
+                    "product_performance": ["sold_month"], "monthly_trends": []}
+    assert len([t for t in registry if t.zone == "quarantine"]) == 24
+
+
+def test_generate_hook_takes_the_cli_options(local_lake, tmp_path):
+    parser = argparse.ArgumentParser()
+    for o in DOMAIN.generate_options:  # as ``lake generate`` adds them
+        parser.add_argument(o.flag, type=o.type, default=o.default)
+    args = parser.parse_args(["--scale", "0.01", "--chunks", "3", "--gzip", "1"])
+    request = GenerateRequest(start=dt.date(2024, 1, 1), days=1, records_per_day=1, bad_share=0.0, bad_files=1,
+                              seed=7, now=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc),
+                              options={o.dest: getattr(args, o.dest) for o in DOMAIN.generate_options})
+    line = DOMAIN.generate(local_lake, request)
+    assert "wrote 73 raw file(s) at scale 0.01" in line and "1 unreadable file(s)" in line
+    import gzip
+
+    lines = [gzip.decompress(local_lake.read_bytes(f"raw/tpcds/store_sales/store_sales_{k}_3.dat.gz")).count(b"\n")
+             for k in (1, 2, 3)]
+    assert lines == [9603, 9603, 9604]  # 28810 rows in three chunks
+
+
+def test_definitions_and_run_refuse_until_built():
+    with pytest.raises(NotImplementedError):
+        DOMAIN.definitions(None)
