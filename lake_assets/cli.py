@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             for o in domain.generate_options:
                 if o.flag not in seen:
                     seen.add(o.flag)
-                    p.add_argument(o.flag, type=o.type, default=o.default, help=o.help)
+                    o.add_to(p)
 
     g = sub.add_parser("generate", help="write synthetic raw files into raw/ (or a domain's source)")
     g.add_argument("domain", choices=list(_domains()))

@@ -20,13 +20,20 @@ class Option:
     """A ``lake generate``/``lake demo`` option a domain adds (``--users``, ``--orders-per-day``)."""
 
     flag: str
-    type: type
+    type: type  # ``bool``: a bare flag (``--gzip``), off unless given
     default: Any
     help: str
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
+
+    def add_to(self, parser) -> None:
+        """Declare this option on an ``argparse`` parser (``lake generate`` and ``lake demo``)."""
+        if self.type is bool:
+            parser.add_argument(self.flag, action="store_true", help=self.help)
+        else:
+            parser.add_argument(self.flag, type=self.type, default=self.default, help=self.help)
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,6 @@ def _not_built(*_args, **_kw):
                               "DataFrame functions work, definitions and lake run do not")
 
 
-def _yes(text: str) -> bool:
-    """``--gzip 1``/``yes``/``true``: the CLI gives every domain option a value (a bare flag needs an action)."""
-    return str(text).strip().lower() in ("1", "yes", "true", "on")
-
-
 DOMAIN = Domain(
     name=NAME,
     description="The TPC-DS retail warehouse (dsdgen files) -> bronze -> silver (+ quarantine) -> sales metrics",
@@ -51,6 +46,6 @@ DOMAIN = Domain(
     generate_options=(
         Option("--scale", float, 0.01, "tpcds: TPC-DS scale factor (1 is about 1 GB of raw files)"),
         Option("--chunks", int, 1, "tpcds: files per table (dsdgen's -PARALLEL names)"),
-        Option("--gzip", _yes, False, "tpcds: gzip the files (1/0)"),
+        Option("--gzip", bool, False, "tpcds: gzip the files"),
     ),
 )

@@ -29,8 +29,8 @@ def test_tables_are_declared_once_each_silver_under_its_tpcds_name():
 def test_generate_hook_takes_the_cli_options(local_lake, tmp_path):
     parser = argparse.ArgumentParser()
     for o in DOMAIN.generate_options:  # as ``lake generate`` adds them
-        parser.add_argument(o.flag, type=o.type, default=o.default)
-    args = parser.parse_args(["--scale", "0.01", "--chunks", "3", "--gzip", "1"])
+        o.add_to(parser)
+    args = parser.parse_args(["--scale", "0.01", "--chunks", "3", "--gzip"])
     request = GenerateRequest(start=dt.date(2024, 1, 1), days=1, records_per_day=1, bad_share=0.0, bad_files=1,
                               seed=7, now=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc),
                               options={o.dest: getattr(args, o.dest) for o in DOMAIN.generate_options})
