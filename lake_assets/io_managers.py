@@ -10,6 +10,7 @@ schema, so re-running a partition that lost its rows clears it. A run over a
 range of partitions (``BackfillPolicy.single_run()``) is one Spark job.
 """
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from dagster import (
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from lake_assets.catalog.resource import CatalogResource
 from lake_assets.catalog.tables import Table, tables_metadata, tables_of
@@ -327,8 +329,28 @@ def read_table(spark, lake: LakeStorage, meta: Mapping[str, Any], keys: list[str
             raise FileNotFoundError(
                 f"{asset}: {len(missing)} partition(s) not materialized, e.g. {lake.uri(missing[0])}; "
                 f"materialize {asset} for those partitions first")
-        frames[sub] = spark.read.parquet(*spark_paths(lake, files))
+        schema = stored_schema(lake, files[0])
+        reader = spark.read if schema is None else spark.read.schema(schema)
+        frames[sub] = reader.parquet(*spark_paths(lake, files))
     return frames[None] if None in frames else frames
+
+
+#: Where Spark keeps the schema of the DataFrame it wrote, in each Parquet footer (JSON).
+_SPARK_SCHEMA_KEY = b"org.apache.spark.sql.parquet.row.metadata"
+
+
+def stored_schema(lake: LakeStorage, rel: str) -> StructType | None:
+    """The schema Spark would infer reading ``rel`` first, from its footer; None if Spark did not write it.
+
+    Spark infers a Parquet read's schema from the first file's footer, preferring the schema it
+    stored there when it wrote the file, and runs a Spark job to do so: a job per read, the most
+    frequent job of a small batch. Read here (one footer, no Spark), it is the same schema, the
+    one as stored, so a check still sees a drifted file as it is. A file Spark did not write (an
+    empty partition written by Arrow) is left to Spark's inference.
+    """
+    with lake.open_random(rel) as fh:
+        stored = (pq.ParquetFile(fh).metadata.metadata or {}).get(_SPARK_SCHEMA_KEY)
+    return StructType.fromJson(json.loads(stored)) if stored else None
 
 
 def read_partitions_present(spark, lake: LakeStorage, meta: Mapping[str, Any], schema) -> DataFrame:

@@ -16,10 +16,13 @@ check is partitioned, blocking, and its name and description:
 Every check, these and a domain's own (:func:`recorded_check`), merges its
 outcome into the metrics zone (:func:`lake_assets.quality.metrics.recorded`)
 with a count: the failing cases, duplicated keys, lost rows or rejected rows.
+A check reading data computes all its numbers in one pass (:func:`measure`):
+on a small daily batch a Spark job costs more than the rows it reads.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +109,41 @@ def _short(asset) -> str:
     return _key(asset).path[-1]
 
 
+# -- one pass -------------------------------------------------------------------------------------------
+def measure(*observed: tuple[Any, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregates of DataFrames, each ``(frame, {name: aggregate column})``, computed in one Spark action.
+
+    Every check's numbers come through here. Each frame is observed (``DataFrame.observe``:
+    the tasks reading it fold its aggregates as they go and Spark merges them) and one write to
+    Spark's ``noop`` sink drives every frame at once: no shuffle into one partition (the stage,
+    and Spark job, an ``agg`` adds), no row to the driver, only the columns the aggregates name
+    read. A flat scan is one Spark job; a frame that groups adds one per shuffle it needs.
+    """
+    from pyspark.sql import Observation
+
+    runs, passes = [], None
+    for frame, aggregates in observed:
+        runs.append(Observation())
+        one = frame.observe(runs[-1], *[e.alias(n) for n, e in aggregates.items()]).select()
+        passes = one if passes is None else passes.union(one)
+    if passes is not None:
+        passes.write.format("noop").mode("overwrite").save()
+    return [run.get for run in runs]
+
+
+def _tally(value, sample: int) -> dict[str, Any]:
+    """How many rows have a non-null ``value`` (a struct), and the first ``sample`` of those values in
+    order: ``min_by(value, value, k)`` keeps at most ``k`` per task (never every offending row in one
+    task, nor on the driver), sorted as ``orderBy`` sorts (nulls first, field by field)."""
+    from pyspark.sql import functions as F
+
+    return {"count": F.count(value), "sample": F.min_by(value, value, sample)}
+
+
+def _strings(found, cols: Sequence[str]) -> list[str]:
+    return ["/".join(str(r[c]) for c in cols) for r in found or []]
+
+
 # -- pandera schemas ---------------------------------------------------------------------------------
 def _violation(check, col):
     """A Spark condition true where a row breaks a pandera built-in check (nulls break none)."""
@@ -126,37 +164,49 @@ def _violation(check, col):
 
 
 def validate_with_pandera(schema, df) -> dict[str, object]:
-    """Errors of a ``pandera.pyspark`` schema on a DataFrame, computed in one Spark job.
+    """Errors of a ``pandera.pyspark`` schema on a DataFrame, computed in one Spark job (:func:`validate_tables`)."""
+    return validate_tables({"": (schema, df)})[""]
 
-    pandera checks the schema itself (columns, types, strictness: no Spark job);
-    the data-level part of the same schema (nullability and each column check)
-    is compiled into a single aggregation, instead of pandera's one job per
-    column and check, which costs seconds per table even on a few rows.
+
+def validate_tables(tables: Mapping[str, tuple[Any, Any]]) -> dict[str, dict[str, object]]:
+    """Errors of each ``(pandera.pyspark schema, DataFrame)`` by name, all computed in one Spark job.
+
+    pandera checks each schema itself (columns, types, strictness: no Spark job); the
+    data-level part of the same schema (nullability and each column check) is compiled
+    into aggregates counting the rows breaking each, instead of pandera's one job per
+    column and check, which costs seconds per table even on a few rows; the tables of
+    an asset writing several are measured together (:func:`measure`: one scan, one job).
     """
     from pandera.config import ValidationDepth, config_context
     from pyspark.sql import functions as F
 
-    # Names, types and strictness only (nullability would cost pandera one job per column).
-    shape = schema.update_columns({name: {"nullable": True, "checks": []} for name in schema.columns})
-    with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
-        errors: dict[str, object] = json.loads(json.dumps(shape.validate(df).pandera.errors, default=str))
-    if errors:
-        return errors  # wrong columns or types: data checks would not mean much
-    exprs, labels = [], []
-    for name, column in schema.columns.items():
-        col = F.col(name)
-        if not column.nullable:
-            labels.append((name, "not_nullable"))
-            exprs.append(F.count(F.when(col.isNull(), 1)))
-        for check in column.checks:
-            labels.append((name, check.name))
-            exprs.append(F.count(F.when(_violation(check, col), 1)))
-    if not exprs:
-        return {}
-    counts = df.agg(*[e.alias(f"c{i}") for i, e in enumerate(exprs)]).first()
-    failures = [{"column": col, "check": check, "failure_cases": int(n)}
-                for (col, check), n in zip(labels, counts) if n]
-    return {"DATA": failures} if failures else {}
+    found: dict[str, dict[str, object]] = {}
+    plans: dict[str, tuple[Any, dict[str, Any], list[tuple[str, str]]]] = {}
+    for name, (schema, df) in tables.items():
+        # Names, types and strictness only (nullability would cost pandera one job per column).
+        shape = schema.update_columns({c: {"nullable": True, "checks": []} for c in schema.columns})
+        with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
+            found[name] = json.loads(json.dumps(shape.validate(df).pandera.errors, default=str))
+        if found[name]:
+            continue  # wrong columns or types: data checks would not mean much
+        exprs, labels = {}, []
+        for col_name, column in schema.columns.items():
+            col = F.col(col_name)
+            if not column.nullable:
+                labels.append((col_name, "not_nullable"))
+                exprs[f"c{len(exprs)}"] = F.count(F.when(col.isNull(), 1))
+            for check in column.checks:
+                labels.append((col_name, check.name))
+                exprs[f"c{len(exprs)}"] = F.count(F.when(_violation(check, col), 1))
+        if exprs:
+            plans[name] = (df, exprs, labels)
+    counted = measure(*[(df, exprs) for df, exprs, _ in plans.values()])
+    for (name, (_, exprs, labels)), counts in zip(plans.items(), counted):
+        failures = [{"column": col, "check": check, "failure_cases": int(counts[key])}
+                    for (col, check), key in zip(labels, exprs) if counts[key]]
+        if failures:
+            found[name] = {"DATA": failures}
+    return found
 
 
 def error_count(errors: Mapping[str, Any]) -> int:
@@ -183,8 +233,8 @@ def pandera_schema(struct, checks: dict[str, list] | None = None):
 
 def pandera_result(schemas: dict[str, object], frames: dict[str, object]) -> AssetCheckResult:
     """Validate each DataFrame with its ``pandera.pyspark`` schema; fail listing every error."""
-    errors = {name: found for name, schema in schemas.items()
-              if (found := validate_with_pandera(schema, frames[name]))}
+    errors = {name: found for name, found in
+              validate_tables({name: (schema, frames[name]) for name, schema in schemas.items()}).items() if found}
     return AssetCheckResult(
         passed=not errors,
         metadata={"tables": MetadataValue.json(sorted(schemas)), "errors": MetadataValue.json(errors)},
@@ -228,29 +278,68 @@ def schema_check(asset, table: TableSource, schema, *, name: str | None = None, 
 def count_and_sample(rows, sample: int) -> tuple[int, list[str]]:
     """How many rows a DataFrame has, and the first ``sample`` of them in order as ``a/b`` strings.
 
-    The sample is a bounded ordered take (never every offending row in one task); the real
-    count costs a second job only when something was found, so a passing check is one job.
+    Counted and sampled in the same pass (:func:`_tally`): one Spark job for a flat frame, found or not.
     """
+    from pyspark.sql import functions as F
+
     cols = rows.columns
-    found = rows.orderBy(*cols).limit(sample).collect()
-    n = rows.count() if found else 0
-    return n, ["/".join(str(r[c]) for c in cols) for r in found]
+    [found] = measure((rows, _tally(F.struct(*cols), sample)))
+    return found["count"], _strings(found["sample"], cols)
+
+
+def key_violations(df, unique: Sequence[str] = (), refs: Sequence[tuple[str, Any, str]] = (),
+                   sample: int = 5) -> list[tuple[int, list[str]]]:
+    """Keys of ``df`` on more than one row (when ``unique``), then, for each ``(column, ref, ref_column)``,
+    the distinct non-null values of ``column`` with no match in ``ref``'s ``ref_column``: each a count
+    and the first ``sample`` in order as ``a/b`` strings, all from one pass (:func:`measure`).
+
+    Each kind of violation has a struct column of its own, null on the other kinds' rows: the
+    key of each row of ``df`` and the value of each referencing column (one scan of ``df`` gives
+    them all), and each referenced table's values, flagged as coming from there. One grouping
+    counts every value's rows on each side (a key on two rows of ``df`` is duplicated, a value
+    no referenced row has is an orphan), and the groups are counted and sampled by kind
+    (:func:`_tally`) as they come out of it: two Spark jobs, one each side of the grouping's
+    shuffle, however many references. Only key and referencing columns are read; a referenced
+    column of another type is compared in the type Spark's union widens both to.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    shown = ([list(unique)] if unique else []) + [[column] for column, _, _ in refs]
+    kinds = [f"_v{i}" for i in range(len(shown))]
+    dups = 1 if unique else 0  # kinds[:dups] are duplicated keys, the others orphans
+    nulls = [F.lit(None).cast(T.StructType([T.StructField(c, df.schema[c].dataType) for c in cols]))
+             for cols in shown]
+
+    def row(kind: int, value, referenced: bool) -> list:
+        """``value`` under kind ``kind`` (every other kind null), and whether a referenced table holds it."""
+        return [*[(value if k == kind else nulls[k]).alias(kinds[k]) for k in range(len(kinds))],
+                F.lit(int(referenced)).alias("_referenced")]
+
+    values = ([F.struct(*unique)] if unique else []) + \
+        [F.when(F.col(column).isNotNull(), F.struct(column)) for column, _, _ in refs]
+    rows = df.select(F.explode(F.array(*[F.struct(*row(k, v, False)) for k, v in enumerate(values)])).alias("r")) \
+        .select("r.*").where(functools.reduce(lambda a, b: a | b, [F.col(k).isNotNull() for k in kinds]))
+    for k, (column, ref, ref_column) in enumerate(refs, start=dups):
+        rows = rows.unionByName(ref.select(*row(k, F.struct(F.col(ref_column).alias(column)), True)))
+    groups = rows.groupBy(*kinds).agg(F.count(F.when(F.col("_referenced") == 0, 1)).alias("_rows"),
+                                      F.max("_referenced").alias("_referenced"))
+    broken = [F.col("_rows") > 1 if k < dups else (F.col("_rows") > 0) & (F.col("_referenced") == 0)
+              for k in range(len(kinds))]
+    [found] = measure((groups, {f"{what}{kind}": e for kind, bad in zip(kinds, broken)
+                                for what, e in _tally(F.when(F.col(kind).isNotNull() & bad, F.col(kind)),
+                                                      sample).items()}))
+    return [(found[f"count{kind}"], _strings(found[f"sample{kind}"], cols)) for kind, cols in zip(kinds, shown)]
 
 
 def duplicate_keys(df, keys: Sequence[str], sample: int = 10) -> tuple[int, list[str]]:
-    """How many key values more than one row shares, and a few of them (one Spark job)."""
-    from pyspark.sql import functions as F
-
-    return count_and_sample(df.groupBy(*keys).count().where(F.col("count") > 1).select(*keys), sample)
+    """How many key values more than one row shares, and a few of them (:func:`key_violations`)."""
+    return key_violations(df, keys, sample=sample)[0]
 
 
 def orphan_values(df, column: str, ref, ref_column: str, sample: int = 5) -> tuple[int, list[str]]:
     """How many distinct non-null values of ``column`` have no match in ``ref``'s ``ref_column``, and a few."""
-    from pyspark.sql import functions as F
-
-    missing = df.where(F.col(column).isNotNull()).select(column).distinct().join(
-        ref.select(F.col(ref_column).alias(column)).distinct(), column, "left_anti")
-    return count_and_sample(missing, sample)
+    return key_violations(df, refs=[(column, ref, ref_column)], sample=sample)[0]
 
 
 def unique_key_result(df, keys: list[str], sample: int = 10) -> AssetCheckResult:
@@ -308,13 +397,13 @@ def keys_check(asset, table: TableSource, unique: Sequence[str], *, refs: Sequen
                     partitions_def=partitions_def, additional_deps=[r.asset for r in refs],
                     resources=("spark",), description=description or what)
     def _check(context, keys):
-        df = read_source(context, table, keys, short)
-        n, found = duplicate_keys(df, unique, sample)
+        # Duplicates and every reference's orphans: one Spark action (key_violations).
+        (n, found), *orphans = key_violations(
+            read_source(context, table, keys, short), unique,
+            [(r.column, read_source(context, r.table, [None], r.asset), r.ref_column) for r in refs], sample)
         details: dict[str, Any] = {"duplicate_keys": {"key": list(unique), "count": n, "sample": found}}
         bad = n
-        for ref in refs:
-            n, found = orphan_values(df, ref.column, read_source(context, ref.table, [None], ref.asset),
-                                     ref.ref_column, sample)
+        for ref, (n, found) in zip(refs, orphans):
             details[f"{ref.column}_not_in_{ref.asset}"] = {"count": n, "sample": found}
             bad += n
         return AssetCheckResult(passed=bad == 0, metadata={
