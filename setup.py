@@ -18,6 +18,7 @@ setup(
         "boto3",
         "defusedxml",
         "ijson",
+        "msgspec",  # ingestion's JSON decoder: each raw record validated, only its date field built
         "pycountry",  # ISO 3166 countries and ISO 4217 currencies (commerce rules, dim_country)
         "country_converter",  # UN regions for dim_country
         "sqlalchemy>=2",  # the orders source database

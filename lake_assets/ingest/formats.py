@@ -13,10 +13,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import itertools
 import json
 import zlib
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterator
+from xml.etree import ElementTree
+
+import msgspec
 
 
 class UnreadableFile(Exception):
@@ -51,6 +55,8 @@ class Record:
 
     ``value`` is a dict for a well-formed record and None for a malformed one
     (which is still kept and routed, to be rejected with its reason later).
+    A format with :attr:`RawFormat.value_fields` may hold only those keys in it:
+    ingestion reads a record's value to date it, and passes its text through.
     """
 
     text: str
@@ -136,11 +142,14 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-#: One decoder for every record (``json.loads`` with an option builds a new one per call).
+#: The reference decoder: what it refuses is a malformed record (``json.loads`` with an option
+#: builds a new decoder per call, hence one for every record).
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+#: The fast one (C, no intermediate objects), for the great majority of records it accepts.
+_FAST_DECODER = msgspec.json.Decoder()
 
 
-def _json_object(text: str) -> dict | None:
+def _exact_json_object(text: str) -> dict | None:
     try:
         value = _DECODER.decode(text)
     except ValueError:
@@ -148,14 +157,67 @@ def _json_object(text: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def read_ndjson(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
+def object_decoder(fields: tuple[str, ...] | None = None) -> Callable[[str], dict | None]:
+    """A function from a record's text to the JSON object it holds, or None when it is not exactly one.
+
+    The standard library's decoder defines what is malformed (NaN and Infinity
+    refused, big integers exact, the last of duplicate keys wins). msgspec's
+    decoder gives the same value for every text it accepts (float rounding,
+    escapes and integers included) at a fraction of the cost; a text it refuses
+    (malformed, not an object, a number beyond a double, a lone surrogate,
+    nesting near the recursion limit) goes to the standard library, which
+    decides as it always did. With ``fields``, only those keys are built (the
+    whole text is still validated): what dating needs, when the rest of the
+    record is passed through as text. Built once per file: the per-record call
+    is one C decode and, with ``fields``, one small dict.
+    """
+    if fields is None:
+        fast = _FAST_DECODER.decode
+
+        def whole(text: str) -> dict | None:
+            try:
+                value = fast(text)
+            except (msgspec.DecodeError, RecursionError):
+                return _exact_json_object(text)
+            return value if isinstance(value, dict) else None
+
+        return whole
+
+    # Struct fields f0, f1, ... renamed to the keys (a key need not be an identifier); absent: UNSET.
+    struct = msgspec.defstruct("Fields", [(f"f{i}", object, msgspec.UNSET) for i in range(len(fields))],
+                               rename={f"f{i}": name for i, name in enumerate(fields)})
+    fast_fields = msgspec.json.Decoder(struct).decode
+    astuple, unset = msgspec.structs.astuple, msgspec.UNSET
+
+    def picked(text: str) -> dict | None:
+        try:
+            values = astuple(fast_fields(text))
+        except (msgspec.DecodeError, RecursionError):
+            value = _exact_json_object(text)
+            return None if value is None else {name: value[name] for name in fields if name in value}
+        return {name: v for name, v in zip(fields, values) if v is not unset}
+
+    return picked
+
+
+def read_ndjson(stream: IO[bytes], limits: ReadLimits, fields: tuple[str, ...] | None = None) -> Iterator[Record]:
     """One JSON object per line; a line that is not one is kept as a malformed record."""
+    to_object = object_decoder(fields)
     for _, text in _lines(stream, limits):
-        yield Record(text, _json_object(text))
+        yield Record(text, to_object(text))
 
 
-def read_json_gzip(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
-    """gzip holding NDJSON or one JSON array, inflated under the caps."""
+#: An array element's text in ``validated/``: compact JSON, non-ASCII kept (``json.dumps`` with these
+#: options builds a new encoder per call, hence one for every element).
+_ELEMENT_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def read_json_gzip(stream: IO[bytes], limits: ReadLimits, fields: tuple[str, ...] | None = None) -> Iterator[Record]:
+    """gzip holding NDJSON or one JSON array, inflated under the caps.
+
+    An array's elements are parsed whole (their text is written back from the
+    value), so ``fields`` only narrows the NDJSON case.
+    """
     import ijson
 
     inflater = _CappedInflater(stream, limits)
@@ -169,13 +231,12 @@ def read_json_gzip(stream: IO[bytes], limits: ReadLimits) -> Iterator[Record]:
             return
         head = inflated.peek(4096)[:4096].lstrip()
     if not head.startswith(b"["):
-        yield from read_ndjson(inflated, limits)
+        yield from read_ndjson(inflated, limits, fields)
         return
     with json_errors(limits):
         backend = ijson.get_backend(limits.json_backend)
         for value in backend.items(inflated, "item", use_float=True):
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-            yield Record(text, value if isinstance(value, dict) else None)
+            yield Record(_ELEMENT_ENCODER.encode(value), value if isinstance(value, dict) else None)
 
 
 @contextlib.contextmanager
@@ -196,19 +257,106 @@ def json_errors(limits: ReadLimits) -> Iterator[None]:
         raise UnreadableFile("not_utf8", str(exc)) from exc
 
 
+#: What ElementTree's ``iterparse`` reads per step; the same steps give the same events and errors.
+_XML_STEP = 16 * 1024
+#: Steps of a prolog (what comes before the root element) checked on their own, at most: 1 MB,
+#: held meanwhile (see :func:`_xml_events`).
+_XML_PROLOG_STEPS = 64
+
+
+def _xml_events(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
+    """``start`` and ``end`` events of an XML stream, DTDs and entities refused, never expanded.
+
+    defusedxml refuses them from expat's DTD and entity handlers, which only the
+    pure-Python parser lets it set: reading a file with it cost a third of
+    ingesting the file. Such declarations can only come before the root element.
+    So the defused parser reads the file's first steps until the root element
+    starts: if it starts before any error or refusal, the C parser (the same
+    expat, no DTD left to meet) reads the file from its beginning; otherwise (a
+    DOCTYPE, an error, a prolog past ``_XML_PROLOG_STEPS``) the defused
+    parser does, as it always did. Either reads in ``iterparse``'s steps (it is
+    ``iterparse``'s loop), so events and errors come in the same order.
+    """
+    from defusedxml.ElementTree import DefusedXMLParser
+
+    def defused() -> DefusedXMLParser:
+        return DefusedXMLParser(target=ElementTree.TreeBuilder(), forbid_dtd=True, forbid_entities=True,
+                                forbid_external=True)
+
+    head: list[bytes] = []
+    checker = ElementTree.XMLPullParser(events=("start",), _parser=defused())
+    plain = False
+    while not plain and len(head) < _XML_PROLOG_STEPS:
+        data = stream.read(_XML_STEP)
+        if not data:
+            break
+        head.append(data)
+        try:
+            checker.feed(data)
+            plain = next(checker.read_events(), None) is not None
+        except Exception:  # noqa: BLE001  (a refusal or an error: the defused parser, reading again, raises it)
+            break
+    parser = ElementTree.XMLPullParser(events=("start", "end"), _parser=None if plain else defused())
+    for data in itertools.chain(head, iter(lambda: stream.read(_XML_STEP), b"")):
+        parser.feed(data)
+        yield from parser.read_events()
+    parser.close()
+    yield from parser.read_events()
+
+
+def _element_text(elem) -> str:
+    """``tostring(elem, encoding="unicode")``, at a third of its cost for the elements records are.
+
+    ``tostring`` first walks the element for namespace prefixes, then writes it
+    through a stream. For an element without namespaces (no ``{`` in any tag or
+    attribute name), its output is what :func:`_write_plain` writes, with
+    ElementTree's own escaping; any other element goes to ``tostring``.
+    """
+    parts: list[str] = []
+    return "".join(parts) if _write_plain(elem, parts.append) else ElementTree.tostring(elem, encoding="unicode")
+
+
+#: ElementTree's own escaping (private; what ``tostring`` calls), so both writers escape alike.
+_escape_cdata, _escape_attrib = ElementTree._escape_cdata, ElementTree._escape_attrib
+
+
+def _write_plain(elem, write: Callable[[str], Any]) -> bool:
+    """ElementTree's ``_serialize_xml`` for an element without namespaces; False (stop) on a namespace."""
+    tag = elem.tag
+    if not isinstance(tag, str) or "{" in tag:
+        return False
+    write("<" + tag)
+    for key, value in elem.items():
+        if not isinstance(key, str) or "{" in key or not isinstance(value, str):
+            return False
+        write(f' {key}="{_escape_attrib(value)}"')
+    text = elem.text
+    if text or len(elem):
+        write(">")
+        if text:
+            write(_escape_cdata(text))
+        for child in elem:
+            if not _write_plain(child, write):
+                return False
+        write("</" + tag + ">")
+    else:
+        write(" />")
+    if elem.tail:
+        write(_escape_cdata(elem.tail))
+    return True
+
+
 def read_xml_errors(stream: IO[bytes], limits: ReadLimits, root_tag: str = "errors",
                     record_tag: str = "error") -> Iterator[Record]:
     """``<errors>`` of ``<error>`` elements, streamed; DTDs and entities refused, never expanded."""
-    from xml.etree.ElementTree import ParseError, tostring
+    from xml.etree.ElementTree import ParseError
 
     from defusedxml import DefusedXmlException
-    from defusedxml.ElementTree import iterparse
 
     depth = 0
     root = None
     try:
-        for event, elem in iterparse(stream, events=("start", "end"), forbid_dtd=True,
-                                     forbid_entities=True, forbid_external=True):
+        for event, elem in _xml_events(stream):
             if event == "start":
                 depth += 1
                 if depth == 1:
@@ -220,7 +368,7 @@ def read_xml_errors(stream: IO[bytes], limits: ReadLimits, root_tag: str = "erro
             if depth != 1:
                 continue
             elem.tail = None
-            text = tostring(elem, encoding="unicode").replace("\r", "&#13;").replace("\n", "&#10;")
+            text = _element_text(elem).replace("\r", "&#13;").replace("\n", "&#10;")
             if len(text) > limits.max_record_bytes:
                 raise UnreadableFile("record_too_large", f"<{elem.tag}> exceeds {limits.max_record_bytes} bytes")
             value = None
@@ -287,9 +435,13 @@ class RawFormat:
     by_name: bool = False
     #: Validated lines carry the record's position in its file (``<n>\t<text>``): delivery order.
     numbered: bool = False
+    #: The keys of a record's value its domain reads (to date it), when the reader can build
+    #: only those (its ``fields``): each record is still validated whole and kept as text.
+    value_fields: tuple[str, ...] | None = None
 
     def records(self, stream: IO[bytes], limits: ReadLimits, name: str) -> Iterator[Record]:
-        return self.read(stream, limits, name) if self.by_name else self.read(stream, limits)
+        args = (stream, limits, name) if self.by_name else (stream, limits)
+        return self.read(*args, fields=self.value_fields) if self.value_fields is not None else self.read(*args)
 
     def sink(self, path: str) -> LineSink:
         return LineSink(path, compress=self.compress, header=self.header, footer=self.footer,

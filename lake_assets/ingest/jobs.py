@@ -112,8 +112,9 @@ def ingest_paths(spec: LandingSpec, storage: LakeStorage, paths: list[str], *,
     """Ingest each file whole; unexpected errors stop nothing else and are reported at the end.
 
     Ingestion is Python (streaming parse to date each record), so a large batch is
-    spread over ``workers`` processes (default: ``LAKE_INGEST_WORKERS`` or one per
-    core): each file is still ingested whole by one process.
+    spread over ``workers`` cores (default: ``LAKE_INGEST_WORKERS`` or one per core):
+    this process and ``workers - 1`` worker processes. Each file is still ingested
+    whole by one process.
     """
     known, results = [], []
     for path in paths:
@@ -128,25 +129,71 @@ def ingest_paths(spec: LandingSpec, storage: LakeStorage, paths: list[str], *,
     tasks = [(storage, path, fmt, spec.dating(fmt.name, start), run_id, spec.zones, limits) for path, fmt in known]
     sizes = storage.sizes([p for p, _ in known]) if workers > 1 else []
     if workers > 1 and sum(sizes) >= parallel_min_bytes:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         # Largest first (a gzip file weighs what it inflates to, roughly), so no worker is left
         # with a big file at the end while the others idle; results keep the paths' order.
         weight = [n * (GZIP_WEIGHT if p.endswith(".gz") else 1) for n, (p, _) in zip(sizes, known)]
         order = sorted(range(len(tasks)), key=lambda i: -weight[i])
-        done: dict[int, IngestResult] = {}
-        # spawn, not fork: the parent may hold a JVM (Spark) whose threads must not be forked.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for i, result in zip(order, pool.map(_ingest_one, [tasks[i] for i in order])):
-                done[i] = result
-                _log_result(log, len(done), len(known), result)
+        done = _ingest_parallel(tasks, order, workers, lambda n, result: _log_result(log, n, len(known), result))
         results += [done[i] for i in range(len(tasks))]
     else:
         for i, task in enumerate(tasks, 1):
             results.append(_ingest_one(task))
             _log_result(log, i, len(known), results[-1])
     return results
+
+
+def _ingest_parallel(tasks: list, order: list[int], workers: int,
+                     report: Callable[[int, IngestResult], None]) -> dict[int, IngestResult]:
+    """Ingest ``tasks`` (in ``order``) on ``workers`` cores: this process and ``workers - 1`` others.
+
+    This process takes files too, so it starts at once, while the others start
+    up (a spawned process imports the package first, most of a second). Each of
+    ``workers`` threads takes the next file from one shared queue, ingests it
+    here (the first thread) or hands it to its worker process and waits; the
+    waiting threads hold no CPU. ``report(n, result)`` runs in the calling
+    thread as results arrive (the op's log is written from there).
+    """
+    import collections
+    import multiprocessing
+    import queue
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    pending = collections.deque(order)
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+
+    def take(run: Callable) -> None:
+        try:
+            while True:
+                try:
+                    i = pending.popleft()
+                except IndexError:
+                    return
+                finished.put((i, run(tasks[i])))
+        except BaseException as exc:  # noqa: BLE001  (raised in the calling thread, below)
+            finished.put((None, exc))
+
+    done: dict[int, IngestResult] = {}
+    # spawn, not fork: the parent may hold a JVM (Spark) whose threads must not be forked.
+    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool, \
+            ThreadPoolExecutor(workers) as threads:
+        def elsewhere(task) -> IngestResult:
+            return pool.submit(_ingest_one, task).result()
+
+        for run in [_ingest_one] + [elsewhere] * (workers - 1):
+            threads.submit(take, run)
+        try:
+            while len(done) < len(tasks):
+                i, result = finished.get()
+                if i is None:  # e.g. a worker process died
+                    raise result
+                done[i] = result
+                report(len(done), result)
+        except BaseException:
+            # A failure or an interrupt (the run is stopped): no new file is started, the files
+            # being ingested finish (each is ingested whole or not at all), the error surfaces.
+            pending.clear()
+            raise
+    return done
 
 
 def claimed(storage: LakeStorage, path: str, fmt_name: str, run_id: str,

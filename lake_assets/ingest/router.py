@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from lake_assets.ingest.formats import ExactParserNeeded, RawFormat, ReadLimits, Record, UnreadableFile
+from lake_assets.ingest.formats import ExactParserNeeded, LineSink, RawFormat, ReadLimits, Record, UnreadableFile
 from lake_assets.lake import LakeStorage, partition_path
 from lake_assets.lake.layout import join
 
@@ -118,24 +118,24 @@ def _route(local: str, name: str, fmt: RawFormat, date_of: DateOf, ingest_ts: dt
 
     Also counts the undated records (no date the lake can hold): they land on the ingest date.
     """
-    sinks: dict[dt.date, object] = {}
-    counts: dict[dt.date, int] = {}
+    sinks: dict[dt.date, LineSink] = {}
     undated = 0
+    ingest_day = ingest_ts.date()
     try:
         with open(local, "rb") as raw:
             for record in fmt.records(raw, limits, name):
                 day = date_of(record, ingest_ts)
                 if day is None:
-                    day, undated = ingest_ts.date(), undated + 1
+                    day, undated = ingest_day, undated + 1
                 sink = sinks.get(day)
                 if sink is None:
                     sink = sinks[day] = fmt.sink(os.path.join(work, f"{day.isoformat()}{fmt.extension}"))
                 sink.write(record)
-                counts[day] = counts.get(day, 0) + 1
     finally:
         for sink in sinks.values():
             sink.close()
-    return {d: os.path.join(work, f"{d.isoformat()}{fmt.extension}") for d in sinks}, counts, undated
+    return ({d: os.path.join(work, f"{d.isoformat()}{fmt.extension}") for d in sinks},
+            {d: sink.count for d, sink in sinks.items()}, undated)
 
 
 def _sha256(path: str) -> tuple[str, int]:

@@ -25,9 +25,9 @@ from lake_assets.ingest.formats import (
     Record,
     UnreadableFile,
     _CappedInflater,
-    _json_object,
     _lines,
     json_errors,
+    object_decoder,
 )
 
 PARQUET_MAGIC = b"PAR1"
@@ -94,8 +94,9 @@ def read_any(stream: IO[bytes], limits: ReadLimits, name: str) -> Iterator[Recor
     if kind == "parquet":
         yield from _read_parquet(buffered, limits)
     elif kind == "ndjson":
+        to_object = object_decoder()
         for position, (_, text) in enumerate(_lines(buffered, limits)):
-            yield Record(text, _json_object(text), position)
+            yield Record(text, to_object(text), position)
     elif kind == "json":
         yield from _read_json(buffered, limits)
     else:

@@ -7,6 +7,7 @@ to route records and which shares its patterns with Spark (quality.timestamps).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -28,10 +29,14 @@ from lake_assets.ingest.validated import TEXT_INPUT_SCHEMA, json_get, json_recor
 from lake_assets.quality.rules import Rule, reasons_column, reject_rows
 from lake_assets.quality.timestamps import event_time_column, parse_event_time
 
-#: raw/<name>/ -> format; access records come as NDJSON or gzip JSON, errors as XML.
-FORMATS: dict[str, RawFormat] = {f.name: f for f in (NDJSON, JSON_GZIP, XML_ERRORS)}
-ACCESS_FORMATS = (NDJSON, JSON_GZIP)
+#: The one field :func:`routing_date` reads: the JSON readers build only it (each record is
+#: still validated whole, and its text passes through to ``validated/`` unchanged).
+DATING_FIELDS = ("timestamp",)
+#: Access records come as NDJSON or gzip JSON, errors as XML.
+ACCESS_FORMATS = tuple(replace(f, value_fields=DATING_FIELDS) for f in (NDJSON, JSON_GZIP))
 ERROR_FORMATS = (XML_ERRORS,)
+#: raw/<name>/ -> format.
+FORMATS: dict[str, RawFormat] = {f.name: f for f in ACCESS_FORMATS + ERROR_FORMATS}
 
 #: Every rule name, access then error, in contract order (the metrics zone reports each one's outcome).
 RULE_NAMES = tuple(dict.fromkeys([
@@ -92,16 +97,23 @@ DAILY_ACTIVITY_SCHEMA = T.StructType([
 
 
 # -- Python: dating a record for routing ------------------------------------
+_ONE_DAY = dt.timedelta(days=1)
+
+
 def in_lake_range(ts: dt.datetime, ingest_ts: dt.datetime, start: dt.date) -> bool:
     """``timestamp_out_of_range`` negated: not before the lake's start, at most a day ahead."""
-    return ts.date() >= start and ts <= ingest_ts + dt.timedelta(days=1)
+    return ts.date() >= start and ts <= ingest_ts + _ONE_DAY
 
 
 def routing_date(record: Record, ingest_ts: dt.datetime, start: dt.date) -> dt.date | None:
-    """The event date a record is routed to, or None (the ingest date) when it has none in range."""
-    if record.value is None:
+    """The event date a record is routed to, or None (the ingest date) when it has none in range.
+
+    It reads only ``DATING_FIELDS``: the access formats build no other key of a record's value.
+    """
+    value = record.value
+    if value is None:
         return None
-    ts = parse_event_time(record.value.get("timestamp"))
+    ts = parse_event_time(value.get("timestamp"))
     if ts is None or not in_lake_range(ts, ingest_ts, start):
         return None
     return ts.date()
