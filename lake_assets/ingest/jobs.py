@@ -246,11 +246,12 @@ def _reject_unknown(spec: LandingSpec, storage: LakeStorage, path: str, run_id: 
     return claimed(storage, path, "unknown", run_id, reject)
 
 
-def build_ingest_job(spec: LandingSpec, start: dt.date) -> JobDefinition:
-    """The ingestion job of one landing zone (the seed's Lambda)."""
+def build_ingest_job(spec: LandingSpec, start: dt.date, retry_delay_seconds: float = 1.0) -> JobDefinition:
+    """The ingestion job of one landing zone (the seed's Lambda); a transient failure is retried after
+    ``retry_delay_seconds`` (``LakeSettings.retry_delay_seconds``), then 3x and 7x it."""
 
     @op(name=f"ingest_{spec.name}", description=f"Ingest raw {spec.name} files into validated/",
-        retry_policy=transient_retry_policy())
+        retry_policy=transient_retry_policy(retry_delay_seconds))
     def _ingest(context: OpExecutionContext, config: IngestConfig, lake: LakeResource) -> dict:
         storage = lake.storage
         paths = config.paths or [f.path for f in spec.raw_files(storage, lake.claimed_raw_folders)]

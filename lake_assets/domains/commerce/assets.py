@@ -210,7 +210,7 @@ def build(settings: LakeSettings) -> dict[str, Any]:
         )
         for name in DATASETS
     }
-    ingest_commerce_job = build_ingest_job(LANDING, settings.start_date)
+    ingest_commerce_job = build_ingest_job(LANDING, settings.start_date, settings.retry_delay_seconds)
     commerce_landing_sensor = build_landing_sensor(LANDING, ingest_commerce_job)
     silver_assets = {name: build_silver(spec, settings, bronze[name]) for name, spec in DATASETS.items()}
     _DAILY_KW = dict(partitions_def=partitions, backfill_policy=BackfillPolicy.single_run())

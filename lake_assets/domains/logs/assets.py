@@ -117,7 +117,7 @@ def build(settings: LakeSettings) -> dict[str, Any]:
         "the ingest_logs_job (sensor-driven), not materialized directly.",
         metadata={"lake/prefix": "validated"},
     )
-    ingest_logs_job = build_ingest_job(LANDING, settings.start_date)
+    ingest_logs_job = build_ingest_job(LANDING, settings.start_date, settings.retry_delay_seconds)
     logs_landing_sensor = build_landing_sensor(LANDING, ingest_logs_job)
 
 
