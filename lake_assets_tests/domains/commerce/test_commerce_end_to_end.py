@@ -534,7 +534,7 @@ def test_s3_lake(s3_lake_root, moto_server, s3_keys, spark, monkeypatch, catalog
     storage = LakeStorage(s3_lake_root)
     gen = generate_commerce(storage.write_bytes, start=START, days=2, users=8, events_per_day=15,
                             transactions_per_day=6, bad_share=0.05, bad_files=False, seed=5, now=None)
-    with DagsterInstance.ephemeral() as instance, faulty_proxy(moto_server, every=150, drop_every=220) as proxy:
+    with DagsterInstance.ephemeral() as instance, faulty_proxy(moto_server, every=900, drop_every=1300) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         defs = build_defs(s3_lake_root)
         out = run_lake(defs, instance, "commerce")
