@@ -481,8 +481,7 @@ def user_error(exc: BaseException) -> str | None:
     if found == errors.NO_BUCKET:
         return f"the bucket of {where} does not exist: create it (`lake provision --apply`) or fix LAKE_ROOT"
     if found in (errors.DB_UNREACHABLE, errors.DB_CREDENTIALS, errors.NO_DATABASE):
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return f"a database could not be used ({reason}): check ORDERS_DB_URL and ORDERS_STATE_DB_URL"
+        return f"a database could not be used ({errors.reason(exc)}): check ORDERS_DB_URL and ORDERS_STATE_DB_URL"
     if isinstance(exc, ValueError) and "LAKE_ROOT" in text:
         return text
     return None

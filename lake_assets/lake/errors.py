@@ -65,6 +65,13 @@ def _database_kind(exc: BaseException) -> str | None:
     return None
 
 
+def reason(exc: BaseException) -> str:
+    """A failure's first line, the driver's own for a database error (SQLAlchemy wraps it with its
+    statement and parameters): what messages show."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def permanent(exc: BaseException) -> bool:
     """A failure retrying cannot fix (credentials refused, a bucket that is not there)."""
     return kind(exc) in PERMANENT

@@ -40,15 +40,19 @@ class LakeFile:
         return self.path.rsplit("/", 1)[-1]
 
 
+def _s3_location(region: str | None, endpoint_url: str | None) -> tuple[str | None, str | None]:
+    """Region and endpoint as given, else from the standard AWS variables (Arrow's and boto3's alike)."""
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return region, endpoint_url
+
+
 def _s3_filesystem(region: str | None, endpoint_url: str | None) -> pafs.S3FileSystem:
     """An S3 filesystem honouring the standard AWS variables, ``AWS_ENDPOINT_URL`` included."""
     kwargs: dict = {}
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region, endpoint_url = _s3_location(region, endpoint_url)
     if region:
         kwargs["region"] = region
-    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
-        "AWS_ENDPOINT_URL"
-    )
     if endpoint_url:
         parsed = urlparse(endpoint_url)
         if parsed.scheme:
@@ -252,7 +256,7 @@ class LakeStorage:
             with self.open_write(rel) as f:
                 f.write(data)
         elif self.kms_key_id:
-            bucket, _, key = self._p(rel).partition("/")
+            bucket, key = self._bucket_key(rel)
             self._s3_client().put_object(Bucket=bucket, Key=key, Body=data, **self._sse_args())
         else:
             with self.fs.open_output_stream(self._p(rel), compression=None) as out:
@@ -285,7 +289,7 @@ class LakeStorage:
                     os.remove(tmp)
         from botocore.exceptions import ClientError
 
-        bucket, _, key = self._p(rel).partition("/")
+        bucket, key = self._bucket_key(rel)
         try:
             self._s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*", **self._sse_args())
             return True
@@ -294,6 +298,11 @@ class LakeStorage:
                     or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
                 return False
             raise
+
+    def _bucket_key(self, rel: str) -> tuple[str, str]:
+        """An S3 lake path as boto3 names it: (bucket, key)."""
+        bucket, _, key = self._p(rel).partition("/")
+        return bucket, key
 
     def _sse_args(self) -> dict:
         """The encryption every S3 write names: SSE-KMS with the configured key; nothing without a key
@@ -309,9 +318,7 @@ class LakeStorage:
         if client is None:
             import boto3
 
-            region, endpoint_url = self._s3_args
-            region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-            endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            region, endpoint_url = _s3_location(*self._s3_args)
             from botocore.config import Config
 
             client = self._client = boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=Config(
@@ -337,7 +344,7 @@ class LakeStorage:
                 os.remove(local_path)
         else:
             if self.kms_key_id:  # boto3's managed upload: multipart above 8 MB, complete or nothing
-                bucket, _, key = self._p(rel).partition("/")
+                bucket, key = self._bucket_key(rel)
                 self._s3_client().upload_file(local_path, bucket, key, ExtraArgs=self._sse_args())
             else:
                 pafs.copy_files(local_path, self._p(rel), source_filesystem=pafs.LocalFileSystem(),
@@ -350,8 +357,8 @@ class LakeStorage:
         if self.is_local:
             self.put_file(self._p(src), dst)
         elif self.kms_key_id:  # a copy is a new object: it names the key too
-            bucket, _, key = self._p(dst).partition("/")
-            src_bucket, _, src_key = self._p(src).partition("/")
+            bucket, key = self._bucket_key(dst)
+            src_bucket, src_key = self._bucket_key(src)
             from botocore.exceptions import ClientError
 
             try:
@@ -374,7 +381,7 @@ class LakeStorage:
     def delete(self, rel: str) -> None:
         """Delete a file; a file already gone is not an error (retries stay idempotent)."""
         if self.kms_key_id:
-            bucket, _, key = self._p(rel).partition("/")
+            bucket, key = self._bucket_key(rel)
             self._s3_client().delete_object(Bucket=bucket, Key=key)  # no error when already gone
             return
         try:
@@ -387,7 +394,7 @@ class LakeStorage:
         if self.kms_key_id:
             # Arrow's deletes put an empty folder marker back, a write without the key that a bucket
             # requiring SSE-KMS refuses: with a key, deletes go through boto3 and leave no marker.
-            bucket, _, prefix = self._p(rel).partition("/")
+            bucket, prefix = self._bucket_key(rel)
             client = self._s3_client()
             for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
                 keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]

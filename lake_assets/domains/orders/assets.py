@@ -45,7 +45,6 @@ from lake_assets.domains.orders.extract import extract_orders
 from lake_assets.domains.orders.source import OrdersSourceResource, masked
 from lake_assets.ingest.jobs import RequestLedger
 from lake_assets.lake import errors
-from lake_assets.lake.errors import transient_retry_policy
 from lake_assets.lake.layout import join
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
@@ -173,7 +172,7 @@ def build(settings: LakeSettings) -> dict:
         group_name=GROUP,
         kinds={"sql", "parquet"},
         metadata={"lake/prefix": zones.LANDING},
-        retry_policy=transient_retry_policy(settings.retry_delay_seconds),
+        retry_policy=errors.transient_retry_policy(settings.retry_delay_seconds),
         description="Bronze: the orders rows changed since the watermark, one folder per extraction run "
         "(bronze/landing/orders/extracted_at=.../part-*.parquet + _manifest.json). The watermark "
         "(etl_watermarks) moves only after the set is committed. A dropped or refused database "

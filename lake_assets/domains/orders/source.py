@@ -180,8 +180,7 @@ def unreachable(role: str, url: str, exc: BaseException) -> Failure:
     """
     from lake_assets.lake import errors
 
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
-    found = errors.kind(exc)
+    reason, found = errors.reason(exc), errors.kind(exc)
     return Failure(
         description=f"orders {role} database {masked(url)} is unreachable or unusable: {reason}",
         metadata={"database": MetadataValue.text(masked(url)), "error": MetadataValue.text(reason),
