@@ -31,7 +31,6 @@ Prints one JSON line with phase timings to stdout.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -41,7 +40,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from plain_spark_job import LEVELS, METHODS, spark_session
+from plain_spark_job import LEVELS, METHODS, parse_args, spark_session
 
 CORRUPT = "_corrupt_record"
 
@@ -192,15 +191,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--input", required=True, help="folder holding ndjson/, json_gzip/, xml_errors/")
-    p.add_argument("--output", required=True, help="output root (processed/, analytics/)")
-    p.add_argument("--master", default=os.environ.get("SPARK_MASTER", "local[2]"))
-    p.add_argument("--shuffle-partitions", type=int, default=int(os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8")))
-    p.add_argument("--driver-memory", default=os.environ.get("SPARK_DRIVER_MEMORY", "4g"))
-    p.add_argument("--start-date", default=os.environ.get("LAKE_START_DATE", "2024-01-01"))
-    p.add_argument("--ingest-ts", help="ISO time the records count as ingested (default: now)")
-    args = p.parse_args(argv)
+    args = parse_args(argv, __doc__.splitlines()[0], "processed/, analytics/")
     print(json.dumps({"engine": "glue_spark", "phases": run(args)}), flush=True)
     return 0
 

@@ -328,16 +328,21 @@ def run(args) -> dict:
     return timings
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv, description: str, outputs: str) -> argparse.Namespace:
+    """The command line every Spark baseline takes (the benchmark runs them alike)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--input", required=True, help="folder holding ndjson/, json_gzip/, xml_errors/")
-    p.add_argument("--output", required=True, help="output root (processed/, rejected/, analytics/)")
+    p.add_argument("--output", required=True, help=f"output root ({outputs})")
     p.add_argument("--master", default=os.environ.get("SPARK_MASTER", "local[2]"))
     p.add_argument("--shuffle-partitions", type=int, default=int(os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8")))
     p.add_argument("--driver-memory", default=os.environ.get("SPARK_DRIVER_MEMORY", "4g"))
     p.add_argument("--start-date", default=os.environ.get("LAKE_START_DATE", "2024-01-01"))
     p.add_argument("--ingest-ts", help="ISO time the records count as ingested (default: now)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, __doc__.splitlines()[0], "processed/, rejected/, analytics/")
     print(json.dumps({"engine": "plain_spark", "phases": run(args)}), flush=True)
     return 0
 
