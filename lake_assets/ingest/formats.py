@@ -438,6 +438,16 @@ class RawFormat:
     #: The keys of a record's value its domain reads (to date it), when the reader can build
     #: only those (its ``fields``): each record is still validated whole and kept as text.
     value_fields: tuple[str, ...] | None = None
+    #: ``convert(local_path, limits, name, out_path) -> records``: for a format whose records carry
+    #: no date of their own, the whole file is converted into one validated file (``extension``) on
+    #: the ingest date instead of being read and routed record by record (no file for 0 records).
+    #: Raises :class:`UnreadableFile` as a reader does. ``read`` then serves callers wanting records.
+    convert: Callable[[str, ReadLimits, str, str], int] | None = None
+    #: The same bytes under any name, in the same run or later, are one delivery: a file whose
+    #: content was already ingested (or rejected) under another name is archived and recorded in
+    #: that content's manifest, adding nothing else (see :func:`lake_assets.ingest.router.ingest_file`).
+    #: Without it, the same bytes under another name are ingested again under the new name.
+    content_identity: bool = False
 
     def records(self, stream: IO[bytes], limits: ReadLimits, name: str) -> Iterator[Record]:
         args = (stream, limits, name) if self.by_name else (stream, limits)

@@ -73,11 +73,14 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
     """One row per validated record: ``record`` text plus its lineage (TEXT_INPUT columns).
 
     ``numbered`` files (``<position>\t<record>`` lines) also give each record's
-    ``position`` in its source file.
+    ``position`` in its source file, as do ``.parquet`` validated files (a converted
+    format's: columns ``record`` and ``position``, :mod:`lake_assets.ingest.lines`);
+    without ``numbered``, their ``position`` is dropped.
 
-    Spark reads the files as text (gzip by extension); lineage joins in from the
-    manifests on each file's ``<format>/year=/month=/day=/<hash>`` tail, so it survives the
-    Arrow crossing's local copies.
+    Spark reads text files as text (gzip by extension) and Parquet files as Parquet,
+    one scan per kind; lineage joins in from the manifests on each file's
+    ``<format>/year=/month=/day=/<hash><ext>`` tail, so it survives the Arrow
+    crossing's local copies.
     """
     from pyspark.sql import functions as F
 
@@ -98,16 +101,23 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
         "ingest_run_id": pa.array([f.ingest_run_id for f in files], pa.string()),
         "ingest_ts": pa.array([f.ingest_ts for f in files], pa.timestamp("us", tz="UTC")),
     }), schema=lineage_schema)
+    file_key = F.regexp_extract(F.col("_metadata.file_path"), key_pattern, 1).alias("_file_key")
     text = None
-    for group in _by_compression(files):
+    for group in _by_compression([f for f in files if not f.path.endswith(".parquet")]):
         scan = spark.read.text(spark_paths(storage, [f.path for f in group])).select(
-            F.col("value").alias("record"),
-            F.regexp_extract(F.col("_metadata.file_path"), key_pattern, 1).alias("_file_key"))
+            F.col("value").alias("record"), file_key)
         text = scan if text is None else text.unionByName(scan)
-    if numbered:
+    if numbered and text is not None:
         parts = F.split(F.col("record"), "\t", 2)
         text = text.select(parts[1].alias("record"), F.col("_file_key"),
                            parts[0].try_cast("bigint").alias("position"))
+    parquet = [f for f in files if f.path.endswith(".parquet")]
+    if parquet:
+        # The schema given, so no footer is read to infer it; files named one by one, so their
+        # year=/month=/day= folders add no partition columns.
+        scan = spark.read.schema(_LINES_SCHEMA).parquet(*spark_paths(storage, [f.path for f in parquet])).select(
+            F.col("record"), file_key, *([F.col("position")] if numbered else []))
+        text = scan if text is None else text.unionByName(scan)
     if skip_lines:
         text = text.where(~F.col("record").isin(*skip_lines))
     return text.join(F.broadcast(lineage), "_file_key").drop("_file_key")
@@ -126,6 +136,11 @@ def _by_compression(files: list[ValidatedFile]) -> list[list[ValidatedFile]]:
     for f in files:
         groups.setdefault(f.path.endswith(".gz"), []).append(f)
     return [g for _, g in sorted(groups.items(), reverse=True)]
+
+
+#: A converted format's validated Parquet (:data:`lake_assets.ingest.lines.LINES_SCHEMA`), for Spark.
+_LINES_SCHEMA = T.StructType([T.StructField("record", T.StringType(), False),
+                              T.StructField("position", T.LongType(), False)])
 
 
 def _file_key(path: str) -> str:

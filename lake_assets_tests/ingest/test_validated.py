@@ -61,3 +61,50 @@ def test_gzip_and_plain_files_are_read_by_separate_scans_with_their_lineage(spar
     assert sorted(r.kinds for r in kinds_per_task) == [["json_gzip"], ["ndjson"]]
     # Every record's text arrives whole.
     assert text.where(F.col("record").startswith('{"timestamp"')).count() == 300
+
+
+def test_converted_parquet_files_are_read_with_position_and_lineage(spark, local_lake):
+    """A converted format's validated ``.parquet`` files (record, position) read beside numbered text files,
+    each joined with its manifest's lineage on the same ``<format>/year=/month=/day=/<hash><ext>`` key."""
+    from lake_assets.ingest.lines import dsdgen_format, no_date
+    from lake_assets.ingest.router import Zones
+    from lake_assets.ingest.tabular import tabular_format
+    from lake_assets.ingest.validated import NUMBERED_INPUT_SCHEMA, TEXT_INPUT_SCHEMA
+
+    zones = Zones(raw="raw/tpcds", validated="bronze/tpcds/_lines/{format}", archive="archive/tpcds/{format}",
+                  rejected_files="quarantine/tpcds/_files", manifests="bronze/tpcds/_manifests/{format}")
+    sales, items, other = dsdgen_format("store_sales"), dsdgen_format("item"), tabular_format("orders")
+    landed = [
+        (sales, "raw/tpcds/store_sales/store_sales_1_2.dat", b"1|a|\n\n2|b|\r\n", "run-1"),
+        (sales, "raw/tpcds/store_sales/store_sales_2_2.dat.gz", gzip.compress(b"3|c|\n4|d|"), "run-2"),
+        (items, "raw/tpcds/item/item.dat", b"1|x|\n", "run-1"),
+        (other, "raw/tpcds/orders/o.csv", b"id,ts\n7,2024-03-10T00:00:00Z\n", "run-1"),
+    ]
+    for fmt, src, data, run in landed:
+        local_lake.write_bytes(src, data)
+        result = ingest_file(local_lake, src, fmt, lambda r, ts: no_date(r, ts), run_id=run, zones=zones, now=NOW)
+        assert result.status == "ingested", result
+    files = validated_files(local_lake, [NOW.date()], (sales, items, other), zones)
+    # A converted file's records are not undated (no date was looked for); a routed one's without a date are.
+    assert sorted((f.format, f.records, f.undated) for f in files) == [
+        ("item", 1, 0), ("orders", 1, 1), ("store_sales", 2, 0), ("store_sales", 3, 0)]
+
+    numbered = read_validated_text(spark, local_lake, files, numbered=True)
+    assert sorted(numbered.columns) == sorted(NUMBERED_INPUT_SCHEMA.fieldNames())
+    got = sorted((r.source_format, r.source_file, r.ingest_run_id, r.routed_date, r.position, r.record,
+                  r.ingest_ts) for r in numbered.collect())
+    ts = NOW.replace(tzinfo=None)  # Spark's local (UTC in tests) wall time
+    assert [g[:6] for g in got] == [
+        ("item", "raw/tpcds/item/item.dat", "run-1", NOW.date(), 0, "1|x|"),
+        ("orders", "raw/tpcds/orders/o.csv", "run-1", NOW.date(), 0, '{"id":"7","ts":"2024-03-10T00:00:00Z"}'),
+        ("store_sales", "raw/tpcds/store_sales/store_sales_1_2.dat", "run-1", NOW.date(), 0, "1|a|"),
+        ("store_sales", "raw/tpcds/store_sales/store_sales_1_2.dat", "run-1", NOW.date(), 1, ""),
+        ("store_sales", "raw/tpcds/store_sales/store_sales_1_2.dat", "run-1", NOW.date(), 2, "2|b|"),
+        ("store_sales", "raw/tpcds/store_sales/store_sales_2_2.dat.gz", "run-2", NOW.date(), 0, "3|c|"),
+        ("store_sales", "raw/tpcds/store_sales/store_sales_2_2.dat.gz", "run-2", NOW.date(), 1, "4|d|"),
+    ]
+    assert {g[6] for g in got} == {ts}
+
+    plain = read_validated_text(spark, local_lake, [f for f in files if f.format != "orders"])
+    assert sorted(plain.columns) == sorted(TEXT_INPUT_SCHEMA.fieldNames())
+    assert sorted(r.record for r in plain.collect()) == ["", "1|a|", "1|x|", "2|b|", "3|c|", "4|d|"]
