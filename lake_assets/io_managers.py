@@ -206,7 +206,7 @@ def _write(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None, df: Data
 
 def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list[str],
                        dest: Callable[[str], str], *, when_empty: str = "write",
-                       preview_rows: int = 0) -> tuple[dict[str, int], str | None]:
+                       preview_rows: int = 0, sort_within: tuple[str, ...] = ()) -> tuple[dict[str, int], str | None]:
     """Stage, split, publish: the one way a partitioned write reaches the lake.
 
     ``df`` is written once by Spark into a stage, one file per value of ``column`` (a
@@ -215,13 +215,21 @@ def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list
     sees the old partition or the new one, never half. Rows valued outside ``keys``
     fail the write before anything is published. A key without rows gets an empty file
     with the schema (``when_empty="write"``: re-running a partition that lost its rows
-    clears it) or loses its file (``"delete"``: the partition is gone). Returns rows per
-    key (from the staged footers) and a markdown preview of the first rows written.
+    clears it) or loses its file (``"delete"``: the partition is gone). ``sort_within`` orders
+    the rows inside each file (e.g. by date: readers skip row groups by their min/max).
+    Returns rows per key (from the staged footers) and a markdown preview of the first rows written.
     """
     data_schema = df.drop(column).schema
+    if column.startswith(("_", ".")):
+        # Spark and Hadoop take a folder named ``_x=...`` for a hidden one (and so does the lake's
+        # listing of the stage): the partition column gets a visible name for the write.
+        df, column = df.withColumnRenamed(column, _PART), _PART
     stage = SparkStage.create(lake)
     try:
-        df.repartition(column).write.mode("overwrite").partitionBy(column).parquet(stage.spark_uri)
+        out = df.repartition(column)
+        if sort_within:
+            out = out.sortWithinPartitions(column, *sort_within)
+        out.write.mode("overwrite").partitionBy(column).parquet(stage.spark_uri)
         staged: dict[str, list] = {}
         for f in stage.files():
             key = f.path.split(f"{column}=", 1)[1].split("/", 1)[0]

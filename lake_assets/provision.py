@@ -96,7 +96,7 @@ class Zone:
 
 
 # -- the zone layout, read from the code ------------------------------------------------------------
-_TABLE_ZONE_KIND = {"processed": "rebuilt", "analytics": "rebuilt", "silver": "rebuilt", "gold": "rebuilt",
+_TABLE_ZONE_KIND = {"bronze": "rebuilt", "processed": "rebuilt", "analytics": "rebuilt", "silver": "rebuilt", "gold": "rebuilt",
                     "quarantine": "retained", "rejected": "retained", "discarded": "retained",
                     "archive": "archive-read"}
 

@@ -301,7 +301,7 @@ class DuckDBCatalog:
     def _refresh_view(con: duckdb.DuckDBPyConnection, table: Table) -> None:
         columns, keys = con.execute(f"SELECT columns, partition_keys FROM {META}.tables WHERE qualified_name = ?",
                                     [table.qualified_name]).fetchone()
-        parts = con.execute(f"SELECT partition_values, files, file_columns FROM {META}.partitions "
+        parts = con.execute(f"SELECT partition_values, files, file_columns, rows FROM {META}.partitions "
                             f"WHERE qualified_name = ? ORDER BY partition_path", [table.qualified_name]).fetchall()
         sql = view_sql([(c["name"], c["type"]) for c in columns], [(k["name"], k["type"]) for k in keys], parts)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table.domain)}")
@@ -353,15 +353,22 @@ def _norm(value):
 
 
 def view_sql(columns: list[tuple[str, str]], keys: list[tuple[str, str]],
-             partitions: list[tuple[list[str], list[str], list[str]]]) -> str:
+             partitions: list[tuple]) -> str:
     """The SELECT of a table's view: ``columns``/``keys`` are (name, Hive type); each partition is
-    (values, file URIs, each file's columns as JSON ``[[name, arrow type], ...]``)."""
+    (values, file URIs, each file's columns as JSON ``[[name, arrow type], ...]``[, rows]).
+
+    Each group's files are listed largest partition first: DuckDB estimates a ``read_parquet`` of
+    several files as its first file's rows times their number, and a plan built on an estimate ten
+    times too small (a small month first) joins the big tables in the wrong order (TPC-DS q85 took
+    seconds instead of milliseconds at SF 0.01, and would not finish at SF 1).
+    """
     declared = {n for n, _ in columns}
     key_names = [n for n, _ in keys]
     typed = {n: duckdb_type(t) for n, t in [*columns, *keys]}
     # Group files by (the declared columns they hold with their types, literal keys for NULL partitions).
     groups: dict[tuple, list[str]] = defaultdict(list)
-    for values, files, file_columns in partitions:
+    by_size = sorted(partitions, key=lambda p: -(p[3] or 0) if len(p) > 3 else 0)
+    for values, files, file_columns, *_ in by_size:
         literal = tuple(values) if NULL_PARTITION in values else None
         for uri, cols in zip(files, file_columns):
             held = tuple((n, t) for n, t in json.loads(cols) if n in declared and n not in key_names)
@@ -369,7 +376,7 @@ def view_sql(columns: list[tuple[str, str]], keys: list[tuple[str, str]],
     empty = ", ".join(f"CAST(NULL AS {typed[n]}) AS {quote_ident(n)}" for n in [*(n for n, _ in columns), *key_names])
     branches = [f"SELECT {empty or '1'} WHERE false"]
     hive_types = "{" + ", ".join(f"{quote_str(n)}: {typed[n]}" for n in key_names) + "}"
-    for (held, literal), uris in sorted(groups.items(), key=lambda g: g[1][0]):
+    for (held, literal), uris in sorted(groups.items(), key=lambda g: min(g[1])):
         files = "[" + ", ".join(quote_str(u) for u in uris) + "]"
         cols = [quote_ident(n) for n, _ in held]
         if literal is not None:

@@ -10,9 +10,9 @@ from lake_assets.domain import Domain
 
 
 def _all() -> dict[str, Domain]:
-    from lake_assets.domains import commerce, logs, orders
+    from lake_assets.domains import commerce, logs, orders, tpcds
 
-    return {d.name: d for d in (logs.DOMAIN, commerce.DOMAIN, orders.DOMAIN)}
+    return {d.name: d for d in (logs.DOMAIN, commerce.DOMAIN, orders.DOMAIN, tpcds.DOMAIN)}
 
 
 DOMAINS: dict[str, Domain] = _all()

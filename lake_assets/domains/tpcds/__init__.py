@@ -1,17 +1,33 @@
 """The TPC-DS sales lake (contract: shared/contracts/tpcds.md, seed 004).
 
-Built so far: the 24 tables as data (``spec``, ``schemas``, ``tables``), the
-generator (``lake generate tpcds``), the dsdgen reader for ingestion
-(``reader``), and bronze, silver and gold as DataFrame functions (``bronze``,
-``silver``, ``gold``). Not yet: the assets, jobs, sensor and checks, so this
-domain is not listed in :data:`lake_assets.domains.DOMAINS` and its
-``definitions`` and ``run`` hooks refuse.
+The 24 tables as data (``spec``, ``schemas``, ``tables``), the generator
+(``lake generate tpcds``), bronze, silver and gold as DataFrame functions
+(``bronze``, ``silver``, ``gold``), and the Dagster assets, checks, jobs and
+landing sensor built from them (``assets``, ``checks``).
 """
 from __future__ import annotations
 
-from lake_assets.domain import Domain, GenerateRequest, Option
+from lake_assets.domain import Domain, Example, GenerateRequest, Option
 
 NAME = "tpcds"
+
+
+def definitions(settings=None):
+    """Everything the tpcds domain adds to the code location, built with ``settings``."""
+    from dagster import Definitions
+
+    from lake_assets.domains.tpcds import assets, checks
+    from lake_assets.settings import LakeSettings
+
+    settings = settings or LakeSettings.from_env()
+    a, c = assets.build(settings), checks.build(settings)
+    return Definitions(
+        assets=[*a["LANDING_SPECS"].values(), *a["BRONZE_ASSETS"].values(), *a["SILVER_ASSETS"].values(),
+                *a["GOLD_ASSETS"]],
+        asset_checks=c["TPCDS_CHECKS"],
+        jobs=[a["ingest_tpcds_job"], a["tpcds_pipeline_job"]],
+        sensors=[a["tpcds_landing_sensor"]],
+    )
 
 
 def _tables():
@@ -34,15 +50,34 @@ def _generate(storage, req: GenerateRequest) -> str:
             f"under {storage.uri('raw/tpcds')}")
 
 
-def _not_built(*_args, **_kw):
-    raise NotImplementedError("the tpcds domain's assets are not built yet (issue 13): generate and the "
-                              "DataFrame functions work, definitions and lake run do not")
+def _landing():
+    from lake_assets.domains.tpcds.assets import LANDING
+
+    return LANDING
+
+
+def _run(defs, instance, storage, progress, settings):
+    from lake_assets.pipeline import run_landing_domain
+
+    return run_landing_domain(defs, instance, storage, _landing(), progress=progress)
 
 
 DOMAIN = Domain(
     name=NAME,
     description="The TPC-DS retail warehouse (dsdgen files) -> bronze -> silver (+ quarantine) -> sales metrics",
-    definitions=_not_built, tables=_tables, generate=_generate, run=_not_built,
+    definitions=definitions, tables=_tables, generate=_generate, run=_run, landing=_landing,
+    examples=(
+        Example("Net paid per channel and year (gold)",
+                "SELECT year(month) AS year, channel, sum(net_paid) AS net_paid FROM tpcds.monthly_trends "
+                "GROUP BY ALL ORDER BY year, channel"),
+        Example("Quarantined TPC-DS lines and rows by table, stage and reason",
+                "SELECT 'store_sales' AS t, stage, reason, count(*) AS n FROM tpcds.quarantine_store_sales "
+                "GROUP BY ALL ORDER BY n DESC"),
+        Example("TPC-DS query 3, unchanged, against silver (lake sql --schema tpcds)",
+                "SELECT d_year, i_brand_id, sum(ss_ext_sales_price) AS sum_agg FROM tpcds.date_dim, "
+                "tpcds.store_sales, tpcds.item WHERE d_date_sk = ss_sold_date_sk AND ss_item_sk = i_item_sk "
+                "AND i_manufact_id = 128 AND d_moy = 11 GROUP BY ALL ORDER BY d_year, sum_agg DESC LIMIT 10"),
+    ),
     generate_options=(
         Option("--scale", float, 0.01, "tpcds: TPC-DS scale factor (1 is about 1 GB of raw files)"),
         Option("--chunks", int, 1, "tpcds: files per table (dsdgen's -PARALLEL names)"),

@@ -36,11 +36,11 @@ LINES_SCHEMA = T.StructType([
 
 
 
-def lines_from_validated(validated: DataFrame) -> DataFrame:
-    """The shared ingestion's numbered validated text (``NUMBERED_INPUT_SCHEMA``: record, lineage from the
-    manifests, 0-based ``position``) as bronze's input (:data:`LINES_SCHEMA`, 1-based ``line``)."""
+def lines_from_validated(validated: DataFrame, *keep: str) -> DataFrame:
+    """The shared ingestion's numbered validated lines (``NUMBERED_INPUT_SCHEMA``: record, lineage from the
+    manifests, 0-based ``position``) as bronze's input (:data:`LINES_SCHEMA`, 1-based ``line``), then ``keep``."""
     return validated.select(F.col("record"), F.col("source_file"), (F.col("position") + 1).alias("line"),
-                            F.col("ingest_run_id"), F.col("ingest_ts").alias("ingested_at"))
+                            F.col("ingest_run_id"), F.col("ingest_ts").alias("ingested_at"), *keep)
 
 
 _INTEGRAL = r"^-?[0-9]+$"
@@ -62,8 +62,9 @@ def _typed(text: Column, column: SpecColumn) -> Column:
     return F.when(text.rlike(_DECIMAL) & (decimals <= scale), text.try_cast(target))
 
 
-def parse_lines(lines: DataFrame, spec: TableSpec) -> DataFrame:
-    """Lines (:data:`LINES_SCHEMA`) -> the table's typed columns, bronze lineage, ``record`` and ``reasons``.
+def parse_lines(lines: DataFrame, spec: TableSpec, *keep: str) -> DataFrame:
+    """Lines (:data:`LINES_SCHEMA`) -> the table's typed columns, bronze lineage, ``record`` and ``reasons``
+    (then the ``keep`` columns of ``lines``, e.g. which bronze file a line goes to).
 
     Three projections, each reading the previous one's columns, so every field
     is split out and cast once however many rules read it.
@@ -73,10 +74,10 @@ def parse_lines(lines: DataFrame, spec: TableSpec) -> DataFrame:
     count = F.size(fields) - F.when(F.col("record").endswith("|"), 1).otherwise(0)
     lineage = [F.col("source_file").alias("_source_file"), F.col("line").alias("_line"),
                F.col("ingest_run_id").alias("_ingest_run_id"), F.col("ingested_at").alias("_ingested_at")]
-    step = lines.select("record", *lineage, fields.alias("_fields"), (count != n).alias("_wrong_count"))
+    step = lines.select("record", *lineage, *keep, fields.alias("_fields"), (count != n).alias("_wrong_count"))
     text = {c.name: F.col(f"_text_{i}") for i, c in enumerate(spec.columns)}
     step = step.select(
-        "record", "_source_file", "_line", "_ingest_run_id", "_ingested_at", "_wrong_count",
+        "record", "_source_file", "_line", "_ingest_run_id", "_ingested_at", *keep, "_wrong_count",
         *[F.when(~F.col("_wrong_count"), F.nullif(F.get(F.col("_fields"), i), F.lit(""))).alias(f"_text_{i}")
           for i in range(n)],
     )
@@ -86,20 +87,21 @@ def parse_lines(lines: DataFrame, spec: TableSpec) -> DataFrame:
               for c in spec.columns if c.type != "string"]
     assert tuple(r.name for r in rules) == spec.bronze_rule_names, "spec.bronze_rule_names is out of date"
     parsed = step.select(*spec.column_names, "_source_file", "_line", "_ingest_run_id", "_ingested_at",
-                         "record", reasons_column(rules).alias("reasons"))
+                         *keep, "record", reasons_column(rules).alias("reasons"))
     return record_text_for_rejects(parsed)  # a cached parse holds the text of rejected lines only
 
 
-def bronze_rows(parsed: DataFrame, spec: TableSpec) -> DataFrame:
-    """The lines that broke no rule, in bronze's schema (:func:`~lake_assets.domains.tpcds.schemas.bronze_schema`)."""
+def bronze_rows(parsed: DataFrame, spec: TableSpec, *keep: str) -> DataFrame:
+    """The lines that broke no rule, in bronze's schema (:func:`~lake_assets.domains.tpcds.schemas.bronze_schema`),
+    then the ``keep`` columns."""
     schema = bronze_schema(spec)
     return parsed.where(F.size("reasons") == 0).select(
-        *[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+        *[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields], *keep)
 
 
-def bronze_rejects(parsed: DataFrame) -> DataFrame:
-    """The lines that broke a rule, as quarantine rows (stage ``bronze``)."""
-    return quarantine_rows(parsed.where(F.size("reasons") > 0), "bronze")
+def bronze_rejects(parsed: DataFrame, *keep: str) -> DataFrame:
+    """The lines that broke a rule, as quarantine rows (stage ``bronze``), then the ``keep`` columns."""
+    return quarantine_rows(parsed.where(F.size("reasons") > 0), "bronze", *keep)
 
 
 def quarantine_rows(rejected: DataFrame, stage: str, *keep: str) -> DataFrame:

@@ -6,12 +6,8 @@ schema. Facts are partitioned by month (``sold_month=YYYY-MM``... a string key,
 Hive's ``__HIVE_DEFAULT_PARTITION__`` for a row without a date), one file per
 partition; dimensions are one file, replaced whole. Quarantine holds both
 stages' rejects of a table, by ``stage``: bronze's one file per ingested raw
-file, silver's one per month (facts) or one (dimensions).
-
-TODO(catalog): bronze (``bronze/tpcds/<table>/``, one Parquet file per ingested
-raw file, lineage columns included) is declared once the catalog accepts a
-``bronze`` zone (``lake_assets.catalog.tables.ZONES`` lacks it); see
-:func:`bronze_table`.
+file, silver's one per month (facts) or one (dimensions). Bronze is one Parquet
+file per ingested raw file (``<sha256 of the file>.parquet``), lineage included.
 """
 from __future__ import annotations
 
@@ -36,16 +32,16 @@ def _quarantine(spec: TableSpec) -> Table:
                  schemas.QUARANTINE_SCHEMA,
                  f"Every {spec.name} line bronze could not convert and every row silver refused or deduplicated "
                  "away: the record, reason, reasons, source file, line, ingest run and stage.",
-                 asset=f"tpcds_quarantine_{spec.name}", partitioning="stage:string", file_stem=None)
+                 asset=f"tpcds_silver_{spec.name}", partitioning="stage:string", file_stem=None)
 
 
-def bronze_table(spec: TableSpec) -> dict:
-    """Bronze's declaration, as :class:`Table` arguments (zone ``bronze`` is not a catalog zone yet)."""
-    return dict(domain=DOMAIN, name=f"bronze_{spec.name}", zone="bronze", location=f"bronze/tpcds/{spec.name}",
-                schema=schemas.BRONZE[spec.name], asset=f"tpcds_bronze_{spec.name}", partitioning=None,
-                file_stem=None, description=f"{spec.name} as delivered, typed from the TPC-DS DDL, with lineage.")
+def _bronze(spec: TableSpec) -> Table:
+    return Table(DOMAIN, f"bronze_{spec.name}", "bronze", f"bronze/tpcds/{spec.name}", schemas.BRONZE[spec.name],
+                 f"{spec.name} as delivered, typed from the TPC-DS DDL, with lineage: one file per raw file.",
+                 asset=f"tpcds_bronze_{spec.name}", partitioning=None, file_stem=None)
 
 
+BRONZE = {name: _bronze(spec) for name, spec in TABLES.items()}
 SILVER = {name: _silver(spec) for name, spec in TABLES.items()}
 QUARANTINE = {name: _quarantine(spec) for name, spec in TABLES.items()}
 
@@ -63,4 +59,4 @@ GOLD = {name: Table(DOMAIN, name, "gold", f"gold/tpcds/{name}", schemas.GOLD[nam
                     asset=f"tpcds_{name}", partitioning=partitioning)
         for name, (partitioning, description) in _GOLD.items()}
 
-TABLES_DECLARED = (*SILVER.values(), *QUARANTINE.values(), *GOLD.values())
+TABLES_DECLARED = (*BRONZE.values(), *SILVER.values(), *QUARANTINE.values(), *GOLD.values())

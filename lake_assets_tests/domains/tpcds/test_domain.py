@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-import pytest
-
 from lake_assets.catalog.tables import Registry
 from lake_assets.domain import GenerateRequest
 from lake_assets.domains.tpcds import DOMAIN
@@ -24,6 +22,7 @@ def test_tables_are_declared_once_each_silver_under_its_tpcds_name():
     assert gold == {"daily_sales_summary": ["sold_month"], "customer_lifetime_value": [],
                     "product_performance": ["sold_month"], "monthly_trends": []}
     assert len([t for t in registry if t.zone == "quarantine"]) == 24
+    assert {t.name for t in registry if t.zone == "bronze"} == {f"bronze_{n}" for n in TABLES}
 
 
 def test_generate_hook_takes_the_cli_options(local_lake, tmp_path):
@@ -43,6 +42,24 @@ def test_generate_hook_takes_the_cli_options(local_lake, tmp_path):
     assert lines == [9603, 9603, 9604]  # 28810 rows in three chunks
 
 
-def test_definitions_and_run_refuse_until_built():
-    with pytest.raises(NotImplementedError):
-        DOMAIN.definitions(None)
+def test_registered_with_its_assets_checks_jobs_and_sensor():
+    """Listed in DOMAINS (so `lake generate|run|catalog` and the code location have it), its definitions:
+    a landing, bronze and silver asset per table, four gold, the shared checks, two jobs, one sensor."""
+    from lake_assets.domains import DOMAINS
+    from lake_assets.settings import LakeSettings
+
+    assert DOMAINS["tpcds"] is DOMAIN
+    defs = DOMAIN.definitions(LakeSettings())
+    keys = {k.to_user_string() for a in defs.assets for k in getattr(a, "keys", [getattr(a, "key", None)])}
+    for zone in ("landing", "bronze", "silver"):
+        assert {f"tpcds_{zone}_{t}" for t in TABLES} <= keys
+    assert {f"tpcds_{g}" for g in ("daily_sales_summary", "customer_lifetime_value", "product_performance",
+                                   "monthly_trends")} <= keys
+    assert len(keys) == 3 * 24 + 4
+    checks = {c.name for cd in defs.asset_checks for c in cd.check_specs}
+    for t in TABLES:
+        assert {f"tpcds_bronze_{t}_lines_accounted", f"tpcds_silver_{t}_rows_accounted", f"tpcds_silver_{t}_keys",
+                f"tpcds_silver_{t}_schema", f"tpcds_silver_{t}_quarantine_rate"} <= checks
+    assert {j.name for j in defs.jobs} == {"ingest_tpcds_job", "tpcds_pipeline_job"}
+    assert [s.name for s in defs.sensors] == ["tpcds_landing_sensor"]
+    assert DOMAIN.landing().folders == tuple(f"raw/tpcds/{t}" for t in TABLES)

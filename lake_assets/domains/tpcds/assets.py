@@ -1,0 +1,450 @@
+"""The TPC-DS sales lake as Dagster assets: raw dsdgen files -> bronze -> silver (+ quarantine) -> gold.
+
+* **Landing** (``tpcds_landing_<table>``, daily by ingest date): the shared
+  ingestion (``ingest_tpcds_job``, started by ``tpcds_landing_sensor``) takes
+  each file of ``raw/tpcds/<table>/``, converts its lines to a validated Parquet
+  file of numbered lines, archives it and empties ``raw/``; an unreadable file
+  goes whole to ``quarantine/tpcds/_files/``. The same bytes under any name are
+  one delivery (archived, adding nothing).
+* **Bronze** (``tpcds_bronze_<table>``, daily by ingest date): each landed file's
+  lines typed from the DDL into ``bronze/tpcds/<table>/<sha256>.parquet``;
+  lines that do not convert go to ``quarantine/tpcds/<table>/stage=bronze/``.
+* **Silver** (``tpcds_silver_<table>``): standardised, checked and deduplicated
+  over the whole table. A dimension is one file, rebuilt only when its bronze
+  changed. A fact is stored by month (``sold_month=`` ...), and its months come
+  from its rows, so they are not Dagster partitions a run could name ahead:
+  the asset works out which months a delivery touches (its rows' months and
+  the months of the rows they replace; every month when ``date_dim`` or
+  ``item`` changed) and rewrites exactly those, in one Spark job
+  (:mod:`~lake_assets.domains.tpcds.increments`). Rejected rows go to
+  ``quarantine/tpcds/<table>/stage=silver/<month>.parquet``.
+* **Gold**: ``daily_sales_summary`` and ``product_performance`` rebuild the
+  months their inputs changed; ``customer_lifetime_value`` and
+  ``monthly_trends`` are rebuilt whole when any input changed.
+
+Every write goes through the shared publishing (:func:`~lake_assets.io_managers.publish_partitions`:
+staged, one atomic rename or PUT per file) and is registered in the catalog.
+"""
+
+import datetime as dt
+import functools
+from typing import Any, Iterable
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    define_asset_job,
+)
+from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE, REBUILD_ON_WINDOW_CHANGE
+from lake_assets.catalog.resource import CatalogResource
+from lake_assets.catalog.tables import Table, tables_metadata
+from lake_assets.domains.tpcds import bronze as bronze_rules
+from lake_assets.domains.tpcds import gold, increments, schemas, silver
+from lake_assets.domains.tpcds.silver import PARTITION
+from lake_assets.domains.tpcds.spec import DIMENSIONS, FACTS, TABLES, TableSpec
+from lake_assets.domains.tpcds.tables import BRONZE, GOLD, QUARANTINE, SILVER
+from lake_assets.ingest.lines import dsdgen_format, no_date
+from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing_sensor
+from lake_assets.ingest.router import Zones
+from lake_assets.ingest.validated import read_validated_text, validated_files
+from lake_assets.io_managers import publish_partitions
+from lake_assets.lake import LakeStorage
+from lake_assets.lake.layout import join
+from lake_assets.partitions import daily_partitions
+from lake_assets.quality import metrics
+from lake_assets.resources import LakeResource
+from lake_assets.settings import LakeSettings, module_built_from_env
+
+GROUP_LANDING, GROUP_BRONZE, GROUP_SILVER, GROUP_GOLD = "tpcds_landing", "tpcds_bronze", "tpcds_silver", "tpcds_gold"
+#: The metrics zone's dataset of every tpcds table (``metrics/tpcds/<asset>/``).
+METRICS = "tpcds"
+
+#: raw/tpcds/<table>/ -> the dsdgen line format of that table.
+FORMATS = {name: dsdgen_format(name) for name in TABLES}
+ZONES = Zones(
+    raw="raw/tpcds",
+    validated="bronze/tpcds/_lines/{format}",
+    archive="archive/tpcds/{format}",
+    rejected_files="quarantine/tpcds/_files",
+    manifests="bronze/tpcds/_manifests/{format}",
+    archive_name="{name}_{token}_{run_id}",
+)
+
+
+LANDING = LandingSpec(
+    name="tpcds",
+    formats=FORMATS,
+    date_of=no_date,  # a dsdgen line carries no date of its own (its keys need date_dim): the ingest date
+    validated_asset={name: AssetKey(f"tpcds_landing_{name}") for name in TABLES},
+    zones=ZONES,
+)
+
+#: The value an unpartitioned table's rows carry in :data:`PARTITION` while they are published.
+WHOLE = "all"
+
+
+# -- reading and writing the zones -------------------------------------------------------------
+def read_files(spark, storage: LakeStorage, table: Table, schema=None, months: Iterable[str] | None = None,
+               file_column: str | None = None) -> DataFrame:
+    """A table's data files (those of ``months`` only, when given) with ``schema``; empty if none.
+
+    ``schema`` None reads the files as stored (the first file's footer: what a check must see).
+    ``file_column`` adds each row's file name (bronze: which delivery a row came from).
+    """
+    from lake_assets.io_managers import stored_schema
+    from lake_assets.spark import spark_paths
+
+    wanted = None if months is None else set(months)
+    files = [f.path for f in table.data_files(storage)
+             if wanted is None or increments.partition_of(f.path[len(table.location) + 1:]) in wanted]
+    if not files:
+        df = spark.createDataFrame([], schema or table.schema)
+        return df.withColumn(file_column, F.lit(None).cast("string")) if file_column else df
+    schema = schema or stored_schema(storage, files[0])
+    reader = spark.read if schema is None else spark.read.schema(schema)
+    df = reader.parquet(*spark_paths(storage, files))
+    return df.withColumn(file_column, F.col("_metadata.file_name")) if file_column else df
+
+
+def _dest(table: Table, key: str) -> str:
+    """The file of one partition value of a table (:data:`WHOLE`: an unpartitioned table's one file)."""
+    return table.file_path("" if key == WHOLE else table.partition_path([key]))
+
+
+def publish(storage: LakeStorage, catalog: CatalogResource, table: Table, df: DataFrame, keys: list[str], *,
+            sort_within: tuple[str, ...] = ()) -> dict[str, int]:
+    """Publish ``df`` (with :data:`PARTITION`) as the partitions ``keys`` of ``table`` and register them.
+
+    A month left without rows loses its file (its rows moved or went to quarantine);
+    an unpartitioned table with no rows is an empty file with its schema.
+    """
+    whole = keys == [WHOLE]
+    counts, _ = publish_partitions(storage, df, PARTITION, keys, lambda k: _dest(table, k),
+                                   when_empty="write" if whole else "delete", sort_within=sort_within)
+    catalog.register(storage, table, {("" if k == WHOLE else table.partition_path([k])): n
+                                      for k, n in counts.items()})
+    return counts
+
+
+def quarantine_file(name: str, stage: str, key: str) -> str:
+    """A stage's quarantine file of one key (a bronze file's sha, a silver month): ``part-<key>.parquet``
+    (a bare ``__HIVE_DEFAULT_PARTITION__.parquet`` would be hidden: readers skip names starting with ``_``)."""
+    return join(QUARANTINE[name].location, f"stage={stage}", f"part-{key}.parquet")
+
+
+def _quarantine(storage: LakeStorage, name: str, stage: str, df: DataFrame, keys: list[str]) -> dict[str, int]:
+    """Publish a stage's quarantine rows of ``keys`` (a bronze file's sha, a silver month) to their files."""
+    counts, _ = publish_partitions(storage, df, PARTITION, keys, lambda k: quarantine_file(name, stage, k),
+                                   when_empty="delete", sort_within=("line",))
+    return counts
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def _table_metrics(storage: LakeStorage, table: Table, keys: list[str], quarantine: dict[str, str],
+                   rules: tuple[str, ...]) -> dict[str | None, list[metrics.Metric]]:
+    """Rows and null rates of each written partition, with its quarantined rows and each rule's outcome."""
+    out: dict[str | None, list[metrics.Metric]] = {}
+    for key in keys:
+        path = _dest(table, key)
+        if not storage.exists(path):
+            continue
+        found = metrics.files_metrics(storage, {"": path})
+        kept = int(next(m.value for m in found if m.name == "rows"))
+        rejected = quarantine.get(key)
+        found += metrics.reject_metrics(storage, kept, [rejected] if rejected and storage.exists(rejected) else [],
+                                        rules)
+        out[None if key == WHOLE else key] = found
+    return out
+
+
+# -- bronze --------------------------------------------------------------------------------------
+def landed_sha(landed) -> str:
+    """The sha256 of a landed file's raw file (its validated file's name): its bronze file's name."""
+    return landed.path.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def build_bronze(spec: TableSpec, partitions, landing: AssetSpec) -> AssetsDefinition:
+    """``tpcds_bronze_<table>`` for a range of ingest dates: every file landed then, typed, in one Spark job each."""
+    name = spec.name
+    table = BRONZE[name]
+
+    @asset(name=f"tpcds_bronze_{name}", deps=[landing], partitions_def=partitions,
+           backfill_policy=BackfillPolicy.single_run(), group_name=GROUP_BRONZE, kinds={"spark", "parquet"},
+           automation_condition=REBUILD_ON_UPSTREAM_CHANGE, metadata=table.asset_metadata(),
+           description=f"{name} lines typed from the TPC-DS DDL (bronze/tpcds/{name}/<sha256>.parquet, one file "
+                       f"per raw file, with _source_file, _line, _ingest_run_id, _ingested_at); lines that do not "
+                       f"convert go to quarantine/tpcds/{name}/stage=bronze/ with their reasons.")
+    def _bronze(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
+                catalog: CatalogResource) -> MaterializeResult:
+        storage, session = lake.storage, spark.spark_session
+        days = [dt.date.fromisoformat(k) for k in context.partition_keys]
+        landed = validated_files(storage, days, (FORMATS[name],), ZONES)
+        # A bronze file is a function of its landed file alone: one newer than its landed file is up to
+        # date, and is left as it is (a later delivery the same day converts only itself, so silver sees
+        # only it as new).
+        converted = {f.name: f.mtime_ns for f in table.data_files(storage)}
+        landed_at = {f.path: f.mtime_ns for f in storage.list_files(ZONES.validated_dir(name))}
+        files = [f for f in landed if converted.get(f"{landed_sha(f)}.parquet", -1) < landed_at.get(f.path, 0)]
+        shas = sorted({landed_sha(f) for f in files})
+        context.log.info(f"{len(landed)} landed file(s) of {name} over {len(days)} ingest date(s), "
+                         f"{len(landed) - len(files)} already converted")
+        if files:
+            import pyarrow as pa
+
+            # Each validated file (named by its raw file's sha256) is one bronze file: which is which.
+            which = session.createDataFrame(pa.table({
+                "source_file": pa.array([f.source_file for f in files], pa.string()),
+                "ingest_run_id": pa.array([f.ingest_run_id for f in files], pa.string()),
+                PARTITION: pa.array([landed_sha(f) for f in files], pa.string())}))
+            lines = read_validated_text(session, storage, files, numbered=True).join(
+                F.broadcast(which), ["source_file", "ingest_run_id"])
+            parsed = bronze_rules.parse_lines(bronze_rules.lines_from_validated(lines, PARTITION), spec, PARTITION)
+        parsed = parsed.persist() if files else None
+        try:
+            rows = quarantined = {}
+            if parsed is not None:
+                rows, _ = publish_partitions(
+                    storage, bronze_rules.bronze_rows(parsed, spec, PARTITION), PARTITION, shas,
+                    lambda sha: join(table.location, f"{sha}.parquet"), sort_within=("_line",))
+                quarantined = _quarantine(storage, name, "bronze", bronze_rules.bronze_rejects(parsed, PARTITION),
+                                          shas)
+        finally:
+            if parsed is not None:
+                parsed.unpersist()
+        catalog.sync(storage, [table, QUARANTINE[name]])
+        lines_read = sum(f.records for f in files)
+        return MaterializeResult(metadata={
+            "files": len(files), "files_up_to_date": len(landed) - len(files), "lines": lines_read, "dagster/row_count": sum(rows.values()),
+            "quarantined": sum(quarantined.values()),
+            "quarantine_rate": round(sum(quarantined.values()) / lines_read, 6) if lines_read else 0.0,
+            "dagster/uri": MetadataValue.path(storage.uri(table.location)),
+        })
+
+    return _bronze
+
+
+# -- silver ---------------------------------------------------------------------------------------
+def _touched_months(parsed: DataFrame, spec: TableSpec, new_files: set[str]) -> list[str]:
+    """The months a delivery's rows touch: their own (valid or not), and those of every row sharing a
+    primary key with one of them (the rows they replace, or that replace them)."""
+    if not new_files:
+        return []
+    new = parsed.where(F.col("_bronze_file").isin(*sorted(new_files)))
+    keys = new.select(*spec.primary_key).where(F.col(spec.primary_key[0]).isNotNull()).distinct()
+    sharing = parsed.join(keys, list(spec.primary_key), "left_semi").select(PARTITION)
+    months = new.select(PARTITION).union(sharing).distinct()
+    return sorted(r[0] for r in months.collect())  # a few dozen month names, never rows
+
+
+def _all_months(parsed: DataFrame) -> list[str]:
+    return sorted(r[0] for r in parsed.select(PARTITION).distinct().collect())  # month names only
+
+
+def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, AssetsDefinition]) -> AssetsDefinition:
+    """``tpcds_silver_<table>``: the whole table's bronze rows checked and deduplicated; a dimension rewritten
+    whole, a fact's touched months only (see the module's docstring)."""
+    name = spec.name
+    table = SILVER[name]
+    deps: list[Any] = [bronze]
+    if spec.is_fact:
+        deps += [dims["date_dim"], dims["item"]]
+
+    @asset(name=f"tpcds_silver_{name}", deps=deps, group_name=GROUP_SILVER, kinds={"spark", "parquet"},
+           automation_condition=REBUILD_ON_WINDOW_CHANGE,
+           # Both tables it writes (bronze's asset adds the quarantine's bronze stage).
+           metadata=tables_metadata({"": table, "quarantine": QUARANTINE[name]}),
+           description=table.description + f" Rejected rows: quarantine/tpcds/{name}/stage=silver/.")
+    def _silver(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
+                catalog: CatalogResource) -> MaterializeResult:
+        storage, session = lake.storage, spark.spark_session
+        inputs = {"bronze": increments.versions(storage, BRONZE[name])}
+        rows_in = read_files(session, storage, BRONZE[name], schemas.BRONZE[name], file_column="_bronze_file")
+        if spec.is_fact:
+            inputs |= {d: increments.versions(storage, SILVER[d]) for d in ("date_dim", "item")}
+            date_dim = read_files(session, storage, SILVER["date_dim"], schemas.SILVER["date_dim"])
+            item = read_files(session, storage, SILVER["item"], schemas.SILVER["item"])
+            parsed = silver.parse(rows_in, spec, date_dim, item)
+        else:
+            parsed = silver.parse(rows_in, spec).withColumn(PARTITION, F.lit(WHOLE))
+        parsed = parsed.persist()
+        try:
+            before = increments.consumed(storage, table.location)
+            if not spec.is_fact:
+                keys, how = [WHOLE], "whole"
+            elif before is None or any(increments.changed(inputs[d], before.get(d, {})) for d in ("date_dim", "item")) \
+                    or any(p not in inputs["bronze"] for p in before.get("bronze", {})):
+                stored = {increments.partition_of(p) for p in increments.versions(storage, table)}
+                stored |= {p[len("part-"):].rsplit(".", 1)[0] for p in _stored_quarantine(storage, name)}
+                keys, how = sorted(set(_all_months(parsed)) | stored), "every month (first build, or a dimension changed)"
+            else:
+                new_files = increments.changed(inputs["bronze"], before.get("bronze", {}))
+                keys, how = _touched_months(parsed, spec, new_files), f"{len(new_files)} new bronze file(s)"
+            context.log.info(f"{name}: rebuilding {len(keys)} partition(s) ({how})")
+            loaded = _now()
+            sort = (spec.dating.column,) if spec.dating else ()
+            rows = quarantined = {}
+            if keys:
+                in_keys = F.col(PARTITION).isin(*keys)
+                rows = publish(storage, catalog, table, silver.silver_rows(parsed, spec, loaded)
+                               .withColumn(PARTITION, F.col(PARTITION) if spec.dating else F.lit(WHOLE))
+                               .where(in_keys), keys, sort_within=sort)
+                quarantined = _quarantine(storage, name, "silver", silver.silver_rejects(parsed, spec)
+                                          .withColumn(PARTITION, F.col(PARTITION) if spec.dating else F.lit(WHOLE))
+                                          .where(in_keys), keys)
+                catalog.sync(storage, [QUARANTINE[name]])
+        finally:
+            parsed.unpersist()
+        increments.remember(storage, table.location, inputs)
+        found = _table_metrics(storage, table, keys, {k: quarantine_file(name, "silver", k) for k in keys},
+                               spec.rule_names)
+        md = metrics.record(storage, dataset=METRICS, asset=f"tpcds_silver_{name}", run_id=context.run_id,
+                            per_partition=found) if found else {}
+        return MaterializeResult(metadata={
+            **md, "partitions_rebuilt": MetadataValue.json(keys if spec.dating else []),
+            "dagster/row_count": sum(rows.values()), "quarantined": sum(quarantined.values()),
+            "dagster/uri": MetadataValue.path(storage.uri(table.location))})
+
+    return _silver
+
+
+def _stored_quarantine(storage: LakeStorage, name: str) -> list[str]:
+    folder = join(QUARANTINE[name].location, "stage=silver")
+    return [f.name for f in storage.list_files(folder, recursive=False) if f.name.endswith(".parquet")]
+
+
+# -- gold ---------------------------------------------------------------------------------------
+def _changed_months(before: dict | None, inputs: dict[str, increments.Versions], whole: tuple[str, ...] = ()
+                    ) -> list[str] | None:
+    """The months whose input partitions changed since the last build; None for every month (a first
+    build, or a change in one of the ``whole`` inputs, which every month reads)."""
+    if before is None or any(increments.changed(inputs[w], before.get(w, {})) for w in whole):
+        return None
+    out = set()
+    for name, now in inputs.items():
+        if name not in whole:
+            out |= {increments.partition_of(p) for p in increments.changed(now, before.get(name, {}))}
+    return sorted(m for m in out if m is not None)
+
+
+def _read_silver(session, storage, names: Iterable[str], months: list[str] | None) -> dict[str, DataFrame]:
+    return {n: read_files(session, storage, SILVER[n], schemas.SILVER[n], months) for n in names}
+
+
+def _gold_asset(name: str, deps: list, description: str):
+    return asset(name=f"tpcds_{name}", deps=deps, group_name=GROUP_GOLD, kinds={"spark", "parquet"},
+                 automation_condition=REBUILD_ON_UPSTREAM_CHANGE, metadata=GOLD[name].asset_metadata(),
+                 description=description)
+
+
+def _gold_result(context, storage: LakeStorage, name: str, counts: dict[str, int], keys: list[str]) -> MaterializeResult:
+    table = GOLD[name]
+    found = {None if k == WHOLE else k: metrics.files_metrics(storage, {"": _dest(table, k)})
+             for k in keys if storage.exists(_dest(table, k))}
+    md = metrics.record(storage, dataset=METRICS, asset=f"tpcds_{name}", run_id=context.run_id,
+                        per_partition=found) if found else {}
+    return MaterializeResult(metadata={
+        **md, "dagster/row_count": sum(counts.values()),
+        "partitions_rebuilt": MetadataValue.json([k for k in keys if k != WHOLE]),
+        "dagster/uri": MetadataValue.path(storage.uri(table.location))})
+
+
+def _monthly_gold(name: str, inputs: tuple[str, ...], whole: tuple[str, ...], make, silver_assets) -> AssetsDefinition:
+    """A gold table stored by month: the months whose inputs changed are rebuilt from those months' rows."""
+    table = GOLD[name]
+
+    @_gold_asset(name, [silver_assets[n] for n in inputs + whole], table.description)
+    def _gold(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
+              catalog: CatalogResource) -> MaterializeResult:
+        storage, session = lake.storage, spark.spark_session
+        now = {n: increments.versions(storage, SILVER[n]) for n in inputs + whole}
+        months = _changed_months(increments.consumed(storage, table.location), now, whole)
+        if months is None:  # every month the inputs hold, and every month this table holds
+            months = sorted({m for n in inputs for m in map(increments.partition_of, now[n]) if m}
+                            | {increments.partition_of(p) for p in increments.versions(storage, table)})
+        months = [m for m in months if m is not None]
+        context.log.info(f"{name}: rebuilding {len(months)} month(s)")
+        counts = {}
+        if months:
+            frames = _read_silver(session, storage, inputs, months) | _read_silver(session, storage, whole, None)
+            out = make(frames).where(F.col(PARTITION).isin(*months))
+            counts = publish(storage, catalog, table, out, months)
+        increments.remember(storage, table.location, now)
+        return _gold_result(context, storage, name, counts, months)
+
+    return _gold
+
+
+def _whole_gold(name: str, inputs: tuple[str, ...], make, silver_assets) -> AssetsDefinition:
+    """A gold table rebuilt whole from every row of its inputs."""
+    table = GOLD[name]
+
+    @_gold_asset(name, [silver_assets[n] for n in inputs], table.description)
+    def _gold(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
+              catalog: CatalogResource) -> MaterializeResult:
+        storage, session = lake.storage, spark.spark_session
+        out = make(_read_silver(session, storage, inputs, None)).withColumn(PARTITION, F.lit(WHOLE))
+        counts = publish(storage, catalog, table, out, [WHOLE])
+        return _gold_result(context, storage, name, counts, [WHOLE])
+
+    return _gold
+
+
+def build_gold(silver_assets: dict[str, AssetsDefinition]) -> list[AssetsDefinition]:
+    sales, returns = gold.SALES_TABLES, gold.RETURNS_TABLES
+    return [
+        _monthly_gold("daily_sales_summary", sales + returns, (),
+                      lambda t: gold.daily_sales_summary(gold.sales_lines(t), gold.return_lines(t)), silver_assets),
+        _monthly_gold("product_performance", sales, ("item",),
+                      lambda t: gold.product_performance(gold.sales_lines(t), t["item"]), silver_assets),
+        _whole_gold("customer_lifetime_value", sales + returns + ("customer",),
+                    lambda t: gold.customer_lifetime_value(gold.sales_lines(t), gold.return_lines(t), t["customer"]),
+                    silver_assets),
+        _whole_gold("monthly_trends", sales, lambda t: gold.monthly_trends(gold.sales_lines(t)), silver_assets),
+    ]
+
+
+@functools.lru_cache
+def build(settings: LakeSettings) -> dict[str, Any]:
+    """The tpcds domain's assets, jobs and sensor for ``settings`` (made once per settings): ingest dates
+    from ``settings.start_date``."""
+    partitions = daily_partitions(settings.start_date)
+    landing = {
+        name: AssetSpec(
+            f"tpcds_landing_{name}", partitions_def=partitions, group_name=GROUP_LANDING, kinds={"s3", "parquet"},
+            description=f"The lines of the raw {name} files ingested on each date (bronze/tpcds/_lines/{name}/), "
+                        f"archived under archive/tpcds/{name}/. Written by ingest_tpcds_job (sensor-driven).",
+            metadata={"lake/prefix": f"bronze/tpcds/_lines/{name}"},
+        )
+        for name in TABLES
+    }
+    bronze = {name: build_bronze(spec, partitions, landing[name]) for name, spec in TABLES.items()}
+    dims = {name: build_silver(spec, bronze[name], {}) for name, spec in DIMENSIONS.items()}
+    facts = {name: build_silver(spec, bronze[name], dims) for name, spec in FACTS.items()}
+    silver_assets = {**dims, **facts}
+    gold_assets = build_gold(silver_assets)
+    ingest_tpcds_job = build_ingest_job(LANDING, settings.start_date, settings.retry_delay_seconds)
+    tpcds_landing_sensor = build_landing_sensor(LANDING, ingest_tpcds_job)
+    tpcds_pipeline_job = define_asset_job(
+        "tpcds_pipeline_job",
+        selection=[a.key for a in (*bronze.values(), *silver_assets.values(), *gold_assets)],
+        description="Build tpcds bronze for a range of ingest dates, then the silver tables and gold months "
+                    "their rows touch.")
+    return {"LANDING_SPECS": landing, "BRONZE_ASSETS": bronze, "SILVER_ASSETS": silver_assets,
+            "GOLD_ASSETS": gold_assets, "ingest_tpcds_job": ingest_tpcds_job,
+            "tpcds_landing_sensor": tpcds_landing_sensor, "tpcds_pipeline_job": tpcds_pipeline_job}
+
+
+__getattr__ = module_built_from_env(build)

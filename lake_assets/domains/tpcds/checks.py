@@ -1,0 +1,182 @@
+"""Asset checks of the tpcds lake (contract §5), declared from the shared check factories.
+
+* bronze, per ingest date: every line of every landed file is in bronze or in
+  bronze's quarantine, once (manifests and Parquet footers: no Spark), blocking;
+* silver, per table: every bronze row is in silver or in silver's quarantine,
+  once (footers), blocking; the primary key unique and, for a fact, every item
+  and date key in ``item`` and ``date_dim`` (one Spark pass, blocking); the
+  pandera schema (key columns never NULL, a fact's measures never negative);
+  the share of the table's lines quarantined for a rule (``duplicate`` is a
+  replaced row, not a bad one) against the WARN/ERROR thresholds;
+* gold: the pandera schema of each table.
+
+Every outcome is also merged into the metrics zone (``metrics/tpcds/``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+
+import pandera.pyspark as pa
+from dagster import AssetCheckResult, AssetChecksDefinition, MetadataValue
+from pyspark.sql import types as T
+
+from lake_assets.domains.tpcds import schemas
+from lake_assets.domains.tpcds.assets import FORMATS, METRICS, ZONES, landed_sha, quarantine_file, read_files
+from lake_assets.domains.tpcds.gold import SALES
+from lake_assets.domains.tpcds.spec import TABLES, TableSpec
+from lake_assets.domains.tpcds.tables import BRONZE, GOLD, QUARANTINE, SILVER
+from lake_assets.ingest.validated import validated_files
+from lake_assets.lake import LakeStorage
+from lake_assets.lake.layout import join
+from lake_assets.partitions import daily_partitions
+from lake_assets.quality.checks import (
+    Reference,
+    keys_check,
+    pandera_schema,
+    rate_result,
+    recorded_check,
+    schema_check,
+)
+from lake_assets.quality.metrics import reason_counts
+from lake_assets.settings import LakeSettings, module_built_from_env
+
+
+def _rows(storage: LakeStorage, paths) -> int:
+    """Rows of Parquet files from their footers (a missing file holds none)."""
+    import pyarrow.parquet as pq
+
+    n = 0
+    for path in paths:
+        if storage.exists(path):
+            with storage.open_random(path) as fh:
+                n += pq.ParquetFile(fh).metadata.num_rows
+    return n
+
+
+def _stage_files(storage: LakeStorage, name: str, stage: str) -> list[str]:
+    folder = join(QUARANTINE[name].location, f"stage={stage}")
+    return [f.path for f in storage.list_files(folder, recursive=False) if f.name.endswith(".parquet")]
+
+
+def stored(table, schema=None):
+    """A check's reader of every file of a table: as stored (the footer's schema) unless ``schema``."""
+    return lambda spark, storage, keys: read_files(spark, storage, table, schema)
+
+
+# -- bronze -------------------------------------------------------------------------------------------------
+def bronze_accounted(spec: TableSpec, settings: LakeSettings) -> AssetChecksDefinition:
+    name, asset = spec.name, f"tpcds_bronze_{spec.name}"
+
+    @recorded_check(asset=asset, name=f"{asset}_lines_accounted", dataset=METRICS, blocking=True,
+                    partitions_def=daily_partitions(settings.start_date),
+                    description=f"Every line of every {name} file landed on these dates is in bronze or in "
+                                "bronze's quarantine, once (ingestion manifests and Parquet footers).")
+    def _check(context, keys):
+        storage = context.resources.lake.storage
+        days = [dt.date.fromisoformat(k) for k in keys]
+        broken, totals = {}, {"lines": 0, "bronze_rows": 0, "quarantined": 0}
+        for f in validated_files(storage, days, (FORMATS[name],), ZONES):
+            sha = landed_sha(f)
+            counts = {"lines": f.records,
+                      "bronze_rows": _rows(storage, [join(BRONZE[name].location, f"{sha}.parquet")]),
+                      "quarantined": _rows(storage, [quarantine_file(name, "bronze", sha)])}
+            totals = {k: totals[k] + v for k, v in counts.items()}
+            if counts["bronze_rows"] + counts["quarantined"] != counts["lines"]:
+                broken[f.source_file] = counts
+        lost = sum(abs(c["lines"] - c["bronze_rows"] - c["quarantined"]) for c in broken.values())
+        return AssetCheckResult(passed=not broken, metadata={
+            **totals, "mismatched_files": MetadataValue.json(broken)}), lost
+
+    return _check
+
+
+# -- silver ---------------------------------------------------------------------------------------------------
+def silver_accounted(spec: TableSpec) -> AssetChecksDefinition:
+    name, asset = spec.name, f"tpcds_silver_{spec.name}"
+
+    @recorded_check(asset=asset, name=f"{asset}_rows_accounted", dataset=METRICS, blocking=True,
+                    description=f"Every bronze {name} row is in silver or in silver's quarantine, once "
+                                "(Parquet footers).")
+    def _check(context, _keys):
+        storage = context.resources.lake.storage
+        counts = {"bronze_rows": _rows(storage, [f.path for f in BRONZE[name].data_files(storage)]),
+                  "silver_rows": _rows(storage, [f.path for f in SILVER[name].data_files(storage)]),
+                  "quarantined": _rows(storage, _stage_files(storage, name, "silver"))}
+        lost = abs(counts["bronze_rows"] - counts["silver_rows"] - counts["quarantined"])
+        return AssetCheckResult(passed=lost == 0, metadata=counts), lost
+
+    return _check
+
+
+def quarantine_rate(spec: TableSpec, settings: LakeSettings) -> AssetChecksDefinition:
+    name, asset = spec.name, f"tpcds_silver_{spec.name}"
+
+    @recorded_check(asset=asset, name=f"{asset}_quarantine_rate", dataset=METRICS, blocking=True,
+                    description=f"The share of {name}'s lines quarantined for breaking a rule (bronze's and "
+                                f"silver's; a row replaced by a later delivery is not bad), against "
+                                f"LAKE_QUARANTINE_RATE_WARN/ERROR ({settings.quarantine_rate.warn}/"
+                                f"{settings.quarantine_rate.error}).")
+    def _check(context, _keys):
+        storage = context.resources.lake.storage
+        bronze_bad = _rows(storage, _stage_files(storage, name, "bronze"))
+        silver_files = _stage_files(storage, name, "silver")
+        replaced = reason_counts(storage, silver_files).get("duplicate", 0) if silver_files else 0
+        silver_bad = _rows(storage, silver_files) - replaced
+        lines = bronze_bad + _rows(storage, [f.path for f in BRONZE[name].data_files(storage)])
+        return rate_result(bronze_bad + silver_bad, lines - replaced, settings.quarantine_rate,
+                           bronze_quarantined=bronze_bad, silver_quarantined=silver_bad,
+                           replaced_duplicates=replaced), bronze_bad + silver_bad
+
+    return _check
+
+
+def _silver_pandera(spec: TableSpec) -> pa.DataFrameSchema:
+    """The silver schema with the primary key never NULL (rule 1) and a fact's measures never negative (rule 2)."""
+    struct = schemas.SILVER[spec.name]
+    keyed = T.StructType([T.StructField(f.name, f.dataType, f.nullable and f.name not in spec.primary_key)
+                          for f in struct.fields])
+    return pandera_schema(keyed, {m: [pa.Check.ge(0)] for m in spec.measures})
+
+
+def silver_checks(spec: TableSpec, settings: LakeSettings) -> list[AssetChecksDefinition]:
+    name, asset = spec.name, f"tpcds_silver_{spec.name}"
+    refs = []
+    if spec.is_fact:
+        date_dim = stored(SILVER["date_dim"], schemas.SILVER["date_dim"])
+        refs = [Reference(k, date_dim, "tpcds_silver_date_dim", "d_date_sk") for k in spec.date_keys]
+        refs.append(Reference(spec.item_key, stored(SILVER["item"], schemas.SILVER["item"]),
+                              "tpcds_silver_item", "i_item_sk"))
+    return [
+        silver_accounted(spec),
+        keys_check(asset, stored(SILVER[name], schemas.SILVER[name]), spec.primary_key, refs=refs, dataset=METRICS,
+                   name=f"{asset}_keys"),
+        schema_check(asset, stored(SILVER[name]), _silver_pandera(spec), dataset=METRICS),
+        quarantine_rate(spec, settings),
+    ]
+
+
+# -- gold -------------------------------------------------------------------------------------------------------
+_GOLD_VALUES = {
+    "daily_sales_summary": {"channel": [pa.Check.isin(list(SALES))], "orders": [pa.Check.ge(0)]},
+    "customer_lifetime_value": {"segment": [pa.Check.isin(["platinum", "gold", "silver", "bronze"])],
+                                "value_rank": [pa.Check.ge(1)], "channels": [pa.Check.ge(1)]},
+    "product_performance": {"category_rank": [pa.Check.ge(1)]},
+    "monthly_trends": {"channel": [pa.Check.isin(list(SALES))]},
+}
+
+
+def gold_checks() -> list[AssetChecksDefinition]:
+    return [schema_check(f"tpcds_{name}", stored(table), pandera_schema(schemas.GOLD[name], _GOLD_VALUES[name]),
+                         dataset=METRICS)
+            for name, table in GOLD.items()]
+
+
+@functools.lru_cache
+def build(settings: LakeSettings) -> dict:
+    bronze = [bronze_accounted(spec, settings) for spec in TABLES.values()]
+    silver = [c for spec in TABLES.values() for c in silver_checks(spec, settings)]
+    return {"TPCDS_CHECKS": [*bronze, *silver, *gold_checks()]}
+
+
+__getattr__ = module_built_from_env(build)
