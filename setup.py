@@ -15,6 +15,7 @@ setup(
         "pyspark==4.3.0",
         "pandera[pyspark]",
         "pyarrow>=16",
+        "numpy",  # line files split in blocks (ingest/lines.py); pinned in constraints.txt
         "boto3",
         "defusedxml",
         "ijson",

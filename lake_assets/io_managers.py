@@ -206,7 +206,8 @@ def _write(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None, df: Data
 
 def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list[str],
                        dest: Callable[[str], str], *, when_empty: str = "write",
-                       preview_rows: int = 0, sort_within: tuple[str, ...] = ()) -> tuple[dict[str, int], str | None]:
+                       preview_rows: int = 0, sort_within: tuple[str, ...] = (),
+                       any_key: bool = False, compression: str | None = None) -> tuple[dict[str, int], str | None]:
     """Stage, split, publish: the one way a partitioned write reaches the lake.
 
     ``df`` is written once by Spark into a stage, one file per value of ``column`` (a
@@ -217,6 +218,9 @@ def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list
     with the schema (``when_empty="write"``: re-running a partition that lost its rows
     clears it) or loses its file (``"delete"``: the partition is gone). ``sort_within`` orders
     the rows inside each file (e.g. by date: readers skip row groups by their min/max).
+    ``any_key``: the data decides its partitions: every value staged is published too (``keys``
+    then names the partitions to empty when no row holds them), instead of failing the write.
+    ``compression`` overrides the session's Parquet codec (a contract that names one: Snappy).
     Returns rows per key (from the staged footers) and a markdown preview of the first rows written.
     """
     data_schema = df.drop(column).schema
@@ -229,12 +233,17 @@ def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list
         out = df.repartition(column)
         if sort_within:
             out = out.sortWithinPartitions(column, *sort_within)
-        out.write.mode("overwrite").partitionBy(column).parquet(stage.spark_uri)
+        writer = out.write.mode("overwrite").partitionBy(column)
+        if compression:
+            writer = writer.option("compression", compression)
+        writer.parquet(stage.spark_uri)
         staged: dict[str, list] = {}
         for f in stage.files():
             key = f.path.split(f"{column}=", 1)[1].split("/", 1)[0]
             staged.setdefault(key, []).append(f)
         stray = sorted(set(staged) - set(keys))
+        if any_key:
+            keys, stray = sorted(set(keys) | set(staged)), []
         if stray:
             raise ValueError(
                 f"rows dated {stray[:5]} fall outside this run's partitions "

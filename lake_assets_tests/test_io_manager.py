@@ -117,3 +117,26 @@ def test_missing_upstream_partition_is_a_clear_error(lake_root, spark, instance)
     with pytest.raises(Exception, match="not materialized.*materialize events for those partitions first"):
         materialize([events.to_source_asset(), daily], resources=build_resources(lake_root), instance=instance,
                     partition_key="2024-03-06")
+
+
+def test_publish_partitions_found_by_the_data_sorted_and_emptied(lake_root, spark):
+    """``any_key``: the partitions the rows hold are published, and each named key without rows loses its
+    file; ``sort_within`` orders each file; a partition column named like a hidden folder (``_month``)
+    still publishes (Spark and the lake's listing skip ``_x=`` folders, so it is renamed for the write)."""
+    from lake_assets.io_managers import publish_partitions
+
+    storage = LakeStorage(lake_root)
+    dest = lambda k: f"t/m={k}/part-00000.parquet"  # noqa: E731
+    storage.write_bytes(dest("1999-12"), b"old")  # a month whose rows all moved away
+    rows = [("2000-01", 3), ("2000-01", 1), ("2000-02", 2), ("__HIVE_DEFAULT_PARTITION__", 5), ("2000-01", 2)]
+    df = spark.createDataFrame(rows, "_month string, v int").repartition(3)
+    counts, _ = publish_partitions(storage, df, "_month", ["1999-12"], dest, when_empty="delete",
+                                   sort_within=("v",), any_key=True)
+    assert counts == {"1999-12": 0, "2000-01": 3, "2000-02": 1, "__HIVE_DEFAULT_PARTITION__": 1}
+    assert not storage.exists(dest("1999-12"))
+    assert read(storage, dest("2000-01")) == [{"v": 1}, {"v": 2}, {"v": 3}]
+    assert read(storage, dest("__HIVE_DEFAULT_PARTITION__")) == [{"v": 5}]
+    # Without any_key, a row outside the keys fails the write before anything is published.
+    with pytest.raises(ValueError, match="fall outside"):
+        publish_partitions(storage, df, "_month", ["2000-01"], lambda k: f"u/{k}.parquet")
+    assert not storage.list_files("u")

@@ -37,7 +37,9 @@ def test_gold_is_fresh_once_the_previous_days_partition_is_built(tmp_path, monke
         # Every gold table (daily ones and whole ones) carries the promise; no other zone does.
         assert {a for a, n in checks if n == "freshness"} == {
             "daily_activity", "dim_users", "dim_country", "dim_status", "dim_date", "fact_events",
-            "fact_transactions", "fact_user_activity", "daily_revenue", "daily_active_users", "user_ltv"}
+            "fact_transactions", "fact_user_activity", "daily_revenue", "daily_active_users", "user_ltv",
+            "tpcds_daily_sales_summary", "tpcds_customer_lifetime_value", "tpcds_product_performance",
+            "tpcds_monthly_trends"}
         schedule = defs.resolve_schedule_def("lake_freshness_schedule")
         assert (schedule.cron_schedule, schedule.execution_timezone) == ("5 6 * * *", "UTC")
         result = defs.resolve_job_def("lake_freshness_job").execute_in_process(instance=instance,

@@ -122,15 +122,17 @@ def _dest(table: Table, key: str) -> str:
 
 
 def publish(storage: LakeStorage, catalog: CatalogResource, table: Table, df: DataFrame, keys: list[str], *,
-            sort_within: tuple[str, ...] = ()) -> dict[str, int]:
-    """Publish ``df`` (with :data:`PARTITION`) as the partitions ``keys`` of ``table`` and register them.
+            sort_within: tuple[str, ...] = (), any_key: bool = False) -> dict[str, int]:
+    """Publish ``df`` (with :data:`PARTITION`) as the partitions ``keys`` of ``table`` and register them
+    (``any_key``: and every other partition its rows hold, see :func:`publish_partitions`).
 
     A month left without rows loses its file (its rows moved or went to quarantine);
     an unpartitioned table with no rows is an empty file with its schema.
     """
     whole = keys == [WHOLE]
     counts, _ = publish_partitions(storage, df, PARTITION, keys, lambda k: _dest(table, k),
-                                   when_empty="write" if whole else "delete", sort_within=sort_within)
+                                   when_empty="write" if whole else "delete", sort_within=sort_within,
+                                   any_key=any_key)
     catalog.register(storage, table, {("" if k == WHOLE else table.partition_path([k])): n
                                       for k, n in counts.items()})
     return counts
@@ -142,10 +144,11 @@ def quarantine_file(name: str, stage: str, key: str) -> str:
     return join(QUARANTINE[name].location, f"stage={stage}", f"part-{key}.parquet")
 
 
-def _quarantine(storage: LakeStorage, name: str, stage: str, df: DataFrame, keys: list[str]) -> dict[str, int]:
+def _quarantine(storage: LakeStorage, name: str, stage: str, df: DataFrame, keys: list[str],
+                any_key: bool = False) -> dict[str, int]:
     """Publish a stage's quarantine rows of ``keys`` (a bronze file's sha, a silver month) to their files."""
     counts, _ = publish_partitions(storage, df, PARTITION, keys, lambda k: quarantine_file(name, stage, k),
-                                   when_empty="delete", sort_within=("line",))
+                                   when_empty="delete", sort_within=("line",), any_key=any_key)
     return counts
 
 
@@ -218,7 +221,8 @@ def build_bronze(spec: TableSpec, partitions, landing: AssetSpec) -> AssetsDefin
             if parsed is not None:
                 rows, _ = publish_partitions(
                     storage, bronze_rules.bronze_rows(parsed, spec, PARTITION), PARTITION, shas,
-                    lambda sha: join(table.location, f"{sha}.parquet"), sort_within=("_line",))
+                    lambda sha: join(table.location, f"{sha}.parquet"), sort_within=("_line",),
+                    compression="snappy")  # contract §2: bronze is Parquet/Snappy
                 quarantined = _quarantine(storage, name, "bronze", bronze_rules.bronze_rejects(parsed, PARTITION),
                                           shas)
         finally:
@@ -247,10 +251,6 @@ def _touched_months(parsed: DataFrame, spec: TableSpec, new_files: set[str]) -> 
     sharing = parsed.join(keys, list(spec.primary_key), "left_semi").select(PARTITION)
     months = new.select(PARTITION).union(sharing).distinct()
     return sorted(r[0] for r in months.collect())  # a few dozen month names, never rows
-
-
-def _all_months(parsed: DataFrame) -> list[str]:
-    return sorted(r[0] for r in parsed.select(PARTITION).distinct().collect())  # month names only
 
 
 def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, AssetsDefinition]) -> AssetsDefinition:
@@ -282,35 +282,40 @@ def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, Asse
         parsed = parsed.persist()
         try:
             before = increments.consumed(storage, table.location)
+            every = not spec.is_fact or before is None or any(
+                increments.changed(inputs[d], before.get(d, {})) for d in ("date_dim", "item")) or any(
+                p not in inputs["bronze"] for p in before.get("bronze", {}))
             if not spec.is_fact:
                 keys, how = [WHOLE], "whole"
-            elif before is None or any(increments.changed(inputs[d], before.get(d, {})) for d in ("date_dim", "item")) \
-                    or any(p not in inputs["bronze"] for p in before.get("bronze", {})):
-                stored = {increments.partition_of(p) for p in increments.versions(storage, table)}
-                stored |= {p[len("part-"):].rsplit(".", 1)[0] for p in _stored_quarantine(storage, name)}
-                keys, how = sorted(set(_all_months(parsed)) | stored), "every month (first build, or a dimension changed)"
+            elif every:  # the months the rows hold (the write finds them) and every month stored
+                keys = sorted({increments.partition_of(p) for p in increments.versions(storage, table)}
+                              | {p[len("part-"):].rsplit(".", 1)[0] for p in _stored_quarantine(storage, name)})
+                how = "every month (first build, or date_dim or item changed)"
             else:
                 new_files = increments.changed(inputs["bronze"], before.get("bronze", {}))
                 keys, how = _touched_months(parsed, spec, new_files), f"{len(new_files)} new bronze file(s)"
-            context.log.info(f"{name}: rebuilding {len(keys)} partition(s) ({how})")
+            context.log.info(f"{name}: rebuilding {'every' if every else len(keys)} partition(s) ({how})")
             loaded = _now()
             sort = (spec.dating.column,) if spec.dating else ()
             rows = quarantined = {}
-            if keys:
-                in_keys = F.col(PARTITION).isin(*keys)
-                rows = publish(storage, catalog, table, silver.silver_rows(parsed, spec, loaded)
-                               .withColumn(PARTITION, F.col(PARTITION) if spec.dating else F.lit(WHOLE))
-                               .where(in_keys), keys, sort_within=sort)
-                quarantined = _quarantine(storage, name, "silver", silver.silver_rejects(parsed, spec)
-                                          .withColumn(PARTITION, F.col(PARTITION) if spec.dating else F.lit(WHOLE))
-                                          .where(in_keys), keys)
+            if keys or every:
+                def only(df: DataFrame) -> DataFrame:
+                    df = df.withColumn(PARTITION, F.col(PARTITION) if spec.dating else F.lit(WHOLE))
+                    return df if every else df.where(F.col(PARTITION).isin(*keys))
+
+                rows = publish(storage, catalog, table, only(silver.silver_rows(parsed, spec, loaded)), keys,
+                               sort_within=sort, any_key=every)
+                keys = sorted(set(keys) | set(rows))
+                quarantined = _quarantine(storage, name, "silver", only(silver.silver_rejects(parsed, spec)), keys,
+                                          any_key=every)
+                keys = sorted(set(keys) | set(quarantined))
                 catalog.sync(storage, [QUARANTINE[name]])
         finally:
             parsed.unpersist()
         increments.remember(storage, table.location, inputs)
         found = _table_metrics(storage, table, keys, {k: quarantine_file(name, "silver", k) for k in keys},
                                spec.rule_names)
-        md = metrics.record(storage, dataset=METRICS, asset=f"tpcds_silver_{name}", run_id=context.run_id,
+        md = metrics.record(storage, dataset=METRICS, asset=f"tpcds_silver_{name}", run_id=context.run.run_id,
                             per_partition=found) if found else {}
         return MaterializeResult(metadata={
             **md, "partitions_rebuilt": MetadataValue.json(keys if spec.dating else []),
@@ -353,7 +358,7 @@ def _gold_result(context, storage: LakeStorage, name: str, counts: dict[str, int
     table = GOLD[name]
     found = {None if k == WHOLE else k: metrics.files_metrics(storage, {"": _dest(table, k)})
              for k in keys if storage.exists(_dest(table, k))}
-    md = metrics.record(storage, dataset=METRICS, asset=f"tpcds_{name}", run_id=context.run_id,
+    md = metrics.record(storage, dataset=METRICS, asset=f"tpcds_{name}", run_id=context.run.run_id,
                         per_partition=found) if found else {}
     return MaterializeResult(metadata={
         **md, "dagster/row_count": sum(counts.values()),

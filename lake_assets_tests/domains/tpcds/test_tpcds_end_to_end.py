@@ -106,6 +106,10 @@ def test_every_raw_line_is_in_bronze_or_quarantine_with_its_line_number(lake, re
                if p.startswith(f"raw/tpcds/{table}/") and p not in lake["gen"].bad_files}
         bronze = _rows(storage, f"bronze/tpcds/{table}", read_parquet)
         bad = _rows(storage, f"quarantine/tpcds/{table}/stage=bronze", read_parquet)
+        for f in _files(storage, f"bronze/tpcds/{table}"):  # contract §2: Parquet, Snappy
+            meta = pq.ParquetFile(storage.local_path(f)).metadata
+            assert meta.num_row_groups and {meta.row_group(0).column(i).compression
+                                            for i in range(meta.num_columns)} == {"SNAPPY"}, f
         seen = collections.Counter((r["_source_file"], r["_line"]) for r in bronze)
         seen.update((r["source_file"], r["line"]) for r in bad)
         expected = collections.Counter((p, i + 1) for p, lines in raw.items() for i in range(len(lines)))
