@@ -60,8 +60,25 @@ class Catalog(Protocol):
     def replace_partitions(self, storage: LakeStorage, table: Table, entries: list[PartitionEntry]) -> None:
         """Register exactly these partitions: others registered before are removed (``lake catalog sync``)."""
 
+    def update(self, storage: LakeStorage, table: Table, add: list[PartitionEntry], remove: list[str], *,
+               exact: bool = False) -> None:
+        """``register_table``, then ``add`` registered (all the table has, with ``exact``) and ``remove``
+        unregistered: what a write changed, as one change where the backend has transactions."""
+
     def describe(self, table: Table) -> RegisteredTable | None:
         """The table as registered, or None when it is not."""
+
+
+def update_in_steps(catalog: Catalog, storage: LakeStorage, table: Table, add: list[PartitionEntry],
+                    remove: list[str], *, exact: bool = False) -> None:
+    """:meth:`Catalog.update` as its three calls, for a backend with no transaction spanning them (Glue)."""
+    catalog.register_table(storage, table)
+    if exact:
+        catalog.replace_partitions(storage, table, add)
+    elif add:
+        catalog.add_partitions(storage, table, add)
+    if remove:
+        catalog.remove_partitions(storage, table, remove)
 
 
 def partition_entry(storage: LakeStorage, table: Table, path: str, rows: int) -> PartitionEntry:

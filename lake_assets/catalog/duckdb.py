@@ -166,48 +166,65 @@ class DuckDBCatalog:
 
     # -- the Catalog protocol ---------------------------------------------------------------------
     def register_table(self, storage: LakeStorage, table: Table) -> None:
+        self._update(storage, table, [], [], declare=True)
+
+    def add_partitions(self, storage: LakeStorage, table: Table, entries: list[PartitionEntry]) -> None:
+        self._update(storage, table, entries, [])
+
+    def replace_partitions(self, storage: LakeStorage, table: Table, entries: list[PartitionEntry]) -> None:
+        self._update(storage, table, entries, [], exact=True)
+
+    def remove_partitions(self, storage: LakeStorage, table: Table, paths: list[str]) -> None:
+        self._update(storage, table, [], paths)
+
+    def update(self, storage: LakeStorage, table: Table, add: list[PartitionEntry], remove: list[str], *,
+               exact: bool = False) -> None:
+        """The table declared, ``add`` registered (exactly these with ``exact``), ``remove`` unregistered:
+        one connection, one transaction, the view rebuilt once if anything changed.
+
+        Every write of every domain ends here: opening the file, committing and closing it
+        (a checkpoint) cost tens of milliseconds each, once per write rather than once per step.
+        """
+        self._update(storage, table, add, remove, exact=exact, declare=True)
+
+    def _update(self, storage: LakeStorage, table: Table, add: list[PartitionEntry], remove: list[str], *,
+                exact: bool = False, declare: bool = False) -> None:
+        columns = _file_columns(storage, [f for e in add for f in e.files])
+        rows = {e.path: (list(e.values), [storage.uri(f) for f in e.files], [columns[f] for f in e.files], e.rows)
+                for e in add}
+
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            if declare:
+                changed = self._declare(con, storage, table)
+            elif not con.execute(f"SELECT 1 FROM {META}.tables WHERE qualified_name = ?",
+                                 [table.qualified_name]).fetchone():
+                raise KeyError(f"{table.qualified_name} is not registered in the catalog: register_table first")
+            else:
+                changed = False
+            if self._set_partitions(con, table, rows, remove, exact=exact) or changed:
+                self._refresh_view(con, table)
+
+        self._write(storage, work)
+
+    def _declare(self, con: duckdb.DuckDBPyConnection, storage: LakeStorage, table: Table) -> bool:
+        """The table's row as declared; whether anything changed (its view must be rebuilt)."""
         location = storage.uri(table.location)
         keys = [{"name": k.name, "type": k.type} for k in table.partition_keys]
         columns = [{"name": f.name, "type": f.dataType.simpleString()} for f in table.columns]
-
-        def work(con: duckdb.DuckDBPyConnection) -> None:
-            old = con.execute(f"SELECT location, partition_keys, columns, zone, description, asset "
-                              f"FROM {META}.tables WHERE qualified_name = ?", [table.qualified_name]).fetchone()
-            new = (location, keys, columns, table.zone, table.description, table.asset)
-            if old is not None and _norm(old) == _norm(new) and self._view_exists(con, table):
-                return  # idempotent: nothing changed, nothing written
-            if old is not None and (old[0] != location or _norm(old[1]) != keys):
-                # Another place or other keys make the registered partitions meaningless (their files
-                # are elsewhere or spelled otherwise): the next write or `lake catalog sync` registers them.
-                con.execute(f"DELETE FROM {META}.partitions WHERE qualified_name = ?", [table.qualified_name])
-            con.execute(f"DELETE FROM {META}.tables WHERE qualified_name = ?", [table.qualified_name])
-            con.execute(f"INSERT INTO {META}.tables VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-                        [table.qualified_name, table.domain, table.name, table.zone, location, keys, columns,
-                         table.description, table.asset])
-            self._refresh_view(con, table)
-
-        self._write(storage, work)
-
-    def add_partitions(self, storage: LakeStorage, table: Table, entries: list[PartitionEntry]) -> None:
-        self._set_partitions(storage, table, entries, exact=False)
-
-    def replace_partitions(self, storage: LakeStorage, table: Table, entries: list[PartitionEntry]) -> None:
-        self._set_partitions(storage, table, entries, exact=True)
-
-    def remove_partitions(self, storage: LakeStorage, table: Table, paths: list[str]) -> None:
-        def work(con: duckdb.DuckDBPyConnection) -> None:
-            self._require_table(con, table)
-            present = {r[0] for r in con.execute(
-                f"SELECT partition_path FROM {META}.partitions WHERE qualified_name = ?",
-                [table.qualified_name]).fetchall()}
-            gone = sorted(set(paths) & present)
-            if not gone:
-                return
-            con.executemany(f"DELETE FROM {META}.partitions WHERE qualified_name = ? AND partition_path = ?",
-                            [[table.qualified_name, p] for p in gone])
-            self._refresh_view(con, table)
-
-        self._write(storage, work)
+        old = con.execute(f"SELECT location, partition_keys, columns, zone, description, asset "
+                          f"FROM {META}.tables WHERE qualified_name = ?", [table.qualified_name]).fetchone()
+        new = (location, keys, columns, table.zone, table.description, table.asset)
+        if old is not None and _norm(old) == _norm(new) and self._view_exists(con, table):
+            return False  # idempotent: nothing changed, nothing written
+        if old is not None and (old[0] != location or _norm(old[1]) != keys):
+            # Another place or other keys make the registered partitions meaningless (their files
+            # are elsewhere or spelled otherwise): the next write or `lake catalog sync` registers them.
+            con.execute(f"DELETE FROM {META}.partitions WHERE qualified_name = ?", [table.qualified_name])
+        con.execute(f"DELETE FROM {META}.tables WHERE qualified_name = ?", [table.qualified_name])
+        con.execute(f"INSERT INTO {META}.tables VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                    [table.qualified_name, table.domain, table.name, table.zone, location, keys, columns,
+                     table.description, table.asset])
+        return True
 
     def describe(self, table: Table) -> RegisteredTable | None:
         found = [t for t in self.list_tables() if t.qualified_name == table.qualified_name]
@@ -240,29 +257,24 @@ class DuckDBCatalog:
         return with_lock_retry(read, timeout=self.lock_timeout)
 
     # -- internals --------------------------------------------------------------------------------
-    def _set_partitions(self, storage: LakeStorage, table: Table, entries: list[PartitionEntry], *,
-                        exact: bool) -> None:
-        columns = _file_columns(storage, [f for e in entries for f in e.files])
-        rows = {e.path: (list(e.values), [storage.uri(f) for f in e.files], [columns[f] for f in e.files], e.rows)
-                for e in entries}
-
-        def work(con: duckdb.DuckDBPyConnection) -> None:
-            self._require_table(con, table)
-            old = {r[0]: (r[1], r[2], r[3], r[4]) for r in con.execute(
-                f"SELECT partition_path, partition_values, files, file_columns, rows FROM {META}.partitions "
-                f"WHERE qualified_name = ?", [table.qualified_name]).fetchall()}
-            changed = {p: v for p, v in rows.items() if _norm(old.get(p)) != _norm(v)}
-            gone = sorted(set(old) - set(rows)) if exact else []
-            if not changed and not gone:
-                return
-            con.executemany(f"DELETE FROM {META}.partitions WHERE qualified_name = ? AND partition_path = ?",
-                            [[table.qualified_name, p] for p in [*changed, *gone]])
-            if changed:
-                con.executemany(f"INSERT INTO {META}.partitions VALUES (?, ?, ?, ?, ?, ?, now())",
-                                [[table.qualified_name, p, *v] for p, v in sorted(changed.items())])
-            self._refresh_view(con, table)
-
-        self._write(storage, work)
+    @staticmethod
+    def _set_partitions(con: duckdb.DuckDBPyConnection, table: Table, rows: dict[str, tuple], remove: list[str], *,
+                        exact: bool) -> bool:
+        """Partition rows registered (``rows``: path -> values, files, file columns, rows) and removed;
+        whether anything changed."""
+        old = {r[0]: (r[1], r[2], r[3], r[4]) for r in con.execute(
+            f"SELECT partition_path, partition_values, files, file_columns, rows FROM {META}.partitions "
+            f"WHERE qualified_name = ?", [table.qualified_name]).fetchall()}
+        changed = {p: v for p, v in rows.items() if _norm(old.get(p)) != _norm(v)}
+        gone = sorted((set(old) - set(rows)) if exact else (set(remove) & set(old)) - set(changed))
+        if not changed and not gone:
+            return False
+        con.executemany(f"DELETE FROM {META}.partitions WHERE qualified_name = ? AND partition_path = ?",
+                        [[table.qualified_name, p] for p in [*changed, *gone]])
+        if changed:
+            con.executemany(f"INSERT INTO {META}.partitions VALUES (?, ?, ?, ?, ?, ?, now())",
+                            [[table.qualified_name, p, *v] for p, v in sorted(changed.items())])
+        return True
 
     def _write(self, storage: LakeStorage, work: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -286,11 +298,6 @@ class DuckDBCatalog:
                 con.close()
 
         with_lock_retry(run, timeout=self.lock_timeout)
-
-    @staticmethod
-    def _require_table(con: duckdb.DuckDBPyConnection, table: Table) -> None:
-        if not con.execute(f"SELECT 1 FROM {META}.tables WHERE qualified_name = ?", [table.qualified_name]).fetchone():
-            raise KeyError(f"{table.qualified_name} is not registered in the catalog: register_table first")
 
     @staticmethod
     def _view_exists(con: duckdb.DuckDBPyConnection, table: Table) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 from botocore.exceptions import ClientError
 
 from lake_assets.settings import DEFAULT_GLUE_DATABASE_PREFIX
-from lake_assets.catalog.base import PartitionEntry, RegisteredTable
+from lake_assets.catalog.base import PartitionEntry, RegisteredTable, update_in_steps
 from lake_assets.catalog.ddl import database_name, hive_type, table_location
 from lake_assets.catalog.tables import Table
 from lake_assets.lake import LakeStorage
@@ -172,6 +172,10 @@ class GlueCatalog:
             if _code(e) != "AlreadyExistsException":
                 raise
         self._databases.add(db)
+
+    def update(self, storage: LakeStorage, table: Table, add: list[PartitionEntry], remove: list[str], *,
+               exact: bool = False) -> None:
+        update_in_steps(self, storage, table, add, remove, exact=exact)
 
     def register_table(self, storage: LakeStorage, table: Table) -> None:
         """Create the table, or update it when its declaration changed (Glue keeps the old one as a

@@ -75,11 +75,7 @@ class CatalogResource(ConfigurableResource):
         add = [partition_entry(storage, table, p, n) for p, n in sorted(partitions.items()) if n > 0]
         remove = sorted(p for p, n in partitions.items() if n <= 0)
         for backend in backends:
-            backend.register_table(storage, table)
-            if add:
-                backend.add_partitions(storage, table, add)
-            if remove:
-                backend.remove_partitions(storage, table, remove)
+            backend.update(storage, table, add, remove)
 
     def sync(self, storage: LakeStorage, tables: Iterable[Table]) -> dict[str, int]:
         """Register every table and exactly the partitions found in the lake (recovery; a lake
@@ -89,8 +85,7 @@ class CatalogResource(ConfigurableResource):
         for table in tables:
             entries = scan_partitions(storage, table)
             for backend in backends:
-                backend.register_table(storage, table)
-                backend.replace_partitions(storage, table, entries)
+                backend.update(storage, table, entries, [], exact=True)
             found[table.qualified_name] = len(entries)
         return found
 
