@@ -69,13 +69,15 @@ def validated_files(storage: LakeStorage, days: list[dt.date], formats: tuple[Ra
 
 
 def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile], *,
-                        skip_lines: tuple[str, ...] = (), numbered: bool = False):
+                        skip_lines: tuple[str, ...] = (), numbered: bool = False, with_file: bool = False):
     """One row per validated record: ``record`` text plus its lineage (TEXT_INPUT columns).
 
     ``numbered`` files (``<position>\t<record>`` lines) also give each record's
     ``position`` in its source file, as do ``.parquet`` validated files (a converted
     format's: columns ``record`` and ``position``, :mod:`lake_assets.ingest.lines`);
-    without ``numbered``, their ``position`` is dropped.
+    without ``numbered``, their ``position`` is dropped. ``with_file`` keeps each row's
+    validated file as ``validated_file`` (``<format>/year=/month=/day=/<hash><ext>``: which
+    delivery a row came from).
 
     Spark reads text files as text (gzip by extension) and Parquet files as Parquet,
     one scan per kind; lineage joins in from the manifests on each file's
@@ -90,17 +92,6 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
     if not files:
         return spark.createDataFrame([], NUMBERED_INPUT_SCHEMA if numbered else TEXT_INPUT_SCHEMA)
     key_pattern = r"([^/]+/year=\d{4}/month=\d{2}/day=\d{2}/[^/]+)$"
-    # From Arrow, so it is a local relation: no Python worker on the executors, any cluster.
-    import pyarrow as pa
-
-    lineage = spark.createDataFrame(pa.table({
-        "_file_key": pa.array([_file_key(f.path) for f in files], pa.string()),
-        "routed_date": pa.array([f.day for f in files], pa.date32()),
-        "source_format": pa.array([f.format for f in files], pa.string()),
-        "source_file": pa.array([f.source_file for f in files], pa.string()),
-        "ingest_run_id": pa.array([f.ingest_run_id for f in files], pa.string()),
-        "ingest_ts": pa.array([f.ingest_ts for f in files], pa.timestamp("us", tz="UTC")),
-    }), schema=lineage_schema)
     file_key = F.regexp_extract(F.col("_metadata.file_path"), key_pattern, 1).alias("_file_key")
     text = None
     for group in _by_compression([f for f in files if not f.path.endswith(".parquet")]):
@@ -120,7 +111,46 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
         text = scan if text is None else text.unionByName(scan)
     if skip_lines:
         text = text.where(~F.col("record").isin(*skip_lines))
-    return text.join(F.broadcast(lineage), "_file_key").drop("_file_key")
+    if len(files) <= LITERAL_LINEAGE_FILES:
+        out = text.select("*", *_literal_lineage(files))
+    else:
+        # From Arrow, so it is a local relation: no Python worker on the executors, any cluster.
+        import pyarrow as pa
+
+        lineage = spark.createDataFrame(pa.table({
+            "_file_key": pa.array([_file_key(f.path) for f in files], pa.string()),
+            "routed_date": pa.array([f.day for f in files], pa.date32()),
+            "source_format": pa.array([f.format for f in files], pa.string()),
+            "source_file": pa.array([f.source_file for f in files], pa.string()),
+            "ingest_run_id": pa.array([f.ingest_run_id for f in files], pa.string()),
+            "ingest_ts": pa.array([f.ingest_ts for f in files], pa.timestamp("us", tz="UTC")),
+        }), schema=lineage_schema)
+        out = text.join(F.broadcast(lineage), "_file_key")
+    return out.withColumnRenamed("_file_key", "validated_file") if with_file else out.drop("_file_key")
+
+
+#: Up to this many files, lineage is written into the plan as literals (a constant, or a lookup in a
+#: literal map): joining it in costs a broadcast, a Spark job of its own, on every read of a few files
+#: (a daily batch: most reads). Beyond it the broadcast join (a hash lookup) is the cheaper per row.
+LITERAL_LINEAGE_FILES = 32
+
+
+def _literal_lineage(files: list[ValidatedFile]) -> list:
+    """The lineage columns (TEXT_INPUT's after ``record``) of each row, from its ``_file_key``, as literals."""
+    from pyspark.sql import functions as F
+
+    keys = [_file_key(f.path) for f in files]
+
+    def column(name: str, values: list):
+        if len(set(values)) == 1:
+            return F.lit(values[0]).alias(name)
+        pairs = [x for k, v in zip(keys, values) for x in (F.lit(k), F.lit(v))]
+        return F.create_map(*pairs)[F.col("_file_key")].alias(name)
+
+    return [column("routed_date", [f.day for f in files]), column("source_format", [f.format for f in files]),
+            column("source_file", [f.source_file for f in files]),
+            column("ingest_run_id", [f.ingest_run_id for f in files]),
+            column("ingest_ts", [f.ingest_ts for f in files])]
 
 
 def _by_compression(files: list[ValidatedFile]) -> list[list[ValidatedFile]]:

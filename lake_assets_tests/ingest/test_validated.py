@@ -5,6 +5,7 @@ import datetime as dt
 import gzip
 import json
 
+import pytest
 from pyspark.sql import functions as F
 
 from lake_assets.domains.logs import contract
@@ -30,6 +31,14 @@ def _land(storage, lake_root, name: str, fmt, records: list[dict]) -> None:
                          lambda r, ts: contract.routing_date(r, ts, dt.date(2024, 1, 1)),
                          run_id=f"run-{name}", now=NOW)
     assert result.status == "ingested", result
+
+
+@pytest.fixture(params=["literal", "joined"], autouse=True)
+def lineage_by(request, monkeypatch):
+    """Lineage two ways: as literals in the plan (a few files) and joined by broadcast (many files)."""
+    if request.param == "joined":
+        monkeypatch.setattr("lake_assets.ingest.validated.LITERAL_LINEAGE_FILES", 0)
+    return request.param
 
 
 def test_gzip_and_plain_files_are_read_by_separate_scans_with_their_lineage(spark, local_lake, lake_root):

@@ -28,7 +28,7 @@ staged, one atomic rename or PUT per file) and is registered in the catalog.
 
 import datetime as dt
 import functools
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from dagster import (
     AssetExecutionContext,
@@ -144,12 +144,39 @@ def quarantine_file(name: str, stage: str, key: str) -> str:
     return join(QUARANTINE[name].location, f"stage={stage}", f"part-{key}.parquet")
 
 
-def _quarantine(storage: LakeStorage, name: str, stage: str, df: DataFrame, keys: list[str],
+def _quarantine(storage: LakeStorage, name: str, stage: str, df: DataFrame | None, keys: list[str],
                 any_key: bool = False) -> dict[str, int]:
-    """Publish a stage's quarantine rows of ``keys`` (a bronze file's sha, a silver month) to their files."""
+    """Publish a stage's quarantine rows of ``keys`` (a bronze file's sha, a silver month) to their files;
+    ``df`` None: there are none, the keys' files go (no Spark)."""
+    if df is None:
+        for k in keys:
+            if storage.exists(quarantine_file(name, stage, k)):
+                storage.delete(quarantine_file(name, stage, k))
+        return {k: 0 for k in keys}
     counts, _ = publish_partitions(storage, df, PARTITION, keys, lambda k: quarantine_file(name, stage, k),
                                    when_empty="delete", sort_within=("line",), any_key=any_key)
     return counts
+
+
+def write_split(parsed: DataFrame, write_rows: Callable[[DataFrame], dict[str, int]],
+                write_rejects: Callable[[DataFrame, list[str]], dict[str, int]],
+                reject_keys: Callable[[dict[str, int]], list[str]]) -> tuple[dict[str, int], dict[str, int]]:
+    """A parse's rows and its rejects (``reasons`` not empty) written in as few Spark jobs as the data allows.
+
+    The rows' write counts the rejects as it goes (an observation, the house's one-pass way), so
+    a second job, reading the parse again (or its cache), runs only when there are rejects; without
+    any, the rejects of the keys written are cleared with no Spark at all (most tables, most runs).
+    ``write_rows(frame)`` returns rows per key; ``reject_keys(rows)`` the keys whose rejects to
+    (re)write; ``write_rejects(parse, keys)`` rejects per key (a key without any loses its file).
+    """
+    from pyspark.sql import Observation
+
+    seen = Observation()
+    rows = write_rows(parsed.observe(seen, F.count(F.when(F.size("reasons") > 0, 1)).alias("rejected")))
+    keys = reject_keys(rows)
+    if seen.get["rejected"]:
+        return rows, write_rejects(parsed, keys)
+    return rows, write_rejects(None, keys)
 
 
 def _now() -> dt.datetime:
@@ -205,29 +232,22 @@ def build_bronze(spec: TableSpec, partitions, landing: AssetSpec) -> AssetsDefin
         context.log.info(f"{len(landed)} landed file(s) of {name} over {len(days)} ingest date(s), "
                          f"{len(landed) - len(files)} already converted")
         if files:
-            import pyarrow as pa
-
-            # Each validated file (named by its raw file's sha256) is one bronze file: which is which.
-            which = session.createDataFrame(pa.table({
-                "source_file": pa.array([f.source_file for f in files], pa.string()),
-                "ingest_run_id": pa.array([f.ingest_run_id for f in files], pa.string()),
-                PARTITION: pa.array([landed_sha(f) for f in files], pa.string())}))
-            lines = read_validated_text(session, storage, files, numbered=True).join(
-                F.broadcast(which), ["source_file", "ingest_run_id"])
+            # Each validated file (named by its raw file's sha256) is one bronze file of the same name.
+            lines = read_validated_text(session, storage, files, numbered=True, with_file=True).withColumn(
+                PARTITION, F.regexp_extract(F.col("validated_file"), r"([0-9a-f]{64})\.[^/]+$", 1))
             parsed = bronze_rules.parse_lines(bronze_rules.lines_from_validated(lines, PARTITION), spec, PARTITION)
-        parsed = parsed.persist() if files else None
-        try:
-            rows = quarantined = {}
-            if parsed is not None:
-                rows, _ = publish_partitions(
-                    storage, bronze_rules.bronze_rows(parsed, spec, PARTITION), PARTITION, shas,
+        rows = quarantined = {}
+        if files:
+            # No cache: bad lines are rare, and a second parse for them costs less than caching every line.
+            rows, quarantined = write_split(
+                parsed,
+                lambda df: publish_partitions(
+                    storage, bronze_rules.bronze_rows(df, spec, PARTITION), PARTITION, shas,
                     lambda sha: join(table.location, f"{sha}.parquet"), sort_within=("_line",),
-                    compression="snappy")  # contract §2: bronze is Parquet/Snappy
-                quarantined = _quarantine(storage, name, "bronze", bronze_rules.bronze_rejects(parsed, PARTITION),
-                                          shas)
-        finally:
-            if parsed is not None:
-                parsed.unpersist()
+                    compression="snappy")[0],  # contract §2: bronze is Parquet/Snappy
+                lambda df, keys: _quarantine(storage, name, "bronze",
+                                             None if df is None else bronze_rules.bronze_rejects(df, PARTITION), keys),
+                lambda _rows: shas)
         catalog.sync(storage, [table, QUARANTINE[name]])
         lines_read = sum(f.records for f in files)
         return MaterializeResult(metadata={
@@ -303,12 +323,15 @@ def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, Asse
                     df = df.withColumn(PARTITION, F.col(PARTITION) if spec.dating else F.lit(WHOLE))
                     return df if every else df.where(F.col(PARTITION).isin(*keys))
 
-                rows = publish(storage, catalog, table, only(silver.silver_rows(parsed, spec, loaded)), keys,
-                               sort_within=sort, any_key=every)
-                keys = sorted(set(keys) | set(rows))
-                quarantined = _quarantine(storage, name, "silver", only(silver.silver_rejects(parsed, spec)), keys,
-                                          any_key=every)
-                keys = sorted(set(keys) | set(quarantined))
+                rows, quarantined = write_split(
+                    parsed,
+                    lambda df: publish(storage, catalog, table, only(silver.silver_rows(df, spec, loaded)), keys,
+                                       sort_within=sort, any_key=every),
+                    lambda df, written: _quarantine(storage, name, "silver",
+                                                    None if df is None else only(silver.silver_rejects(df, spec)),
+                                                    written, any_key=every),
+                    lambda rows: sorted(set(keys) | set(rows)))
+                keys = sorted(set(keys) | set(rows) | set(quarantined))
                 catalog.sync(storage, [QUARANTINE[name]])
         finally:
             parsed.unpersist()
