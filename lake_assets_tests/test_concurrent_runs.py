@@ -76,7 +76,8 @@ def generated(tmp_path_factory, spark, lake_snapshot):
     return raw, reference
 
 
-def test_three_runs_started_together_on_a_fresh_home_then_one_more_equal_one_clean_run(generated, tmp_path, lake_snapshot):
+def test_three_runs_started_together_on_a_fresh_home_then_one_more_equal_one_clean_run(generated, tmp_path, lake_snapshot,
+                                                                                     monkeypatch, capsys, spark):
     raw, reference = generated
     lake, home = tmp_path / "lake", tmp_path / "home"
     shutil.copytree(raw, lake)
@@ -92,14 +93,13 @@ def test_three_runs_started_together_on_a_fresh_home_then_one_more_equal_one_cle
     ingested = [sum(int(m) for m in re.findall(r"(\d+) file\(s\) ingested", o)) for o in outs]
     assert sum(ingested) == len(LakeStorage(str(raw)).list_files("raw"))
 
-    after = subprocess.run([sys.executable, "-m", "lake_assets.cli", "run"], env=env_for(lake, home),
-                           capture_output=True, text=True, timeout=900)
-    assert after.returncode == 0, after.stdout[-3000:]
-    assert "0 file(s) ingested, 0 partition(s) built" in after.stdout  # nothing was left to do
+    # The run after them needs no process of its own (this one's Spark session serves).
+    code, out = lake_here(["run"], lake, home, monkeypatch, capsys)
+    assert code == 0, out[-3000:]
+    assert "0 file(s) ingested, 0 partition(s) built" in out  # nothing was left to do
     assert lake_snapshot(str(lake)) == reference
-    status = subprocess.run([sys.executable, "-m", "lake_assets.cli", "status"], env=env_for(lake, home),
-                            capture_output=True, text=True, timeout=300)
-    assert status.returncode == 0 and "stale" not in status.stdout, status.stdout
+    code, out = lake_here(["status"], lake, home, monkeypatch, capsys)
+    assert code == 0 and "stale" not in out, out
 
 
 def test_a_run_killed_after_ingestion_then_one_run_converges(generated, tmp_path, lake_snapshot, monkeypatch, capsys,
@@ -211,7 +211,8 @@ def upload(src: Path, storage: LakeStorage) -> None:
             storage.write_bytes(str(path.relative_to(src)), path.read_bytes())
 
 
-def test_two_runs_together_on_an_s3_lake_then_one_more_equal_one_clean_run(generated, tmp_path, lake_snapshot, s3_lake_root):
+def test_two_runs_together_on_an_s3_lake_then_one_more_equal_one_clean_run(generated, tmp_path, lake_snapshot, s3_lake_root,
+                                                                          monkeypatch, capsys, spark):
     """The same on S3 (moto's server): claims by conditional PUT, the build claim an object too."""
     raw, reference = generated
     storage = LakeStorage(s3_lake_root)
@@ -222,13 +223,13 @@ def test_two_runs_together_on_an_s3_lake_then_one_more_equal_one_clean_run(gener
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[-2000:] for o in outs]
     assert not any("stay in raw/" in o for o in outs)
-    after = subprocess.run([sys.executable, "-m", "lake_assets.cli", "run"], env=env_for(s3_lake_root, home),
-                           capture_output=True, text=True, timeout=900)
-    assert after.returncode == 0, after.stdout[-3000:]
+    code, out = lake_here(["run"], s3_lake_root, home, monkeypatch, capsys)
+    assert code == 0, out[-3000:]
     assert lake_snapshot(s3_lake_root) == reference
 
 
-def test_the_landing_sensor_and_the_cli_racing_on_the_same_files(generated, tmp_path, lake_snapshot, monkeypatch, spark):
+def test_the_landing_sensor_and_the_cli_racing_on_the_same_files(generated, tmp_path, lake_snapshot, monkeypatch, spark,
+                                                               capsys):
     """The sensor's run (in this process) and a `lake run` (another) take the same new files: each
     file is ingested by one of them, and the lake ends as one clean run leaves it."""
     from dagster import DagsterInstance, build_sensor_context
@@ -260,7 +261,6 @@ def test_the_landing_sensor_and_the_cli_racing_on_the_same_files(generated, tmp_
     assert cli_run.returncode == 0, out[-3000:]
     by_cli = int(re.search(r"logs: (\d+) file\(s\) ingested", out).group(1))
     assert by_sensor + by_cli == files  # each file once, by one or the other
-    after = subprocess.run([sys.executable, "-m", "lake_assets.cli", "run"], env=env_for(lake, home),
-                           capture_output=True, text=True, timeout=900)
-    assert after.returncode == 0, after.stdout[-3000:]
+    code, out = lake_here(["run"], lake, home, monkeypatch, capsys)
+    assert code == 0, out[-3000:]
     assert lake_snapshot(str(lake)) == reference
