@@ -291,32 +291,15 @@ def test_same_bytes_under_another_name_is_archived_again_but_not_duplicated(loca
     assert under(paths, "raw/") == []
 
 
-class Crash(RuntimeError):
-    pass
 
 
-def crash_once(monkeypatch, method: str, when):
-    """Make ``LakeStorage.<method>`` raise once, the first time ``when(*args)`` holds."""
-    real = getattr(LakeStorage, method)
-    state = {"crashed": False}
-
-    def wrapper(self, *args, **kwargs):
-        if not state["crashed"] and when(*args):
-            state["crashed"] = True
-            raise Crash(f"simulated crash in {method}{args}")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(LakeStorage, method, wrapper)
-    return state
-
-
-def test_crash_before_raw_delete_then_retry(local_lake, lake_root, monkeypatch):
+def test_crash_before_raw_delete_then_retry(local_lake, lake_root, monkeypatch, crash_once):
     data = ndjson(SPLIT_RECORDS + ["garbage"])
     src = "raw/ndjson/batch.ndjson"
     local_lake.write_bytes(src, data)
-    state = crash_once(monkeypatch, "delete", lambda rel: rel == src)
+    state = crash_once("delete", lambda rel: rel == src)
 
-    with pytest.raises(Crash):
+    with pytest.raises(crash_once.Crash):
         ingest_file(local_lake, src, NDJSON, date_of, run_id="run-1", now=NOW)
     assert state["crashed"]
     after_crash = tree(lake_root)
@@ -334,13 +317,13 @@ def test_crash_before_raw_delete_then_retry(local_lake, lake_root, monkeypatch):
     assert sorted(paths) == sorted(p for p in after_crash if p != src)
 
 
-def test_crash_while_archiving_then_retry(local_lake, lake_root, monkeypatch):
+def test_crash_while_archiving_then_retry(local_lake, lake_root, monkeypatch, crash_once):
     data = ndjson(SPLIT_RECORDS)
     src = "raw/ndjson/batch.ndjson"
     local_lake.write_bytes(src, data)
-    crash_once(monkeypatch, "copy", lambda s, d: d.startswith("archive/"))
+    crash_once("copy", lambda s, d: d.startswith("archive/"))
 
-    with pytest.raises(Crash):
+    with pytest.raises(crash_once.Crash):
         ingest_file(local_lake, src, NDJSON, date_of, run_id="run-1", now=NOW)
     paths = tree(lake_root)
     assert src in paths and under(paths, "archive/") == []
@@ -357,7 +340,7 @@ def test_crash_while_archiving_then_retry(local_lake, lake_root, monkeypatch):
     assert manifest["status"] == "ingested" and manifest["ingest_run_id"] == "run-1"
 
 
-def test_crash_while_publishing_validated_then_retry(local_lake, lake_root, monkeypatch):
+def test_crash_while_publishing_validated_then_retry(local_lake, lake_root, monkeypatch, crash_once):
     src = "raw/ndjson/batch.ndjson"
     local_lake.write_bytes(src, ndjson(SPLIT_RECORDS))
     # Crash after the first date's file is published, before the second.
@@ -367,8 +350,8 @@ def test_crash_while_publishing_validated_then_retry(local_lake, lake_root, monk
         calls["n"] += 1
         return calls["n"] == 2
 
-    crash_once(monkeypatch, "put_file", second_put)
-    with pytest.raises(Crash):
+    crash_once("put_file", second_put)
+    with pytest.raises(crash_once.Crash):
         ingest_file(local_lake, src, NDJSON, date_of, run_id="run-1", now=NOW)
     assert local_counts(lake_root, "ndjson") == {"2024-03-04": 2}
     assert src in tree(lake_root)
@@ -378,12 +361,12 @@ def test_crash_while_publishing_validated_then_retry(local_lake, lake_root, monk
     assert len(under(tree(lake_root), "archive/")) == 1
 
 
-def test_crash_then_retry_after_midnight_counts_each_record_once(local_lake, lake_root, monkeypatch):
+def test_crash_then_retry_after_midnight_counts_each_record_once(local_lake, lake_root, monkeypatch, crash_once):
     src = "raw/ndjson/batch.ndjson"
     local_lake.write_bytes(src, ndjson(SPLIT_RECORDS + ["garbage", json.dumps(access("x", "soon"))]))
-    crash_once(monkeypatch, "delete", lambda rel: rel == src)
+    crash_once("delete", lambda rel: rel == src)
     before_midnight = dt.datetime(2024, 3, 10, 23, 59, 30, tzinfo=UTC)
-    with pytest.raises(Crash):
+    with pytest.raises(crash_once.Crash):
         ingest_file(local_lake, src, NDJSON, date_of, run_id="run-1", now=before_midnight)
     counts = local_counts(lake_root, "ndjson")
     assert counts["2024-03-10"] == 2
@@ -511,7 +494,7 @@ def test_rejected_raw_file_is_deleted_only_after_its_copy_and_reason_exist(local
 
 
 # -- S3 ------------------------------------------------------------------------------------------
-def test_ingest_on_s3(s3_lake, s3_lake_root, s3_client, s3_keys, monkeypatch):
+def test_ingest_on_s3(s3_lake, s3_lake_root, s3_client, s3_keys, monkeypatch, crash_once):
     bucket, _, base = s3_lake_root[len("s3://"):].partition("/")
 
     def keys():
@@ -524,9 +507,9 @@ def test_ingest_on_s3(s3_lake, s3_lake_root, s3_client, s3_keys, monkeypatch):
     sha = hashlib.sha256(data).hexdigest()
     src = "raw/ndjson/batch.ndjson"
     s3_client.put_object(Bucket=bucket, Key=f"{base}/{src}", Body=data)  # a producer's upload
-    crash_once(monkeypatch, "delete", lambda rel: rel == src)
+    crash_once("delete", lambda rel: rel == src)
 
-    with pytest.raises(Crash):
+    with pytest.raises(crash_once.Crash):
         ingest_file(s3_lake, src, NDJSON, date_of, run_id="run-1", now=NOW)
     assert src in keys()
     ingest_file(s3_lake, src, NDJSON, date_of, run_id="run-2", now=NOW)
@@ -593,12 +576,12 @@ def test_ingest_paths_rejects_files_outside_known_format_folders(spec, local_lak
     assert local_counts(lake_root, "ndjson") == {"2024-03-04": 2, "2024-03-05": 3, "2024-03-06": 1}
 
 
-def test_ingest_paths_keeps_the_raw_file_when_storage_fails(spec, local_lake, lake_root, monkeypatch):
+def test_ingest_paths_keeps_the_raw_file_when_storage_fails(spec, local_lake, lake_root, monkeypatch, crash_once):
     from lake_assets.ingest.jobs import ingest_paths
 
     local_lake.write_bytes("raw/ndjson/a.ndjson", ndjson(SPLIT_RECORDS))
     local_lake.write_bytes("raw/ndjson/b.ndjson", ndjson(SPLIT_RECORDS[:1]))
-    crash_once(monkeypatch, "put_file", lambda local, rel, **kw: True)
+    crash_once("put_file", lambda local, rel, **kw: True)
 
     results = ingest_paths(spec, local_lake, ["raw/ndjson/a.ndjson", "raw/ndjson/b.ndjson"], run_id="run-1",
                            start=LAKE_START)

@@ -161,13 +161,13 @@ def test_a_rejected_content_redelivered_under_another_name_is_archived_not_quara
     assert under(paths, "raw/") == [] and under(paths, "bronze/tpcds/_lines/") == []
 
 
-def test_a_redelivery_retried_after_a_crash_keeps_one_archive_copy(local_lake, lake_root, monkeypatch):
+def test_a_redelivery_retried_after_a_crash_keeps_one_archive_copy(local_lake, lake_root, monkeypatch, crash_once):
     local_lake.write_bytes("raw/tpcds/store_sales/a.dat", DATA)
     ingest(local_lake, "raw/tpcds/store_sales/a.dat")
     src = "raw/tpcds/store_sales/b.dat"
     local_lake.write_bytes(src, DATA)
-    crash_once(monkeypatch, "delete", lambda rel: rel == src)
-    with pytest.raises(Crash):
+    crash_once("delete", lambda rel: rel == src)
+    with pytest.raises(crash_once.Crash):
         ingest(local_lake, src, run_id="run-2", now=LATER)
     result = ingest(local_lake, src, run_id="run-3", now=LATER + dt.timedelta(hours=1))
     assert result.reason == "redelivery"
@@ -203,31 +203,14 @@ def test_an_unreadable_file_goes_whole_to_quarantine(local_lake, lake_root, name
 
 
 # -- crashes -----------------------------------------------------------------------------------------------
-class Crash(RuntimeError):
-    pass
-
-
-def crash_once(monkeypatch, method: str, when):
-    """Make ``LakeStorage.<method>`` raise once, the first time ``when(*args)`` holds."""
-    real = getattr(LakeStorage, method)
-    state = {"crashed": False}
-
-    def wrapper(self, *args, **kwargs):
-        if not state["crashed"] and when(*args):
-            state["crashed"] = True
-            raise Crash(f"simulated crash in {method}{args}")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(LakeStorage, method, wrapper)
-    return state
 
 
 def test_a_retry_after_a_crash_between_publishing_and_raw_deletion_changes_nothing(local_lake, lake_root,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, crash_once):
     src = "raw/tpcds/store_sales/store_sales.dat"
     local_lake.write_bytes(src, DATA)
-    crash_once(monkeypatch, "delete", lambda rel: rel == src)
-    with pytest.raises(Crash):
+    crash_once("delete", lambda rel: rel == src)
+    with pytest.raises(crash_once.Crash):
         ingest(local_lake, src)
     after_crash = tree(lake_root)
     assert src in after_crash and under(after_crash, "_lake/") == []  # the content's claim was released
@@ -240,14 +223,14 @@ def test_a_retry_after_a_crash_between_publishing_and_raw_deletion_changes_nothi
     assert rows_of(lake_root, validated_path(result.sha256)) == ROWS
 
 
-def test_another_name_completes_a_crashed_first_delivery_under_its_identity(local_lake, lake_root, monkeypatch):
+def test_another_name_completes_a_crashed_first_delivery_under_its_identity(local_lake, lake_root, monkeypatch, crash_once):
     """The first delivery crashed after publishing its validated file; the same bytes arrive under another
     name the next day: they complete the delivery at the time and by the run it started with (overwriting,
     not adding, on that date), and the first file, retried, is a redelivery."""
     first = "raw/tpcds/store_sales/a.dat"
     local_lake.write_bytes(first, DATA)
-    crash_once(monkeypatch, "copy", lambda s, d: d.startswith("archive/"))
-    with pytest.raises(Crash):
+    crash_once("copy", lambda s, d: d.startswith("archive/"))
+    with pytest.raises(crash_once.Crash):
         ingest(local_lake, first)
     sha = hashlib.sha256(DATA).hexdigest()
     assert under(tree(lake_root), "bronze/tpcds/_lines/") == [validated_path(sha)]
