@@ -23,9 +23,19 @@ class Rule:
 
 
 def reasons_column(rules: Sequence[Rule]) -> Column:
-    """Every rule a row breaks, in the order given (empty for a valid row)."""
+    """Every rule a row breaks, in the order given (empty for a valid row).
+
+    The array is built only on rows breaking some rule: a valid row (nearly every row) gets
+    the empty array from one ``OR`` of the rules. ``filter`` is a higher-order function, which
+    Spark evaluates outside generated code: building it on every row was two thirds of TPC-DS
+    bronze's parse (5.5 of 7.9 s on 865 k store_sales lines).
+    """
+    from functools import reduce
+
     flags = F.array(*[F.when(r.broken, F.lit(r.name)) for r in rules])
-    return F.filter(flags, lambda x: x.isNotNull())
+    listed = F.filter(flags, lambda x: x.isNotNull())
+    any_broken = reduce(lambda a, b: a | b, [r.broken for r in rules])
+    return F.when(any_broken, listed).otherwise(F.array().cast(T.ArrayType(T.StringType(), True)))
 
 
 def record_text_for_rejects(parsed: DataFrame) -> DataFrame:
