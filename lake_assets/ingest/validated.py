@@ -106,7 +106,7 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
     if parquet:
         # The schema given, so no footer is read to infer it; files named one by one, so their
         # year=/month=/day= folders add no partition columns.
-        scan = spark.read.schema(_LINES_SCHEMA).parquet(*spark_paths(storage, [f.path for f in parquet])).select(
+        scan = spark.read.schema(_lines_schema()).parquet(*spark_paths(storage, [f.path for f in parquet])).select(
             F.col("record"), file_key, *([F.col("position")] if numbered else []))
         text = scan if text is None else text.unionByName(scan)
     if skip_lines:
@@ -168,9 +168,14 @@ def _by_compression(files: list[ValidatedFile]) -> list[list[ValidatedFile]]:
     return [g for _, g in sorted(groups.items(), reverse=True)]
 
 
-#: A converted format's validated Parquet (:data:`lake_assets.ingest.lines.LINES_SCHEMA`), for Spark.
-_LINES_SCHEMA = T.StructType([T.StructField("record", T.StringType(), False),
-                              T.StructField("position", T.LongType(), False)])
+def _lines_schema() -> T.StructType:
+    """A converted format's validated Parquet as Spark reads it: :data:`lake_assets.ingest.lines.LINES_SCHEMA`,
+    declared once (in Arrow, what ingestion writes it with)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from lake_assets.ingest.lines import LINES_SCHEMA
+
+    return from_arrow_schema(LINES_SCHEMA)
 
 
 def _file_key(path: str) -> str:
