@@ -30,9 +30,14 @@ setup(
         "duckdb==1.4.4",
         "duckdb-ext-httpfs==1.4.4.20260205",
         "duckdb-ext-tpcds==1.4.4.20260205",
+        # The analytics room: model tracking and registry (the client and its SQLite store; the
+        # server and UI are not needed), the lake report's charts (plotly.js inlined), and the
+        # browser that checks it (driving Debian's chromium; no browser download).
+        "mlflow-skinny",
+        "plotly",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "moto[server]"],
+        "test": ["pytest", "pytest-timeout", "moto[server]", "playwright"],
     },
     entry_points={"console_scripts": ["lake = lake_assets.cli:main"]},
 )

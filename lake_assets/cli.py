@@ -47,7 +47,16 @@ def _domains() -> dict:
     return DOMAINS
 
 
+def _generating() -> dict:
+    """The domains ``lake generate`` and ``lake demo`` write sample data for."""
+    return {name: d for name, d in _domains().items() if d.generate is not None}
+
+
 # -- generate --------------------------------------------------------------
+#: What ``lake demo`` generates per domain unless the domain's ``demo_span`` or the user says otherwise.
+DEMO_DAYS, DEMO_RECORDS_PER_DAY = 7, 2000
+
+
 def cmd_generate(args) -> int:
     from lake_assets.domain import GenerateRequest
 
@@ -149,6 +158,56 @@ def cmd_run(args) -> int:
     _say(("done" if code == 0 else "finished with failures") + f" in {time.time() - t0:.1f}s; "
          f"runs recorded in {os.environ['DAGSTER_HOME']}")
     return code
+
+
+def _run_job(job_name: str):
+    """Run one job of the code location in process on the lake's instance (recorded, seen in the UI)."""
+    from lake_assets.definitions import build_defs
+    from lake_assets.pipeline import QUIET, run_outcome
+    from lake_assets.settings import LakeSettings
+
+    defs = build_defs(_storage().root_uri, LakeSettings.from_env())
+    with _instance() as instance:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            run_config=QUIET, instance=instance, raise_on_error=False, tags={"lake/trigger": "cli"})
+        return result, run_outcome(job_name, result)
+
+
+def cmd_report(args) -> int:
+    """Rebuild the lake report and print where it is (``--open``: in the default browser)."""
+    from lake_assets.analytics.tables import REPORT_FILE
+
+    t0 = time.time()
+    _, outcome = _run_job("lake_report_job")
+    if not outcome.success:
+        _say("FAILED lake_report_job (run " + outcome.run_id + ")")
+        for f in outcome.failures[:3]:
+            _say(f"       {f.splitlines()[0][:300]}")
+        return 1
+    uri = _storage().uri(REPORT_FILE)
+    _say(f"lake report written in {time.time() - t0:.1f}s: {uri}")
+    print(uri)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(uri if "://" in uri else f"file://{uri}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    """Train a challenger purchase-propensity model now (the weekly schedule's job)."""
+    result, outcome = _run_job("train_propensity_job")
+    if not outcome.success:
+        _say("FAILED train_propensity_job (run " + outcome.run_id + ")")
+        for f in outcome.failures[:3]:
+            _say(f"       {f.splitlines()[0][:300]}")
+        return 1
+    for event in result.get_asset_materialization_events():
+        md = event.materialization.metadata
+        text = {k: getattr(v, "value", v) for k, v in md.items()}
+        _say(f"purchase_propensity_model: {text.get('decision')}: {text.get('reason')}")
+    _say("predictions are rescored by the next `lake run`")
+    return 0
 
 
 def cmd_status(args) -> int:
@@ -265,11 +324,17 @@ def print_summary(storage) -> None:
 
 def cmd_demo(args) -> int:
     args.start = None
-    for name in _domains():
+    days, per_day = args.days, args.records_per_day
+    for name, domain in _generating().items():
         args.domain = name
+        span = domain.demo_span or (DEMO_DAYS, DEMO_RECORDS_PER_DAY)
+        args.days = days if days is not None else span[0]
+        args.records_per_day = per_day if per_day is not None else span[1]
         code = cmd_generate(args)
         if code:
             return code
+    from lake_assets.analytics.tables import REPORT_FILE
+
     code = cmd_run(args)
     storage = _storage()
     print_summary(storage)
@@ -281,6 +346,7 @@ Next:
   open the UI on these runs:   .venv/bin/lake ui      (then http://127.0.0.1:3000)
   look at the files:           {storage.root_uri}
   metrics CSVs:                {storage.uri('metrics')}
+  the lake report:             {storage.uri(REPORT_FILE)}   (`.venv/bin/lake report --open` rebuilds and opens it)
 """)
     return code
 
@@ -409,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                     o.add_to(p)
 
     g = sub.add_parser("generate", help="write synthetic raw files into raw/ (or a domain's source)")
-    g.add_argument("domain", choices=list(_domains()))
+    g.add_argument("domain", choices=list(_generating()))
     domain_args(g)
     gen_args(g, 7, 2000)
     g.add_argument("--start", type=_iso_date, help="first event date, YYYY-MM-DD (default: DAYS days ago)")
@@ -422,10 +488,18 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--format", choices=["table", "json"], default="table")
     st.set_defaults(func=cmd_status)
 
-    d = sub.add_parser("demo", help="generate a week of sample data for every domain, run it, print a summary")
-    gen_args(d, 7, 2000)
+    d = sub.add_parser("demo", help="generate a week of sample data for every domain (five for commerce), "
+                                    "run it, print a summary, write the lake report")
+    gen_args(d, None, None)
     domain_args(d)
     d.set_defaults(func=cmd_demo)
+
+    rp = sub.add_parser("report", help="rebuild the lake report (reports/lake_report.html) and print its path")
+    rp.add_argument("--open", action="store_true", help="open it in the default browser")
+    rp.set_defaults(func=cmd_report)
+
+    tr = sub.add_parser("train", help="train a challenger purchase-propensity model now (champion only if better)")
+    tr.set_defaults(func=cmd_train)
 
     c = sub.add_parser("catalog", help="the table catalog: sync it from the lake, list it, print Athena DDL")
     c.add_argument("action", choices=["sync", "list", "ddl"])

@@ -76,6 +76,27 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Chart:
+    """A chart a domain puts in the lake report: a query through the SQL resource and how to draw it.
+
+    The report (``lake_assets/analytics/report.py``) draws every domain's charts under the
+    domain's heading; a chart whose ``requires`` tables are not in the catalog (a domain with
+    no data yet) is left out with a note rather than drawn empty.
+    """
+
+    title: str
+    sql: str
+    kind: str  # "line" | "bar" | "table"
+    x: str = ""
+    y: tuple[str, ...] = ()
+    #: A column whose values each get their own trace (a service, a country, a category).
+    color: str | None = None
+    #: Qualified tables (``logs.daily_activity``) the query reads.
+    requires: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Domain:
     name: str
     description: str
@@ -84,14 +105,20 @@ class Domain:
     definitions: Callable[[Any], Any]
     #: () -> every table the domain writes (imported lazily: tables pull in pyspark's type module).
     tables: Callable[[], Sequence[Table]]
-    #: (storage, request) -> a line saying what was generated.
-    generate: Callable[[Any, GenerateRequest], str]
+    #: (storage, request) -> a line saying what was generated; None for a consumer of the others'
+    #: tables (the analytics room), which has nothing of its own to generate.
+    generate: Callable[[Any, GenerateRequest], str] | None
     #: (defs, instance, storage, progress, settings) -> RunReport: ingest what waits, build it to gold.
     run: Callable[[Any, Any, Any, Callable[[str], None], Any], RunReport]
     #: () -> the domain's LandingSpec when files land for it in raw/ (its folders are claimed).
     landing: Callable[[], Any] | None = None
     generate_options: tuple[Option, ...] = ()
     examples: tuple[Example, ...] = ()
+    #: The domain's charts in the lake report.
+    report: tuple[Chart, ...] = ()
+    #: (days, records per day) ``lake demo`` generates unless told otherwise (default: a week at
+    #: the common default): commerce generates five weeks, the history a propensity model needs.
+    demo_span: tuple[int, int] | None = None
     #: Asset keys (user strings) whose materializations bring new data in from outside (what
     #: staleness is measured from); default: the landing zone's validated assets.
     sources: tuple[str, ...] = ()

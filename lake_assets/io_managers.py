@@ -326,10 +326,24 @@ class LakeParquetIOManager(ConfigurableIOManager):
 
     # -- input -------------------------------------------------------------
     def load_input(self, context: InputContext) -> DataFrame | dict[str, DataFrame]:
+        """The input's partitions; with input metadata ``{PRESENT_ONLY: True}``, those of them the lake
+        holds (a window reaching before the first date or past the newest), empty with the table's
+        declared schema when it holds none."""
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
-        return read_table(self.spark.spark_session, self.lake.storage,
-                          context.upstream_output.definition_metadata, keys,
+        meta = context.upstream_output.definition_metadata
+        if (context.definition_metadata or {}).get(PRESENT_ONLY):
+            storage = self.lake.storage
+            keys = [k for k in keys if all(storage.is_file(partition_file(meta, k, sub)) for sub in _tables(meta))]
+            if not keys:
+                frames = {sub: self.spark.spark_session.createDataFrame([], t.schema) for sub, t in _tables(meta).items()}
+                return frames[None] if None in frames else frames
+        return read_table(self.spark.spark_session, self.lake.storage, meta, keys,
                           context.asset_key.to_user_string())
+
+
+#: Input metadata (``AssetIn(..., metadata={PRESENT_ONLY: True})``): load only the mapped partitions
+#: the lake holds, rather than refusing the missing ones.
+PRESENT_ONLY = "lake/present_only"
 
 
 def read_table(spark, lake: LakeStorage, meta: Mapping[str, Any], keys: list[str | None],

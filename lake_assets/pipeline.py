@@ -142,8 +142,6 @@ def run_domain(defs: Definitions, instance: DagsterInstance, storage, *, domain:
     same domain at once: the second waits (up to ``LAKE_BUILD_WAIT_SECONDS``, one hour
     by default), then builds what is still stale, usually nothing.
     """
-    from lake_assets.staleness import domain_status
-
     out = DomainRun(domain)
     paths = list_raw()
     job = defs.resolve_job_def(ingest_job)
@@ -161,6 +159,17 @@ def run_domain(defs: Definitions, instance: DagsterInstance, storage, *, domain:
         out.touched_ingest.update(_touched(result, set(sources)))
         progress(f"{domain}: ingested {min(i + batch_files, len(paths))}/{len(paths)} file(s)")
 
+    return build_stale_domain(defs, instance, storage, out, build_job=build_job, sources=sources,
+                              progress=progress, build_wait_seconds=build_wait_seconds)
+
+
+def build_stale_domain(defs: Definitions, instance: DagsterInstance, storage, out: DomainRun, *, build_job: str,
+                       sources, progress: Callable[[str], None] = lambda _: None,
+                       build_wait_seconds: float | None = None) -> DomainRun:
+    """Under the domain's build claim, build everything stale (``out.domain``'s ``build_job``), into ``out``."""
+    from lake_assets.staleness import domain_status
+
+    domain = out.domain
     with domain_build(storage, domain, progress, build_wait_seconds) as holder:
         if holder is not None:
             out.blocked_by = str(holder)

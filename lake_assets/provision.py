@@ -97,6 +97,7 @@ class Zone:
 
 # -- the zone layout, read from the code ------------------------------------------------------------
 _TABLE_ZONE_KIND = {"bronze": "rebuilt", "processed": "rebuilt", "analytics": "rebuilt", "silver": "rebuilt", "gold": "rebuilt",
+                    "ml": "rebuilt", "curated": "rebuilt",
                     "quarantine": "retained", "rejected": "retained", "discarded": "retained",
                     "archive": "archive-read"}
 
@@ -108,6 +109,7 @@ def declared_zones() -> list[Zone]:
     domain's ingestion :class:`~lake_assets.ingest.router.Zones` (raw, validated, archive,
     rejected files, manifests, per format); the rest from the modules that own them.
     """
+    from lake_assets.analytics import tables as analytics_tables
     from lake_assets.definitions import registry
     from lake_assets.domains import DOMAINS
     from lake_assets.domains.orders import zones as orders_zones
@@ -131,6 +133,8 @@ def declared_zones() -> list[Zone]:
     out += [
         Zone(orders_zones.LANDING, "rebuilt", "read-write", "orders landing sets (extract writes, validate deletes)"),
         Zone(metrics.ZONE, "rebuilt", "read-write", "quality metrics CSVs"),
+        Zone(analytics_tables.MODELS_ZONE, "retained", "read-write", "trained models (MLflow's artifact store)"),
+        Zone(analytics_tables.REPORTS_ZONE, "rebuilt", "read-write", "the lake report (one HTML file)"),
         Zone(claims.ZONE, "rebuilt", "read-write", "claims of concurrent runs"),
         # lake_assets.spark.SparkStage: with s3a Spark stages its output under the lake root.
         Zone("_staging", "scratch", "read-write", "Spark staging (s3a)"),

@@ -50,8 +50,20 @@ class DomainStatus:
         return sorted({s.partition for s in self.stale if s.partition is not None})
 
 
-def latest_by_partition(instance: DagsterInstance, key: AssetKey) -> dict[str | None, tuple[int, str]]:
-    """partition -> (storage id, run id) of its newest materialization."""
+#: Definition metadata ``{REBUILD: ON_DEMAND}``: an asset rebuilt on a schedule or by a person (a
+#: trained model), not whenever an input changes: stale only when never built, built by a failed
+#: run, or when its newest materialization says it is :data:`PROVISIONAL` (a model not trained
+#: yet for want of data, which the next data may allow).
+REBUILD, ON_DEMAND = "lake/rebuild", "on_demand"
+#: Materialization metadata ``{PROVISIONAL: True}``: what was built stands in until its inputs allow
+#: the real thing, so an input change makes it stale as for any asset.
+PROVISIONAL = "lake/provisional"
+
+
+def latest_by_partition(instance: DagsterInstance, key: AssetKey,
+                        provisional: set | None = None) -> dict[str | None, tuple[int, str]]:
+    """partition -> (storage id, run id) of its newest materialization; ``provisional`` (when given)
+    collects the partitions whose newest materialization is marked :data:`PROVISIONAL`."""
     out: dict[str | None, tuple[int, str]] = {}
     cursor = None
     while True:
@@ -59,6 +71,13 @@ def latest_by_partition(instance: DagsterInstance, key: AssetKey) -> dict[str | 
                                                  ascending=True)
         for record in result.records:
             out[record.partition_key] = (record.storage_id, record.run_id)
+            if provisional is not None:
+                mat = record.asset_materialization
+                flag = (mat.metadata or {}).get(PROVISIONAL) if mat is not None else None
+                if getattr(flag, "value", flag):
+                    provisional.add(record.partition_key)
+                else:
+                    provisional.discard(record.partition_key)
         if not result.has_more:
             return out
         cursor = result.cursor
@@ -99,16 +118,24 @@ def _parent_partitions(spec: AssetSpec, dep, parent: AssetSpec, partition: str |
 
 def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
                   sources: list[AssetKey], build_job: str | None = None) -> DomainStatus:
-    """The stale partitions of every asset built from ``sources`` (the domain's ingested assets)
-    and of every asset ``build_job`` builds (reference dimensions with no input among them)."""
+    """The stale partitions of every asset ``build_job`` builds (what ``sources``, the domain's
+    ingested assets, feed, and reference dimensions with no input among them); with no such job,
+    of everything downstream of ``sources``."""
     specs = {s.key: s for s in defs.resolve_all_asset_specs()}
     graph = defs.resolve_asset_graph()
     built = AssetSelection.assets(*sources).downstream(include_self=False).resolve(graph)
     for job in defs.jobs or []:
         if job.name == build_job and getattr(job, "selection", None) is not None:
-            built |= job.selection.resolve(graph)
+            # What the domain's job builds, and only that: another domain's consumers downstream of
+            # these sources (the analytics room's features, the report) are built by their own job.
+            built = job.selection.resolve(graph)
     built = {k for k in built - set(sources) if k in specs and defs.resolve_assets_def(k).is_materializable}
-    known = {k: latest_by_partition(instance, k) for k in built | set(sources)}
+    # A consumer of other domains' tables (the analytics room) names no sources: what its assets read
+    # from outside them is what it is built from.
+    sources = list(sources) or sorted({d.asset_key for k in built for d in specs[k].deps} - built, key=str)
+    on_demand = {k for k in built if (specs[k].metadata or {}).get(REBUILD) == ON_DEMAND}
+    provisional: dict[AssetKey, set] = {k: set() for k in on_demand}
+    known = {k: latest_by_partition(instance, k, provisional.get(k)) for k in built | set(sources)}
     failed_runs = _failed_runs(instance, {run for k in built for _, run in known[k].values()})
     out = DomainStatus(domain)
     if not any(known[k] for k in sources):
@@ -132,6 +159,9 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
             candidates = {p for p in candidates if p in valid}
         for partition in sorted(candidates, key=lambda p: p or ""):
             reason = _why(spec, parents, specs, known, stale, partition, mine.get(partition), failed_runs)
+            if reason and key in on_demand and mine.get(partition) is not None \
+                    and partition not in provisional[key] and "which failed" not in reason:
+                reason = None  # built for real: rebuilt by its schedule or a person, not by input changes
             if reason:
                 stale[key].add(partition)
                 out.stale.append(Stale(key.to_user_string(), partition, reason))

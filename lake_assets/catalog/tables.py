@@ -29,7 +29,8 @@ _STYLE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 #: Zones a table can live in (the seeds' S3 folders), and the order the summary lists them.
-ZONES = ("bronze", "processed", "rejected", "analytics", "silver", "quarantine", "discarded", "gold", "archive")
+ZONES = ("bronze", "processed", "rejected", "analytics", "silver", "quarantine", "discarded", "gold", "ml", "curated",
+         "archive")
 
 #: Hive's value for a NULL partition key (Spark, Glue and Athena all spell it so).
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"

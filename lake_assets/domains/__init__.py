@@ -10,9 +10,11 @@ from lake_assets.domain import Domain
 
 
 def _all() -> dict[str, Domain]:
+    from lake_assets import analytics
     from lake_assets.domains import commerce, logs, orders, tpcds
 
-    return {d.name: d for d in (logs.DOMAIN, commerce.DOMAIN, orders.DOMAIN, tpcds.DOMAIN)}
+    # The analytics room consumes the others' tables: it comes last, so `lake run` builds it from theirs.
+    return {d.name: d for d in (logs.DOMAIN, commerce.DOMAIN, orders.DOMAIN, tpcds.DOMAIN, analytics.DOMAIN)}
 
 
 DOMAINS: dict[str, Domain] = _all()

@@ -1,7 +1,7 @@
 """The e-commerce lake (contract: shared/contracts/commerce.md)."""
 from dagster import Definitions
 
-from lake_assets.domain import Domain, Example, GenerateRequest, Option
+from lake_assets.domain import Chart, Domain, Example, GenerateRequest, Option
 from lake_assets.settings import LakeSettings
 
 NAME = "commerce"
@@ -58,6 +58,22 @@ DOMAIN = Domain(
     description="Users, events and transactions -> bronze -> silver (+ quarantine) -> dims, facts and marts",
     definitions=definitions, tables=_tables, generate=_generate, run=_run, landing=_landing,
     generate_options=(Option("--users", int, 200, "commerce: distinct users"),),
+    # Five weeks: the purchase-propensity model needs 28 days of history, labels 7 days ahead and a holdout.
+    demo_span=(35, 400),
+    report=(
+        # Revenue is never summed across currencies: one line per (country, currency).
+        Chart("Completed revenue per country, by currency",
+              "SELECT coalesce(country, '(unknown)') AS country, currency, sum(revenue) AS revenue "
+              "FROM commerce.daily_revenue GROUP BY ALL ORDER BY country, currency",
+              "bar", x="country", y=("revenue",), color="currency", requires=("commerce.daily_revenue",),
+              description="Over every day in the lake; a user's country is the one they had at the purchase."),
+        Chart("Completed orders per day", "SELECT date, sum(orders) AS orders FROM commerce.daily_revenue "
+              "GROUP BY date ORDER BY date", "line", x="date", y=("orders",), requires=("commerce.daily_revenue",)),
+        Chart("Active users per country per day",
+              "SELECT date, coalesce(country, '(unknown)') AS country, active_users FROM commerce.daily_active_users "
+              "ORDER BY date",
+              "bar", x="date", y=("active_users",), color="country", requires=("commerce.daily_active_users",)),
+    ),
     examples=(
         Example("Revenue by country",
                 "SELECT country, currency, sum(revenue) AS revenue, sum(orders) AS orders "

@@ -38,15 +38,37 @@ Semantic choices beyond the contract's text (the pipeline must agree):
   case-insensitive: compare against the exact set of codes).
 * Valid dates (and delivery days) stay within ``start .. start + days - 1``; a late
   arrival is a row delivered on a later day than its own date.
+
+Who does what (a signal for the purchase-propensity model to learn):
+
+* Engagement: each known user has a latent engagement level ``z`` that drifts day by
+  day as a stationary AR(1) random walk, ``z[t] = 0.9 z[t-1] + sqrt(1 - 0.9^2) e``,
+  ``e ~ N(0, 1)``, ``z[0] ~ N(0, 1)``: it persists for a week or two, then wanders off.
+* Events: the day's ``events_per_day`` events go to users in proportion to
+  ``exp(2 z)``: a few engaged users make most of the traffic, a dormant one makes
+  none for days.
+* Purchases: each of the day's ``transactions_per_day`` transactions goes to a user in
+  proportion to a logistic function of their own activity in the 7 days before (never
+  the same day): ``sigmoid(-6 + 2 log1p(events on days t-7 .. t-1))``. So whether a
+  user buys in the next week rises with how active they were lately, through their
+  engagement's persistence. On the first day nobody has a history yet: picks are
+  uniform, and the signal builds up over the first week.
+* Unchanged: the per-day volumes (exactly ``events_per_day`` events and
+  ``transactions_per_day`` transactions a day, before duplicates, refunds and bad
+  rows), the share of facts naming an unknown user (~6 %), the transaction statuses
+  (drawn independently of the user), and every bad row, duplicate and late version;
+  bad rows still pick users uniformly (they never reach silver).
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import gzip
 import hashlib
 import io
 import json
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -132,6 +154,19 @@ _EDGE_MS = 90 * 60_000  # near midnight: offsets that move the local date
 _FAR_FUTURE = dt.datetime(2100, 1, 6, 12, 0, tzinfo=_UTC)
 _Y1999_MS = 946_684_799_000  # 1999-12-31T23:59:59Z
 _CENT = Decimal("0.01")
+
+# The purchase signal (see the module docstring).
+_ENGAGEMENT_PERSISTENCE = 0.9  # AR(1) coefficient of the daily engagement walk
+_ENGAGEMENT_SPREAD = 2.0  # events go to users in proportion to exp(spread * z)
+_PROPENSITY_INTERCEPT = -6.0  # purchase propensity: sigmoid(intercept + slope * log1p(recent events))
+_PROPENSITY_SLOPE = 2.0
+_PROPENSITY_LOOKBACK_DAYS = 7
+
+
+def purchase_propensity(recent_events: int) -> float:
+    """A user's relative propensity to buy on a day, from their events in the 7 days before."""
+    return 1.0 / (1.0 + math.exp(-(_PROPENSITY_INTERCEPT + _PROPENSITY_SLOPE * math.log1p(recent_events))))
+
 
 #: Bulk formats in rotation (the single-object JSON file comes on top, once a day).
 _BULK = ("csv", "ndjson", "parquet_typed", "json_array", "txt", "csv_gz", "parquet", "ndjson_gz",
@@ -429,6 +464,8 @@ class _Run:
         self.counters = {"e": 0, "t": 0}
         self.typed_amounts = 0
         self.layouts = {d: 0 for d in DATASETS}
+        #: day -> events per known user (index into user_ids): what purchase propensity reads.
+        self.user_events: list[list[int]] = []
 
     # -- helpers
 
@@ -455,10 +492,42 @@ class _Run:
         self.counters[prefix] += 1
         return f"{prefix}-{self.tag}-{self.counters[prefix]:06d}"
 
-    def pick_user(self, n: int) -> str:
+    def pick_user(self, n: int, cum_weights: list[float] | None = None) -> str:
+        """A user id: now and then an unknown one; else a known one, uniformly or by ``cum_weights``."""
         if not self.user_ids or n % 37 == 5 or self.r() < 0.03:
             return self.cells.pick(self.unknown_ids)
-        return self.cells.pick(self.user_ids)
+        if cum_weights is None:
+            return self.cells.pick(self.user_ids)
+        i = bisect.bisect_right(cum_weights, self.r() * cum_weights[-1])
+        return self.user_ids[min(i, len(self.user_ids) - 1)]
+
+    def engagement_weights(self) -> list[list[float]]:
+        """Per day, cumulative event weights ``exp(spread * z)`` of the known users (see the docstring)."""
+        rho, rng = _ENGAGEMENT_PERSISTENCE, self.rng
+        noise = math.sqrt(1.0 - rho * rho)
+        z = [rng.gauss(0.0, 1.0) for _ in self.user_ids]
+        out = []
+        for di in range(self.days):
+            if di:
+                z = [rho * x + noise * rng.gauss(0.0, 1.0) for x in z]
+            cum, total = [], 0.0
+            for x in z:
+                total += math.exp(_ENGAGEMENT_SPREAD * x)
+                cum.append(total)
+            out.append(cum)
+        return out
+
+    def propensity_weights(self, di: int) -> list[float]:
+        """Cumulative purchase propensities of the known users on day ``di``, from days before it only."""
+        lo = max(0, di - _PROPENSITY_LOOKBACK_DAYS)
+        recent = [0] * len(self.user_ids)
+        for day in self.user_events[lo:di]:
+            recent = [a + b for a, b in zip(recent, day)]
+        cum, total = [], 0.0
+        for k in recent:
+            total += purchase_propensity(k)
+            cum.append(total)
+        return cum
 
     def row(self, dataset: str, sem: Mapping[str, Any], extras=None) -> _Row:
         spec = _SPECS[dataset]
@@ -520,10 +589,11 @@ class _Run:
                         again["email"] = f"{name}.{uid[1:]}.fixed@{cells.pick(_DOMAINS)}"
                     self.deliver("users", self.row("users", again), self.later_day(day, 0.4), tail=True)
 
-    def event_sem(self, n: int, di: int, t: int | None = None, uid: str | None = None) -> dict:
+    def event_sem(self, n: int, di: int, t: int | None = None, uid: str | None = None,
+                  cum_weights: list[float] | None = None) -> dict:
         cells = self.cells
         etype = cells.pick(EVENT_TYPES)
-        uid = uid or self.pick_user(n)
+        uid = uid or self.pick_user(n, cum_weights)
         return {
             "event_id": self.new_id("e"),
             "user_id": uid,
@@ -537,10 +607,16 @@ class _Run:
     def gen_events(self) -> None:
         r = self.r
         n = 0
+        weights = self.engagement_weights() if self.user_ids else [None] * self.days
+        index = {uid: i for i, uid in enumerate(self.user_ids)}
         for di in range(self.days):
+            counts = [0] * len(self.user_ids)
+            self.user_events.append(counts)
             for _ in range(self.events_per_day):
                 n += 1
-                sem = self.event_sem(n, di)
+                sem = self.event_sem(n, di, cum_weights=weights[di])
+                if sem["user_id"] in index:
+                    counts[index[sem["user_id"]]] += 1
                 self.deliver("events", self.row("events", sem), di, late_p=0.02)
                 if n % 25 == 7 or r() < 0.02:
                     # a duplicate: same ts (tie: earliest delivery wins), later or earlier ts the same day
@@ -568,14 +644,14 @@ class _Run:
                     sem = self.event_sem(n, self.day_of(t), t=t, uid=uid)
                     self.deliver("events", self.row("events", sem), self.day_of(t))
 
-    def txn_sem(self, n: int, di: int, status: str | None = None) -> dict:
+    def txn_sem(self, n: int, di: int, status: str | None = None, cum_weights: list[float] | None = None) -> dict:
         cells = self.cells
         if status is None:
             status = cells.pick(("completed",) * 6 + ("pending",) * 2 + ("failed",))
         cents = self.rng.randrange(100, 50_000)
         if self.r() < 0.1:
             cents -= cents % 100
-        return {"transaction_id": self.new_id("t"), "user_id": self.pick_user(n), "amount": cents,
+        return {"transaction_id": self.new_id("t"), "user_id": self.pick_user(n, cum_weights), "amount": cents,
                 "currency": cells.pick(CURRENCIES), "status": status, "created_at": self.time_in_day(di)}
 
     def gen_transactions(self) -> None:
@@ -583,9 +659,10 @@ class _Run:
         n = 0
         pending_seen = 0
         for di in range(self.days):
+            weights = self.propensity_weights(di) if self.user_ids else None
             for _ in range(self.transactions_per_day):
                 n += 1
-                sem = self.txn_sem(n, di)
+                sem = self.txn_sem(n, di, cum_weights=weights)
                 self.deliver("transactions", self.row("transactions", sem), di, late_p=0.02)
                 status = sem["status"]
                 if status == "pending" and (pending_seen % 3 == 0 or r() < 0.2):

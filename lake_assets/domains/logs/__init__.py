@@ -1,7 +1,7 @@
 """The log analytics lake (contract: shared/contracts/logs.md)."""
 from dagster import Definitions
 
-from lake_assets.domain import Domain, Example, GenerateRequest
+from lake_assets.domain import Chart, Domain, Example, GenerateRequest
 from lake_assets.settings import LakeSettings
 
 NAME = "logs"
@@ -52,6 +52,16 @@ DOMAIN = Domain(
     name=NAME,
     description="Web server access logs and application errors -> processed -> daily activity per service",
     definitions=definitions, tables=_tables, generate=_generate, run=_run, landing=_landing,
+    report=(
+        Chart("Requests per service per day", "SELECT date, service, requests FROM logs.daily_activity ORDER BY date",
+              "line", x="date", y=("requests",), color="service", requires=("logs.daily_activity",)),
+        Chart("Server and client errors per service per day",
+              "SELECT date, service, server_errors + client_errors AS errors FROM logs.daily_activity ORDER BY date",
+              "line", x="date", y=("errors",), color="service", requires=("logs.daily_activity",)),
+        Chart("p95 latency (ms) per service per day",
+              "SELECT date, service, p95_latency_ms FROM logs.daily_activity ORDER BY date",
+              "line", x="date", y=("p95_latency_ms",), color="service", requires=("logs.daily_activity",)),
+    ),
     examples=(
         Example("Top services by server errors",
                 "SELECT service, sum(server_errors) AS server_errors, sum(requests) AS requests "

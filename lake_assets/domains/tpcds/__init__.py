@@ -7,7 +7,7 @@ landing sensor built from them (``assets``, ``checks``).
 """
 from __future__ import annotations
 
-from lake_assets.domain import Domain, Example, GenerateRequest, Option
+from lake_assets.domain import Chart, Domain, Example, GenerateRequest, Option
 
 NAME = "tpcds"
 
@@ -66,6 +66,19 @@ DOMAIN = Domain(
     name=NAME,
     description="The TPC-DS retail warehouse (dsdgen files) -> bronze -> silver (+ quarantine) -> sales metrics",
     definitions=definitions, tables=_tables, generate=_generate, run=_run, landing=_landing,
+    report=(
+        Chart("Net paid per channel per month", "SELECT month, channel, net_paid FROM tpcds.monthly_trends ORDER BY month",
+              "line", x="month", y=("net_paid",), color="channel", requires=("tpcds.monthly_trends",)),
+        Chart("Month-over-month growth of net paid per channel",
+              "SELECT month, channel, mom_growth FROM tpcds.monthly_trends WHERE mom_growth IS NOT NULL ORDER BY month",
+              "bar", x="month", y=("mom_growth",), color="channel", requires=("tpcds.monthly_trends",)),
+        Chart("Top products per category, latest month",
+              "SELECT category, category_rank AS rank, product_name, item_id, revenue, "
+              "round(category_share * 100, 1) AS share_pct FROM tpcds.product_performance "
+              "WHERE month = (SELECT max(month) FROM tpcds.product_performance) AND category_rank <= 3 "
+              "ORDER BY category NULLS LAST, category_rank, item_id",
+              "table", requires=("tpcds.product_performance",)),
+    ),
     examples=(
         Example("Net paid per channel and year (gold)",
                 "SELECT year(month) AS year, channel, sum(net_paid) AS net_paid FROM tpcds.monthly_trends "
