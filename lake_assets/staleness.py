@@ -201,5 +201,7 @@ def _why(spec, parents, specs, known, stale, partition, mine, failed_runs) -> st
             if mine is not None and upstream[p][0] > mine[0]:
                 return f"{name}{'[' + p + ']' if p else ''} changed after it was built"
     if mine is None:  # (a candidate date has an input there; a whole table is read by what follows)
+        if parents and not has_input and not any(known[d.asset_key] for d in parents):
+            return None  # what it is built from was never built: nothing to build it from yet
         return "never built, and its inputs are there" if has_input else "never built"
     return None

@@ -162,7 +162,7 @@ def test_lifecycle_covers_every_zone_the_code_writes(monkeypatch):
 
     expected = {"archive": "archive-read", "quarantine": "retained", "rejected": "retained",
                 "discarded": "retained", "silver": "rebuilt", "gold": "rebuilt", "processed": "rebuilt",
-                "analytics": "rebuilt", "bronze": "rebuilt"}
+                "analytics": "rebuilt", "bronze": "rebuilt", "ml": "rebuilt", "curated": "rebuilt"}
     for t in registry():
         assert zone_of(t.location).kind == expected[t.zone], t.qualified_name
     for d in DOMAINS.values():
