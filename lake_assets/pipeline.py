@@ -223,13 +223,17 @@ def _build_stale(defs, instance, domain, build_job, sources, out: DomainRun, pro
         if not batches:  # only unpartitioned assets are stale
             batches = [({"lake/trigger": "lake run"}, None)]
         failed = False
-        for tags, span in batches:
+        # An asset rebuilt on demand (a trained model) reads every date: built once, with the last range.
+        on_demand = {k for k in keys if _on_demand(defs, k)}
+        for i, (tags, span) in enumerate(batches):
             if span:
                 n = (dt.date.fromisoformat(span[1]) - dt.date.fromisoformat(span[0])).days + 1
                 progress(f"{domain}: building {span[0]}..{span[1]} ({n} partition(s)) in one run")
             else:
                 progress(f"{domain}: building {', '.join(sorted(k.to_user_string() for k in keys))}")
             selection = keys if span else [k for k in keys if _unpartitioned(defs, k)]
+            if i < len(batches) - 1:
+                selection = [k for k in selection if k not in on_demand]
             result = build.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False,
                                               tags=tags, asset_selection=sorted(selection, key=str))
             out.runs.append(run_outcome(build_job, result, span))
@@ -238,6 +242,12 @@ def _build_stale(defs, instance, domain, build_job, sources, out: DomainRun, pro
         if failed:
             break  # what failed stays stale and is reported; a next pass would fail the same way
     return status
+
+
+def _on_demand(defs, key) -> bool:
+    from lake_assets.staleness import ON_DEMAND, REBUILD
+
+    return (defs.resolve_assets_def(key).metadata_by_key.get(key) or {}).get(REBUILD) == ON_DEMAND
 
 
 def _unpartitioned(defs, key) -> bool:

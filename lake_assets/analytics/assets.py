@@ -65,20 +65,16 @@ def _window() -> TimeWindowPartitionMapping:
                                           allow_nonexistent_upstream_partitions=True)
 
 
-def known_until(instance) -> dt.date | None:
-    """The newest date every fact the features read holds: features and labels end there."""
-    facts = (ACTIVITY, TRANSACTIONS, EVENTS)
-    newest = [max(keys) for keys in (instance.get_materialized_partitions(AssetKey(k)) for k in facts) if keys]
-    return dt.date.fromisoformat(min(newest)) if len(newest) == len(facts) else None
+def newest_activity(activity: DataFrame) -> dt.date | None:
+    """The newest day with activity in the loaded window: labels are known through it.
 
-
-def labelled_dates(feature_dates, until: dt.date | None) -> list[dt.date]:
-    """Of the feature partitions, the as-of dates whose 7 following days are in the lake."""
-    if until is None:
-        return []
-    last = until - dt.timedelta(days=LABEL_DAYS)
-    return sorted(d for d in (dt.date.fromisoformat(k) if isinstance(k, str) else k for k in feature_dates)
-                  if d <= last)
+    The window reaches 7 days past the last as-of date, so whatever the lake holds after that
+    changes nothing here. A fact partition with no rows (a day only rejected rows were routed
+    to) is not a day the lake knows: hence the data's dates, not the partitions'. (A whole day
+    without any activity before the newest one would hold the labels of the week before it
+    back: no commerce lake is that quiet.)
+    """
+    return activity.agg(F.max("date")).first()[0]
 
 
 @functools.lru_cache
@@ -103,8 +99,8 @@ def build(settings: LakeSettings, charts: tuple = (), chart_assets: tuple[str, .
         from lake_assets.analytics.features import user_features as build_features
 
         days = [dt.date.fromisoformat(k) for k in context.partition_keys]
-        until = known_until(context.instance)
-        context.log.info(f"{len(days)} as-of date(s); the facts complete through {until}")
+        until = newest_activity(activity)
+        context.log.info(f"{len(days)} as-of date(s); activity in the lake through {until}")
         if until is None or days[0] > until:
             # A date the facts do not hold yet: nothing to describe (rebuilt when they come).
             return activity.sparkSession.createDataFrame([], tables.features_table().schema)
@@ -122,8 +118,10 @@ def build(settings: LakeSettings, charts: tuple = (), chart_assets: tuple[str, .
         judged on the last labelled week; it becomes the champion only when it beats the champion and the
         recency baseline on that same holdout (MLflow records every candidate and the decision)."""
         storage = lake.storage
-        feature_dates = [p for p in context.instance.get_materialized_partitions(AssetKey("user_features"))]
-        labelled = labelled_dates(feature_dates, known_until(context.instance))
+        frame = read_partitions_present(spark.spark_session, storage, FEATURES, tables.features_table().schema)
+        labelled_rows = frame.where(F.col("label").isNotNull())
+        # (a few dozen dates: the one thing brought to the driver)
+        labelled = [r[0] for r in labelled_rows.select("event_date").distinct().collect()]
         needed = MIN_TRAIN_DAYS + GAP_DAYS + HOLDOUT_DAYS
         why = None
         if len(labelled) < needed:
@@ -133,10 +131,9 @@ def build(settings: LakeSettings, charts: tuple = (), chart_assets: tuple[str, .
         else:
             from lake_assets.analytics.model import InsufficientData
 
-            frame = read_partitions_present(spark.spark_session, storage, FEATURES, tables.features_table().schema)
             try:
                 decision = model_registry.registry(storage).train_and_register(
-                    frame.where(F.col("label").isNotNull()), holdout_days=HOLDOUT_DAYS, gap_days=GAP_DAYS)
+                    labelled_rows, holdout_days=HOLDOUT_DAYS, gap_days=GAP_DAYS)
             except InsufficientData as exc:
                 why = f"not trained: {exc}"
         if why is not None:
