@@ -161,7 +161,8 @@ def cmd_run(args) -> int:
 
 
 def _run_job(job_name: str):
-    """Run one job of the code location in process on the lake's instance (recorded, seen in the UI)."""
+    """Run one job of the code location in process on the lake's instance (recorded, seen in the UI);
+    a failure is said, with its first errors. Returns (result, outcome)."""
     from lake_assets.definitions import build_defs
     from lake_assets.pipeline import QUIET, run_outcome
     from lake_assets.settings import LakeSettings
@@ -170,7 +171,12 @@ def _run_job(job_name: str):
     with _instance() as instance:
         result = defs.resolve_job_def(job_name).execute_in_process(
             run_config=QUIET, instance=instance, raise_on_error=False, tags={"lake/trigger": "cli"})
-        return result, run_outcome(job_name, result)
+    outcome = run_outcome(job_name, result)
+    if not outcome.success:
+        _say(f"FAILED {job_name} (run {outcome.run_id})")
+        for f in outcome.failures[:3]:
+            _say(f"       {f.splitlines()[0][:300]}")
+    return result, outcome
 
 
 def cmd_report(args) -> int:
@@ -180,9 +186,6 @@ def cmd_report(args) -> int:
     t0 = time.time()
     _, outcome = _run_job("lake_report_job")
     if not outcome.success:
-        _say("FAILED lake_report_job (run " + outcome.run_id + ")")
-        for f in outcome.failures[:3]:
-            _say(f"       {f.splitlines()[0][:300]}")
         return 1
     uri = _storage().uri(REPORT_FILE)
     _say(f"lake report written in {time.time() - t0:.1f}s: {uri}")
@@ -198,9 +201,6 @@ def cmd_train(args) -> int:
     """Train a challenger purchase-propensity model now (the weekly schedule's job)."""
     result, outcome = _run_job("train_propensity_job")
     if not outcome.success:
-        _say("FAILED train_propensity_job (run " + outcome.run_id + ")")
-        for f in outcome.failures[:3]:
-            _say(f"       {f.splitlines()[0][:300]}")
         return 1
     for event in result.get_asset_materialization_events():
         md = event.materialization.metadata

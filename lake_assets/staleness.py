@@ -159,9 +159,12 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
             candidates = {p for p in candidates if p in valid}
         for partition in sorted(candidates, key=lambda p: p or ""):
             reason = _why(spec, parents, specs, known, stale, partition, mine.get(partition), failed_runs)
-            if reason and key in on_demand and mine.get(partition) is not None \
-                    and partition not in provisional[key] and "which failed" not in reason:
-                reason = None  # built for real: rebuilt by its schedule or a person, not by input changes
+            if reason and key in on_demand:
+                if mine.get(partition) is None:
+                    if parents and not any(known[d.asset_key] for d in parents):
+                        reason = None  # what it is trained from was never built: nothing to train on yet
+                elif partition not in provisional[key] and "which failed" not in reason:
+                    reason = None  # built for real: rebuilt by its schedule or a person, not by input changes
             if reason:
                 stale[key].add(partition)
                 out.stale.append(Stale(key.to_user_string(), partition, reason))
@@ -201,7 +204,5 @@ def _why(spec, parents, specs, known, stale, partition, mine, failed_runs) -> st
             if mine is not None and upstream[p][0] > mine[0]:
                 return f"{name}{'[' + p + ']' if p else ''} changed after it was built"
     if mine is None:  # (a candidate date has an input there; a whole table is read by what follows)
-        if parents and not has_input and not any(known[d.asset_key] for d in parents):
-            return None  # what it is built from was never built: nothing to build it from yet
         return "never built, and its inputs are there" if has_input else "never built"
     return None

@@ -48,10 +48,28 @@ def _tables():
 def _run(defs, instance, storage, progress, settings: LakeSettings):
     """Build what is stale: features of new or relabelled dates, the first model once there is
     enough history, predictions, the report. Nothing is ingested: the inputs are the domains' tables."""
+    from dataclasses import dataclass
+
+    from dagster import AssetKey
+
     from lake_assets.pipeline import DomainRun, build_stale_domain
 
-    return build_stale_domain(defs, instance, storage, DomainRun(NAME), build_job="analytics_pipeline_job",
-                              sources=[], progress=progress)
+    @dataclass
+    class AnalyticsRun(DomainRun):
+        model: str = ""
+
+        @property
+        def summary(self) -> str:
+            return (f"{self.domain}: {len(self.touched)} partition(s) built in {len(self.runs)} run(s)"
+                    + (f"; model: {self.model}" if self.model else ""))
+
+    out = build_stale_domain(defs, instance, storage, AnalyticsRun(NAME), build_job="analytics_pipeline_job",
+                             sources=[], progress=progress)
+    event = instance.get_latest_materialization_event(AssetKey("purchase_propensity_model"))
+    if event is not None:
+        meta = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+        out.model = f"{meta.get('decision')}: {meta.get('reason')}"
+    return out
 
 
 DOMAIN = Domain(

@@ -258,32 +258,32 @@ def train_and_register(features: DataFrame, *, tracking_uri: str, artifact_locat
     return register(result, tracking_uri=tracking_uri, artifact_location=artifact_location, model_name=model_name)
 
 
+@contextlib.contextmanager
+def _with_champion(tracking_uri: str, model_name: str) -> Iterator[tuple[Any, Any]]:
+    """(client, the champion's ModelVersion or None); None for both when no store exists yet
+    (a read never creates one)."""
+    if not _store_exists(tracking_uri):
+        yield None, None
+        return
+    with _mlflow(tracking_uri) as client:
+        yield client, _champion(client, model_name)
+
+
 def champion_version(tracking_uri: str, model_name: str = MODEL_NAME) -> int | None:
     """The version holding the ``champion`` alias, or None (none yet, or no store yet)."""
-    if not _store_exists(tracking_uri):
-        return None
-    with _mlflow(tracking_uri) as client:
-        holder = _champion(client, model_name)
+    with _with_champion(tracking_uri, model_name) as (_, holder):
         return int(holder.version) if holder is not None else None
 
 
 def load_champion(tracking_uri: str, model_name: str = MODEL_NAME) -> tuple[int, PipelineModel] | None:
     """(version, fitted pipeline) of the champion, or None. Needs the active Spark session."""
-    if not _store_exists(tracking_uri):
-        return None
-    with _mlflow(tracking_uri) as client:
-        holder = _champion(client, model_name)
-        if holder is None:
-            return None
-        return int(holder.version), _load(int(holder.version), model_name)
+    with _with_champion(tracking_uri, model_name) as (_, holder):
+        return (int(holder.version), _load(int(holder.version), model_name)) if holder is not None else None
 
 
 def champion_info(tracking_uri: str, model_name: str = MODEL_NAME) -> dict[str, Any] | None:
     """The champion's record for reports: version, run id, its run's metrics, params, features and decision."""
-    if not _store_exists(tracking_uri):
-        return None
-    with _mlflow(tracking_uri) as client:
-        holder = _champion(client, model_name)
+    with _with_champion(tracking_uri, model_name) as (client, holder):
         if holder is None:
             return None
         import mlflow.artifacts

@@ -27,7 +27,7 @@ def test_every_table_is_declared_once_and_written_by_its_asset(defs):
         assert t.asset == asset and from_metadata == t
     # No location twice; every domain has tables, quarantine/rejected ones included.
     assert len({t.location for t in reg}) == len(reg)
-    assert reg.domains == ["commerce", "logs", "orders", "tpcds"]
+    assert reg.domains == ["analytics", "commerce", "logs", "orders", "tpcds"]
     assert {t.zone for t in reg} >= {"processed", "rejected", "analytics", "silver", "quarantine", "gold",
                                       "discarded", "archive"}
 
