@@ -161,8 +161,8 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
             reason = _why(spec, parents, specs, known, stale, partition, mine.get(partition), failed_runs)
             if reason and key in on_demand:
                 if mine.get(partition) is None:
-                    if parents and not any(known[d.asset_key] for d in parents):
-                        reason = None  # what it is trained from was never built: nothing to train on yet
+                    if parents and not any(known[d.asset_key] or stale[d.asset_key] for d in parents):
+                        reason = None  # nothing it is trained from is built or to be built: nothing to train on
                 elif partition not in provisional[key] and "which failed" not in reason:
                     reason = None  # built for real: rebuilt by its schedule or a person, not by input changes
             if reason:
