@@ -205,3 +205,27 @@ def test_champion_challenger(trained, shuffled, tmp_path, monkeypatch, spark):
     assert info["version"] == 1 and info["features"] == trained.features
     assert info["decision"]["decision"] == "promoted"
     assert (tmp_path / "lake" / "ml" / "mlflow").is_dir()  # artifacts where they were sent
+
+
+def test_models_of_a_lake_on_s3_are_stored_in_its_bucket_and_load_back(trained, tmp_path, monkeypatch, spark,
+                                                                      s3_lake_root, moto_server, s3_keys):
+    """The registry bound to an S3 lake keeps the model under ``<lake>/ml/models/mlflow`` in the bucket
+    (MLflow's S3 client pointed at the lake's endpoint) and serves the champion back from there."""
+    from lake_assets.analytics.resources import ModelRegistryResource
+    from lake_assets.lake import LakeStorage
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", "unset-below")
+    monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL")  # the registry takes AWS_ENDPOINT_URL's (moto's)
+    bound = ModelRegistryResource(tracking_uri=registry.tracking_uri(str(tmp_path / "home"))).registry(
+        LakeStorage(s3_lake_root, endpoint_url=moto_server))
+    assert bound.artifact_location == f"{s3_lake_root}/ml/models/mlflow"
+    decision = registry.register(trained, tracking_uri=bound.tracking_uri, artifact_location=bound.artifact_location)
+    assert decision.promoted and decision.version == 1
+    keys = s3_keys(s3_lake_root)
+    assert any(k.startswith("ml/models/mlflow/") and k.endswith("MLmodel") for k in keys), keys
+    assert not list((tmp_path / "home").rglob("MLmodel"))  # nothing of the model kept locally
+    version, model = bound.load_champion()
+    assert version == 1
+    again = ml.evaluate(model, trained.holdout)
+    assert again["auc_roc"] == pytest.approx(trained.metrics["auc_roc"], abs=1e-9)
