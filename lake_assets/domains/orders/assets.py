@@ -120,6 +120,8 @@ def validate_orders(context: AssetExecutionContext, config: ValidateOrdersConfig
     yield MaterializeResult(asset_key=SILVER_SPEC.key, metadata={
         "landing_sets": sets, "partitions_rewritten": MetadataValue.json(written),
         "partitions_emptied": MetadataValue.json(removed), "dagster/uri": MetadataValue.path(storage.uri(zones.SILVER)),
+        # Rows of the partitions this run rewrote (what the UI plots per materialization).
+        "dagster/row_count": sum(rows_by_day[d] for d in written),
         **silver_metrics, "metrics/landed_rows": rows, "metrics/valid_rows": valid})
 
     # The sets' discarded rows against every row landed: the same reject numbers as any quarantine.

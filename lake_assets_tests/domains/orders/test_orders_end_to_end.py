@@ -71,6 +71,14 @@ def test_silver_is_the_sources_current_valid_orders_after_days_updates_and_a_cra
     assert [(r["order_id"], r["status"]) for r in got.to_pylist()] == sorted(
         (r["order_id"], r["status"]) for r in read_parquet(env.storage, "silver/staging/orders").to_pylist())
 
+    # Each table's materializations carry their rows as a number the UI plots (silver: the partitions rewritten).
+    from dagster import AssetKey
+
+    for table in TABLES:
+        [latest] = env.instance.fetch_materializations(AssetKey.from_user_string(table.asset), limit=1).records
+        rows = latest.asset_materialization.metadata["dagster/row_count"]
+        assert isinstance(getattr(rows, "value", rows), int), table.qualified_name
+
     # Each materialization and check left its numbers in the metrics zone.
     files = [f.path for f in env.storage.list_files("metrics/orders")]
     assert {p.split("/")[2] for p in files} == {"orders_landing", "orders_silver", "orders_discarded",
