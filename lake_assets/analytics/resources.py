@@ -29,9 +29,15 @@ class ModelRegistryResource(ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "ModelRegistryResource":
+        """A tracking server's URI may carry credentials (``postgresql://user:password@...``): when
+        ``MLFLOW_TRACKING_URI`` is set it reaches the resource as an ``EnvVar``, never shown in the UI."""
+        from dagster import EnvVar
+
         from lake_assets.analytics.registry import tracking_uri
         from lake_assets.settings import dagster_home
 
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return cls(tracking_uri=EnvVar("MLFLOW_TRACKING_URI"))
         return cls(tracking_uri=tracking_uri(dagster_home(create=False)))
 
     def registry(self, storage) -> "BoundRegistry":
