@@ -33,7 +33,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lake_assets.analytics import tables
-from lake_assets.analytics.features import LABEL_DAYS, WINDOW_DAYS
+from lake_assets.analytics.features import LABEL_DAYS, WINDOW_DAYS, user_features as build_features
 from lake_assets.analytics.resources import ModelRegistryResource
 from lake_assets.catalog.resource import CatalogResource
 from lake_assets.catalog.sql import LakeSQLResource
@@ -96,8 +96,6 @@ def build(settings: LakeSettings, charts: tuple = (), chart_assets: tuple[str, .
                       events: DataFrame, users: DataFrame) -> DataFrame:
         """Per user active in the 28 days to each as-of date: recency, frequency, money, events by type,
         sessions, tenure, country; the label once the 7 days after are in the lake (point in time)."""
-        from lake_assets.analytics.features import user_features as build_features
-
         days = [dt.date.fromisoformat(k) for k in context.partition_keys]
         until = newest_activity(activity)
         context.log.info(f"{len(days)} as-of date(s); activity in the lake through {until}")
@@ -245,23 +243,22 @@ def write_report(instance, storage, sql, catalog, model_registry, charts, fresh_
 def table_statuses(instance, fresh_by_hour_utc: int) -> list:
     """Per declared table: its asset's last materialization, that run's status, and its freshness promise."""
     from lake_assets.analytics.report import TableStatus
-    from lake_assets.domains import DOMAINS
+    from lake_assets.definitions import registry
     from lake_assets.quality.freshness import FRESH_ZONES, freshness_verdict
 
     now = dt.datetime.now(dt.timezone.utc)
     out = []
-    for d in DOMAINS.values():
-        for t in d.tables():
-            key = AssetKey.from_user_string(t.asset)
-            event = instance.get_latest_materialization_event(key)
-            if event is None:
-                continue  # a table never written (a domain not in use) is not news
-            run = instance.get_run_by_id(event.run_id)
-            fresh = ""
-            if t.zone in FRESH_ZONES:
-                fresh = "passed" if freshness_verdict(instance, key, t.daily, fresh_by_hour_utc, now).passed \
-                    else "failed"
-            out.append(TableStatus(
-                t.qualified_name, t.zone, dt.datetime.fromtimestamp(event.timestamp, dt.timezone.utc),
-                event.run_id, run.status.value if run is not None else "", fresh))
+    for t in registry():
+        key = AssetKey.from_user_string(t.asset)
+        event = instance.get_latest_materialization_event(key)
+        if event is None:
+            continue  # a table never written (a domain not in use) is not news
+        run = instance.get_run_by_id(event.run_id)
+        fresh = ""
+        if t.zone in FRESH_ZONES:
+            fresh = "passed" if freshness_verdict(instance, key, t.daily, fresh_by_hour_utc, now).passed \
+                else "failed"
+        out.append(TableStatus(
+            t.qualified_name, t.zone, dt.datetime.fromtimestamp(event.timestamp, dt.timezone.utc),
+            event.run_id, run.status.value if run is not None else "", fresh))
     return out

@@ -259,7 +259,6 @@ def test_training_on_demand_records_the_challengers_decision_and_every_date_awai
 def test_the_predictions_check_blocks_a_bad_score_an_unknown_user_and_another_version(lake, check_metadata):
     """A crafted predictions partition (a date with no data, so nothing real is touched) fails the check."""
     from dagster import asset, materialize
-    from pyspark.sql import types as T
 
     from lake_assets.analytics import checks
     from lake_assets.analytics.assets import PREDICTIONS
