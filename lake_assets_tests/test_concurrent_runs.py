@@ -5,6 +5,11 @@ and no message says a file waits in raw/ when it does not.
 
 Each `lake run` here is its own process (its own Spark driver), started together against one lake
 and one Dagster home; the reference is one run alone over a copy of the same raw files.
+
+Three runs on a fresh home race over logs and commerce files (every landing domain, and the
+analytics room built from commerce). The other races use logs alone: ingestion claims, the build
+claim and the landing sensor are one mechanism every domain shares, and each process pays
+Spark's start-up and every domain's fixed cost again, so one domain is what those races need.
 """
 from __future__ import annotations
 
@@ -26,13 +31,11 @@ from lake_assets import cli
 from lake_assets.lake import LakeStorage
 
 DAY = "2024-05-01"
-GENERATE = [
-    ["generate", "logs", "--days", "1", "--records-per-day", "100", "--start", DAY, "--bad-share", "0.05",
-     "--bad-files", "1"],
-    # No bad commerce rows: an undatable one would land on today's date, a second range to build.
-    ["generate", "commerce", "--days", "1", "--records-per-day", "30", "--users", "5", "--start", DAY,
-     "--bad-share", "0", "--bad-files", "0"],
-]
+LOGS = ["generate", "logs", "--days", "1", "--records-per-day", "100", "--start", DAY, "--bad-share", "0.05",
+        "--bad-files", "1"]
+# No bad commerce rows: an undatable one would land on today's date, a second range to build.
+COMMERCE = ["generate", "commerce", "--days", "1", "--records-per-day", "30", "--users", "5", "--start", DAY,
+            "--bad-share", "0", "--bad-files", "0"]
 #: Quarantine and reject rates of small generated days run high: the thresholds are not under test.
 ENV = {"LAKE_QUARANTINE_RATE_WARN": "1", "LAKE_QUARANTINE_RATE_ERROR": "1",
        "LAKE_REJECT_RATE_WARN": "1", "LAKE_REJECT_RATE_ERROR": "1", "SPARK_MASTER": "local[1]"}
@@ -56,23 +59,39 @@ def lake_run(lake: Path, home: Path, **extra) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory, spark, lake_snapshot):
-    """The raw files, generated once; and the lake one `lake run` alone makes of them (in this
-    process: the comparison is with what the others make in theirs)."""
+def generate_with_reference(tmp_path_factory, lake_snapshot, *generate: list[str]):
+    """The raw files of ``generate`` (``lake generate`` argument lists), generated once; and the lake
+    one `lake run` alone makes of them (in this process: the comparison is with what the others
+    make in theirs)."""
     raw = tmp_path_factory.mktemp("generated")
     alone, home = tmp_path_factory.mktemp("alone"), tmp_path_factory.mktemp("alone_home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAKE_ROOT", str(raw))
-        for args in GENERATE:
+        for args in generate:
             assert cli.main(args) == 0
         shutil.copytree(raw, alone, dirs_exist_ok=True)
         for k, v in env_for(alone, home).items():
             mp.setenv(k, v)
         assert cli.main(["run"]) == 0
     reference = lake_snapshot(str(alone))
-    assert reference["raw"] == [] and reference["gold"]["logs.daily_activity"]
+    assert reference["raw"] == [] and reference["gold"]["logs.daily_activity"] and reference["rejected"]
+    return raw, reference
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, spark, lake_snapshot):
+    """Logs and commerce files, and the lake one run alone makes of them (analytics included)."""
+    raw, reference = generate_with_reference(tmp_path_factory, lake_snapshot, LOGS, COMMERCE)
     assert reference["gold"]["commerce.daily_revenue"] and reference["quarantine"]
+    assert reference["tables"]["analytics.user_features"]
+    return raw, reference
+
+
+@pytest.fixture(scope="module")
+def generated_logs(tmp_path_factory, spark, lake_snapshot):
+    """Logs files alone, and the lake one run alone makes of them."""
+    raw, reference = generate_with_reference(tmp_path_factory, lake_snapshot, LOGS)
+    assert not reference["gold"].get("commerce.daily_revenue")
     return raw, reference
 
 
@@ -102,9 +121,9 @@ def test_three_runs_started_together_on_a_fresh_home_then_one_more_equal_one_cle
     assert code == 0 and "stale" not in out, out
 
 
-def test_a_run_killed_after_ingestion_then_one_run_converges(generated, tmp_path, lake_snapshot, monkeypatch, capsys,
+def test_a_run_killed_after_ingestion_then_one_run_converges(generated_logs, tmp_path, lake_snapshot, monkeypatch, capsys,
                                                               spark):
-    raw, reference = generated
+    raw, reference = generated_logs
     lake, home = tmp_path / "lake", tmp_path / "home"
     shutil.copytree(raw, lake)
     home.mkdir()
@@ -211,10 +230,10 @@ def upload(src: Path, storage: LakeStorage) -> None:
             storage.write_bytes(str(path.relative_to(src)), path.read_bytes())
 
 
-def test_two_runs_together_on_an_s3_lake_then_one_more_equal_one_clean_run(generated, tmp_path, lake_snapshot, s3_lake_root,
+def test_two_runs_together_on_an_s3_lake_then_one_more_equal_one_clean_run(generated_logs, tmp_path, lake_snapshot, s3_lake_root,
                                                                           monkeypatch, capsys, spark):
     """The same on S3 (moto's server): claims by conditional PUT, the build claim an object too."""
-    raw, reference = generated
+    raw, reference = generated_logs
     storage = LakeStorage(s3_lake_root)
     upload(raw, storage)
     home = tmp_path / "home"
@@ -228,7 +247,7 @@ def test_two_runs_together_on_an_s3_lake_then_one_more_equal_one_clean_run(gener
     assert lake_snapshot(s3_lake_root) == reference
 
 
-def test_the_landing_sensor_and_the_cli_racing_on_the_same_files(generated, tmp_path, lake_snapshot, monkeypatch, spark,
+def test_the_landing_sensor_and_the_cli_racing_on_the_same_files(generated_logs, tmp_path, lake_snapshot, monkeypatch, spark,
                                                                capsys):
     """The sensor's run (in this process) and a `lake run` (another) take the same new files: each
     file is ingested by one of them, and the lake ends as one clean run leaves it."""
@@ -236,7 +255,7 @@ def test_the_landing_sensor_and_the_cli_racing_on_the_same_files(generated, tmp_
 
     from lake_assets.definitions import build_defs
 
-    raw, reference = generated
+    raw, reference = generated_logs
     lake, home = tmp_path / "lake", tmp_path / "home"
     shutil.copytree(raw, lake)
     home.mkdir()
