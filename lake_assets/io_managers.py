@@ -37,6 +37,7 @@ from lake_assets.lake.layout import join
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
 from lake_assets.spark import SparkStage, spark_paths
+from lake_assets.staleness import FINGERPRINT
 
 _PART = "lake_partition"
 
@@ -143,8 +144,9 @@ def write_table(storage: LakeStorage, meta: Mapping[str, Any], obj: DataFrame | 
     per_partition: dict[str, int] = {}
     written: dict[str | None, dict[str | None, int]] = {}
     previews: dict[str, str] = {}
+    fingerprints: dict[str, str | None] = {}
     for sub, df in frames.items():
-        counts, preview = _write(storage, meta, sub, df, keys, preview_rows)
+        counts, preview, fingerprints[sub or ""] = _write(storage, meta, sub, df, keys, preview_rows)
         written[sub] = {k or None: n for k, n in counts.items()}
         total += sum(counts.values())
         for k, n in counts.items():
@@ -170,6 +172,8 @@ def write_table(storage: LakeStorage, meta: Mapping[str, Any], obj: DataFrame | 
             md[f"column_schema_{sub}"] = _schema_metadata(df)
     for name, text in previews.items():
         md[f"preview_{name}" if name != "rows" else "preview"] = MetadataValue.md(text)
+    if keys == [None] and all(fingerprints.values()):
+        md[FINGERPRINT] = ";".join(f"{sub}={fp}" if sub else fp for sub, fp in sorted(fingerprints.items()))
     if meta.get("lake/metrics_dataset"):
         md.update(_record_metrics(storage, meta, keys, asset, run_id))
     return md
@@ -193,15 +197,45 @@ def _record_metrics(storage: LakeStorage, meta: Mapping[str, Any], keys: list[st
 
 
 def _write(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None, df: DataFrame,
-           keys: list[str | None], preview_rows: int) -> tuple[dict[str, int], str | None]:
+           keys: list[str | None], preview_rows: int) -> tuple[dict[str, int], str | None, str | None]:
+    """Rows per key, a preview and, for a whole table, its fingerprint (:func:`fingerprinted`)."""
     if keys == [None]:
         return _write_whole(lake, meta, sub, df, preview_rows)
     date_col = meta["lake/date_column"]
     out = df.withColumn(_PART, F.date_format(F.col(date_col), "yyyy-MM-dd"))
     if date_col.startswith("_"):
         out = out.drop(date_col)
-    return publish_partitions(lake, out, _PART, keys, lambda key: partition_file(meta, key, sub),
-                              preview_rows=preview_rows)
+    return (*publish_partitions(lake, out, _PART, keys, lambda key: partition_file(meta, key, sub),
+                                preview_rows=preview_rows), None)
+
+
+def fingerprinted(df: DataFrame) -> tuple[DataFrame, Callable[[], str | None]]:
+    """``df`` observed as it is written, and a function giving its fingerprint once the write ran:
+    the row count and the sum of every row's 64-bit hash (order does not matter; a changed, added
+    or removed row changes it), with a digest of the schema. None for a frame with a map column
+    (Spark does not hash maps). Computed in the write's own pass: no extra Spark job."""
+    import hashlib
+
+    from pyspark.sql import Observation
+    from pyspark.sql.types import ArrayType, MapType
+
+    def has_map(t) -> bool:
+        if isinstance(t, StructType):
+            return any(has_map(f.dataType) for f in t.fields)
+        return isinstance(t, MapType) or (isinstance(t, ArrayType) and has_map(t.elementType))
+
+    if not df.columns or has_map(df.schema):
+        return df, lambda: None
+    seen = Observation()
+    rows_hash = F.xxhash64(*[F.col(f"`{c}`") for c in df.columns]).cast("decimal(20,0)")
+    observed = df.observe(seen, F.count(F.lit(1)).alias("n"), F.sum(rows_hash).alias("h"))
+    schema = hashlib.sha1(df.schema.json().encode()).hexdigest()[:12]
+
+    def value() -> str:
+        got = seen.get
+        return f"{got['n']}:{got['h'] or 0}:{schema}"
+
+    return observed, value
 
 
 def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list[str],
@@ -271,21 +305,23 @@ def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list
 
 
 def _write_whole(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None,
-                 df: DataFrame, preview_rows: int) -> tuple[dict[str, int], str | None]:
-    """An unpartitioned table: one file, replaced atomically (readers see old or new, whole)."""
+                 df: DataFrame, preview_rows: int) -> tuple[dict[str, int], str | None, str | None]:
+    """An unpartitioned table: one file, replaced atomically (readers see old or new, whole), and its
+    fingerprint."""
     dest = partition_file(meta, None, sub)
     stage = SparkStage.create(lake)
     try:
-        df.coalesce(1).write.mode("overwrite").parquet(stage.spark_uri)
+        observed, fingerprint = fingerprinted(df)
+        observed.coalesce(1).write.mode("overwrite").parquet(stage.spark_uri)
         files = stage.files()
         if len(files) > 1:
             raise RuntimeError(f"Spark wrote {len(files)} files for {dest}; expected one")
         if not files:
             _write_empty(lake, dest, df.schema)
-            return {"": 0}, None
+            return {"": 0}, None, fingerprint()
         rows, preview = _inspect(stage.storage, files[0].path, preview_rows)
         stage.publish(files[0], dest)
-        return {"": rows}, preview
+        return {"": rows}, preview, fingerprint()
     finally:
         stage.cleanup()
 

@@ -4,7 +4,9 @@ An asset partition is stale when it was never built while its inputs exist, when
 the run that built it failed (a blocking check failed on it, or on a neighbour:
 what reads it must not be built from it until a run passes), when
 an input it reads was materialized after it (the event log's storage ids order
-every materialization of every asset), or when an input it reads is itself stale
+every materialization of every asset) with other rows (a whole table's
+materializations carry a fingerprint of its rows: one rebuilt with the same rows
+changes nothing downstream), or when an input it reads is itself stale
 (it will be rebuilt, so this will too). Inputs are the asset's dependencies with
 their partition mappings (commerce silver reads a window of bronze dates; a fact
 reads the whole of an unpartitioned dimension; a dimension reads every date of
@@ -12,7 +14,9 @@ its silver), so this is the rule the assets' automation condition
 (:data:`~lake_assets.automation.REBUILD_ON_UPSTREAM_CHANGE`: rebuild when any
 dependency updated since this was last handled) applies tick by tick, taken
 from the records at once: what the UI's automation would rebuild is what
-``lake run`` builds and ``lake status`` lists.
+``lake run`` builds and ``lake status`` lists, except the partitions whose only
+changed input is a whole table rebuilt with the same rows (the automation, which
+sees materializations, not rows, rebuilds those: the same rows again).
 
 Nothing here is a second bookkeeping: ingestion's materializations of the
 validated/bronze partitions and the builds' materializations are the truth.
@@ -58,12 +62,19 @@ REBUILD, ON_DEMAND = "lake/rebuild", "on_demand"
 #: Materialization metadata ``{PROVISIONAL: True}``: what was built stands in until its inputs allow
 #: the real thing, so an input change makes it stale as for any asset.
 PROVISIONAL = "lake/provisional"
+#: Materialization metadata of a whole table: its rows' fingerprint (``io_managers.fingerprinted``).
+#: A whole input rebuilt with the same fingerprint as when a partition was built is not a reason to
+#: rebuild that partition: ``lake run`` building two ranges of dates (late data and today's) rebuilds
+#: the dimensions with each, and facts already built from the same dimension rows stay as they are.
+FINGERPRINT = "lake/fingerprint"
 
 
-def latest_by_partition(instance: DagsterInstance, key: AssetKey,
-                        provisional: set | None = None) -> dict[str | None, tuple[int, str]]:
+def latest_by_partition(instance: DagsterInstance, key: AssetKey, provisional: set | None = None,
+                        fingerprints: list | None = None) -> dict[str | None, tuple[int, str]]:
     """partition -> (storage id, run id) of its newest materialization; ``provisional`` (when given)
-    collects the partitions whose newest materialization is marked :data:`PROVISIONAL`."""
+    collects the partitions whose newest materialization is marked :data:`PROVISIONAL`;
+    ``fingerprints`` (when given) the (storage id, fingerprint) of every materialization of a whole
+    table, oldest first (None where it carries none)."""
     out: dict[str | None, tuple[int, str]] = {}
     cursor = None
     while True:
@@ -71,6 +82,10 @@ def latest_by_partition(instance: DagsterInstance, key: AssetKey,
                                                  ascending=True)
         for record in result.records:
             out[record.partition_key] = (record.storage_id, record.run_id)
+            if fingerprints is not None and record.partition_key is None:
+                mat = record.asset_materialization
+                found = (mat.metadata or {}).get(FINGERPRINT) if mat is not None else None
+                fingerprints.append((record.storage_id, getattr(found, "value", found)))
             if provisional is not None:
                 mat = record.asset_materialization
                 flag = (mat.metadata or {}).get(PROVISIONAL) if mat is not None else None
@@ -135,7 +150,8 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
     sources = list(sources) or sorted({d.asset_key for k in built for d in specs[k].deps} - built, key=str)
     on_demand = {k for k in built if (specs[k].metadata or {}).get(REBUILD) == ON_DEMAND}
     provisional: dict[AssetKey, set] = {k: set() for k in on_demand}
-    known = {k: latest_by_partition(instance, k, provisional.get(k)) for k in built | set(sources)}
+    history: dict[AssetKey, list] = {k: [] for k in built | set(sources) if k in specs and specs[k].partitions_def is None}
+    known = {k: latest_by_partition(instance, k, provisional.get(k), history.get(k)) for k in built | set(sources)}
     failed_runs = _failed_runs(instance, {run for k in built for _, run in known[k].values()})
     out = DomainStatus(domain)
     if not any(known[k] for k in sources):
@@ -158,7 +174,7 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
                                    if p is not None}
             candidates = {p for p in candidates if p in valid}
         for partition in sorted(candidates, key=lambda p: p or ""):
-            reason = _why(spec, parents, specs, known, stale, partition, mine.get(partition), failed_runs)
+            reason = _why(spec, parents, specs, known, stale, partition, mine.get(partition), failed_runs, history)
             if reason and key in on_demand:
                 if mine.get(partition) is None:
                     if parents and not any(known[d.asset_key] or stale[d.asset_key] for d in parents):
@@ -184,7 +200,14 @@ def _failed_runs(instance: DagsterInstance, run_ids: set[str]) -> set[str]:
     return out
 
 
-def _why(spec, parents, specs, known, stale, partition, mine, failed_runs) -> str | None:
+def _same_rows_since(history: list, built_at: int) -> bool:
+    """Whether a whole table's newest materialization holds the rows it held when something was built
+    at storage id ``built_at`` (both fingerprinted, and equal)."""
+    before = [fp for sid, fp in history if sid < built_at]
+    return bool(history and before and before[-1] and history[-1][1] == before[-1])
+
+
+def _why(spec, parents, specs, known, stale, partition, mine, failed_runs, history=None) -> str | None:
     """Why ``spec``'s ``partition`` is stale, or None when it is fresh."""
     if mine is not None and mine[1] in failed_runs:
         # Written, but the run failed (a blocking check on it, or on what it was built with):
@@ -202,6 +225,8 @@ def _why(spec, parents, specs, known, stale, partition, mine, failed_runs) -> st
                 continue
             has_input = True
             if mine is not None and upstream[p][0] > mine[0]:
+                if p is None and _same_rows_since((history or {}).get(dep.asset_key, []), mine[0]):
+                    continue  # rebuilt since, with the same rows
                 return f"{name}{'[' + p + ']' if p else ''} changed after it was built"
     if mine is None:  # (a candidate date has an input there; a whole table is read by what follows)
         return "never built, and its inputs are there" if has_input else "never built"
