@@ -61,6 +61,7 @@ def test_local_masters_get_several_input_splits_per_core(monkeypatch, master, co
     from lake_assets.spark import SPLITS_PER_CORE, local_cores
 
     monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    monkeypatch.delenv("SPARK_CONF_spark__sql__files__minPartitionNum", raising=False)  # (the suite's own)
     monkeypatch.setenv("SPARK_MASTER", master)
     assert local_cores(master) == cores
     conf = spark_config_from_env()
@@ -90,6 +91,7 @@ def test_under_spark_submit_only_sql_settings_apply(monkeypatch):
 
     monkeypatch.setenv("SPARK_MASTER", "local[2]")
     monkeypatch.setenv("SPARK_CONF_spark__sql__shuffle__partitions", "64")
+    monkeypatch.delenv("SPARK_CONF_spark__sql__files__minPartitionNum", raising=False)  # (the suite's own)
     conf = spark_config_from_env(submitted=True)
     assert not {"spark.master", "spark.driver.host", "spark.driver.bindAddress", "spark.remote",
                 "spark.sql.files.minPartitionNum"} & set(conf)

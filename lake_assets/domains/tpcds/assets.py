@@ -13,9 +13,10 @@
   over the whole table. A dimension is one file, rebuilt only when its bronze
   changed. A fact is stored by month (``sold_month=`` ...), and its months come
   from its rows, so they are not Dagster partitions a run could name ahead:
-  the asset works out which months a delivery touches (its rows' months and
-  the months of the rows they replace; every month when ``date_dim`` or
-  ``item`` changed) and rewrites exactly those, in one Spark job
+  the asset works out which months a delivery touches (its rows' months, the
+  months of the rows they replace and, for a ``date_dim`` or ``item``
+  delivery, the months of the fact rows referring to its keys, where they
+  were and where they go) and rewrites exactly those, in one Spark job
   (:mod:`~lake_assets.domains.tpcds.increments`). Rejected rows go to
   ``quarantine/tpcds/<table>/stage=silver/<month>.parquet``.
 * **Gold**: ``daily_sales_summary`` and ``product_performance`` rebuild the
@@ -95,8 +96,9 @@ WHOLE = "all"
 
 # -- reading and writing the zones -------------------------------------------------------------
 def read_files(spark, storage: LakeStorage, table: Table, schema=None, months: Iterable[str] | None = None,
-               file_column: str | None = None) -> DataFrame:
-    """A table's data files (those of ``months`` only, when given) with ``schema``; empty if none.
+               file_column: str | None = None, paths: Iterable[str] | None = None) -> DataFrame:
+    """A table's data files (those of ``months`` only, or those at ``paths`` under the table's location,
+    when given) with ``schema``; empty if none.
 
     ``schema`` None reads the files as stored (the first file's footer: what a check must see).
     ``file_column`` adds each row's file name (bronze: which delivery a row came from).
@@ -105,8 +107,11 @@ def read_files(spark, storage: LakeStorage, table: Table, schema=None, months: I
     from lake_assets.spark import spark_paths
 
     wanted = None if months is None else set(months)
+    only = None if paths is None else set(paths)
+    base = len(table.location) + 1
     files = [f.path for f in table.data_files(storage)
-             if wanted is None or increments.partition_of(f.path[len(table.location) + 1:]) in wanted]
+             if (wanted is None or increments.partition_of(f.path[base:]) in wanted)
+             and (only is None or f.path[base:] in only)]
     if not files:
         df = spark.createDataFrame([], schema or table.schema)
         return df.withColumn(file_column, F.lit(None).cast("string")) if file_column else df
@@ -261,16 +266,85 @@ def build_bronze(spec: TableSpec, partitions, landing: AssetSpec) -> AssetsDefin
 
 
 # -- silver ---------------------------------------------------------------------------------------
-def _touched_months(parsed: DataFrame, spec: TableSpec, new_files: set[str]) -> list[str]:
-    """The months a delivery's rows touch: their own (valid or not), and those of every row sharing a
-    primary key with one of them (the rows they replace, or that replace them)."""
-    if not new_files:
+#: The dimensions a fact's rules read, with the key a fact row refers to them by.
+DIMENSION_KEYS = {"date_dim": "d_date_sk", "item": "i_item_sk"}
+
+
+def _dimension_deliveries(inputs: dict, before: dict) -> dict[str, set[str]] | None:
+    """For each dimension whose silver changed since a fact last built: its bronze files delivered since
+    (new or converted again; their keys are the dimension rows that may have changed). None when that
+    cannot be told (no record of its bronze, or a bronze file gone): then every month is rebuilt."""
+    out: dict[str, set[str]] = {}
+    for dim in DIMENSION_KEYS:
+        if not increments.changed(inputs[dim], before.get(dim, {})):
+            continue
+        seen = before.get(f"bronze_{dim}")
+        if seen is None or any(p not in inputs[f"bronze_{dim}"] for p in seen):
+            return None
+        out[dim] = increments.changed(inputs[f"bronze_{dim}"], seen)
+    return out
+
+
+def _fact_refs(spec: TableSpec, dim: str) -> tuple[str, ...]:
+    return spec.date_keys if dim == "date_dim" else (spec.item_key,)
+
+
+def _delivered_keys(session, storage: LakeStorage, dim: str, files: set[str]) -> DataFrame:
+    """The keys (``_dim_key``) of a dimension's rows in some of its bronze files."""
+    return read_files(session, storage, BRONZE[dim], schemas.BRONZE[dim], paths=files).select(
+        F.col(DIMENSION_KEYS[dim]).alias("_dim_key")).where(F.col("_dim_key").isNotNull()).distinct()
+
+
+def _stored_months(session, storage: LakeStorage, name: str, keys: DataFrame, on) -> DataFrame | None:
+    """The months (:data:`PARTITION`) silver ``name`` stores its rows matching ``keys`` under (``on``: the
+    join's columns or condition); None when it stores nothing yet."""
+    if not SILVER[name].data_files(storage):
+        return None
+    stored = read_files(session, storage, SILVER[name], schemas.SILVER[name]).withColumn(
+        PARTITION, F.regexp_extract(F.col("_metadata.file_path"), r"=([^/=]+)/[^/]*$", 1))
+    return stored.join(keys, on, "left_semi").select(PARTITION)
+
+
+def _touched_months(session, storage: LakeStorage, parsed: DataFrame, spec: TableSpec, new_files: set[str],
+                    delivered: dict[str, set[str]]) -> list[str]:
+    """The months a delivery touches: those of the rows it brings and of the rows referring to dimension
+    rows it brings (``delivered``: dimension -> its new bronze files), then of every row sharing a primary
+    key with one of them (the rows they replace, or that replace them), in their new place and, for rows
+    a dimension moves or makes valid or invalid, where they were stored before."""
+    from functools import reduce
+
+    touched: list[DataFrame] = []
+    if new_files:
+        touched.append(parsed.where(F.col("_bronze_file").isin(*sorted(new_files))))
+    for dim, files in delivered.items():
+        if not files:
+            continue
+        dim_keys = _delivered_keys(session, storage, dim, files)
+        touched += [parsed.join(F.broadcast(dim_keys), F.col(ref) == F.col("_dim_key"), "left_semi")
+                    for ref in _fact_refs(spec, dim)]
+    if not touched:
         return []
-    new = parsed.where(F.col("_bronze_file").isin(*sorted(new_files)))
-    keys = new.select(*spec.primary_key).where(F.col(spec.primary_key[0]).isNotNull()).distinct()
-    sharing = parsed.join(keys, list(spec.primary_key), "left_semi").select(PARTITION)
-    months = new.select(PARTITION).union(sharing).distinct()
-    return sorted(r[0] for r in months.collect())  # a few dozen month names, never rows
+    rows = reduce(DataFrame.unionByName, touched)
+    pk = list(spec.primary_key)
+    keys = rows.select(*pk).where(reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in pk])).distinct()
+    sharing = rows.unionByName(parsed.join(keys, pk, "left_semi"))
+    months = sharing.select(PARTITION)
+    if any(delivered.values()):
+        # A dimension row changes where its facts are dated, or whether they are valid: their old place.
+        stored = _stored_months(session, storage, spec.name, keys, pk)
+        if stored is not None:
+            months = months.union(stored)
+        rejected = _stored_quarantine(storage, spec.name)
+        if rejected:
+            from lake_assets.spark import spark_paths
+
+            folder = join(QUARANTINE[spec.name].location, "stage=silver")
+            lines = sharing.select(F.col("_source_file").alias("source_file"), F.col("_line").alias("line"))
+            months = months.union(
+                session.read.schema(schemas.QUARANTINE_SCHEMA).parquet(*spark_paths(storage, [join(folder, f) for f in rejected]))
+                .withColumn(PARTITION, F.regexp_extract(F.col("_metadata.file_name"), r"^part-(.+)\.parquet$", 1))
+                .join(lines, ["source_file", "line"], "left_semi").select(PARTITION))
+    return sorted(r[0] for r in months.distinct().collect())  # a few dozen month names, never rows
 
 
 def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, AssetsDefinition]) -> AssetsDefinition:
@@ -293,7 +367,8 @@ def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, Asse
         inputs = {"bronze": increments.versions(storage, BRONZE[name])}
         rows_in = read_files(session, storage, BRONZE[name], schemas.BRONZE[name], file_column="_bronze_file")
         if spec.is_fact:
-            inputs |= {d: increments.versions(storage, SILVER[d]) for d in ("date_dim", "item")}
+            inputs |= {d: increments.versions(storage, SILVER[d]) for d in DIMENSION_KEYS}
+            inputs |= {f"bronze_{d}": increments.versions(storage, BRONZE[d]) for d in DIMENSION_KEYS}
             date_dim = read_files(session, storage, SILVER["date_dim"], schemas.SILVER["date_dim"])
             item = read_files(session, storage, SILVER["item"], schemas.SILVER["item"])
             parsed = silver.parse(rows_in, spec, date_dim, item)
@@ -302,18 +377,20 @@ def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, Asse
         parsed = parsed.persist()
         try:
             before = increments.consumed(storage, table.location)
-            every = not spec.is_fact or before is None or any(
-                increments.changed(inputs[d], before.get(d, {})) for d in ("date_dim", "item")) or any(
+            delivered = _dimension_deliveries(inputs, before) if spec.is_fact and before is not None else None
+            every = not spec.is_fact or delivered is None or any(
                 p not in inputs["bronze"] for p in before.get("bronze", {}))
             if not spec.is_fact:
                 keys, how = [WHOLE], "whole"
             elif every:  # the months the rows hold (the write finds them) and every month stored
                 keys = sorted({increments.partition_of(p) for p in increments.versions(storage, table)}
                               | {p[len("part-"):].rsplit(".", 1)[0] for p in _stored_quarantine(storage, name)})
-                how = "every month (first build, or date_dim or item changed)"
+                how = "every month (a first build, a bronze file gone, or a dimension change of unknown rows)"
             else:
                 new_files = increments.changed(inputs["bronze"], before.get("bronze", {}))
-                keys, how = _touched_months(parsed, spec, new_files), f"{len(new_files)} new bronze file(s)"
+                keys = _touched_months(session, storage, parsed, spec, new_files, delivered)
+                how = ", ".join([f"{len(new_files)} new bronze file(s)"]
+                                + [f"{len(f)} new {d} bronze file(s)" for d, f in delivered.items()])
             context.log.info(f"{name}: rebuilding {'every' if every else len(keys)} partition(s) ({how})")
             loaded = _now()
             sort = (spec.dating.column,) if spec.dating else ()
@@ -362,9 +439,21 @@ def _changed_months(before: dict | None, inputs: dict[str, increments.Versions],
         return None
     out = set()
     for name, now in inputs.items():
-        if name not in whole:
+        if name not in whole and not name.startswith("bronze_"):
             out |= {increments.partition_of(p) for p in increments.changed(now, before.get(name, {}))}
     return sorted(m for m in out if m is not None)
+
+
+def _months_with_delivered_items(session, storage: LakeStorage, sales: tuple[str, ...], files: set[str]) -> list[str]:
+    """The months whose sales lines sell an item some ``item`` bronze files deliver (their rows carry it)."""
+    from functools import reduce
+
+    keys = _delivered_keys(session, storage, "item", files)
+    found = [m for m in (_stored_months(session, storage, n, keys, F.col(TABLES[n].item_key) == F.col("_dim_key"))
+                         for n in sales) if m is not None]
+    if not found:
+        return []
+    return sorted(r[0] for r in reduce(DataFrame.union, found).distinct().collect())
 
 
 def _read_silver(session, storage, names: Iterable[str], months: list[str] | None) -> dict[str, DataFrame]:
@@ -398,7 +487,15 @@ def _monthly_gold(name: str, inputs: tuple[str, ...], whole: tuple[str, ...], ma
               catalog: CatalogResource) -> MaterializeResult:
         storage, session = lake.storage, spark.spark_session
         now = {n: increments.versions(storage, SILVER[n]) for n in inputs + whole}
-        months = _changed_months(increments.consumed(storage, table.location), now, whole)
+        now |= {f"bronze_{w}": increments.versions(storage, BRONZE[w]) for w in whole}
+        before = increments.consumed(storage, table.location)
+        months = _changed_months(before, now, whole)
+        if months is None and before is not None and whole == ("item",):
+            # An item delivery: the months selling the items it brings, with those whose sales changed.
+            delivered = _dimension_deliveries({**now, "date_dim": {}}, {**before, "date_dim": {}})
+            if delivered is not None:
+                months = sorted(set(_changed_months(before, now)) - {None}
+                                | set(_months_with_delivered_items(session, storage, inputs, delivered.get("item", set()))))
         if months is None:  # every month the inputs hold, and every month this table holds
             months = sorted({m for n in inputs for m in map(increments.partition_of, now[n]) if m}
                             | {increments.partition_of(p) for p in increments.versions(storage, table)})

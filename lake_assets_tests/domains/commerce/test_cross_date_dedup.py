@@ -133,35 +133,3 @@ def test_new_bronze_for_a_date_asks_to_rebuild_its_window(lake_root, instance):
     assert tick1.get_requested_partitions(AssetKey("silver_transactions")) == {"2024-03-01", "2024-03-02", "2024-03-03"}
     assert tick1.get_requested_partitions(AssetKey("silver_events")) == set()
 
-
-def test_two_ranges_rebuild_the_dimensions_once_each_and_only_changed_rows_make_facts_stale(run, rows):
-    """Late data and a new day in one `lake run`: two ranges, each rebuilding the (whole) dimensions.
-    The second rebuild finds the same users, so the first range's facts stay as built (no third
-    run); a later user version changes dim_users, and the date built before that change is built
-    again after it."""
-    storage, lake_run, stale = run
-    users = "user_id,email,country,status,created_at,updated_at\n"
-    storage.write_text("raw/users/2024-03-01_001.csv", users + "u1,a@x.io,DE,active,2024-03-01T08:00:00Z,"
-                                                               "2024-03-01T08:00:00Z\n")
-    storage.write_text("raw/events/2024-03-01_001.ndjson", "\n".join(json.dumps(e) for e in [
-        {"event_id": "e1", "user_id": "u1", "event_type": "login", "ts": "2024-03-01T10:00:00Z"},
-        {"event_id": "e2", "user_id": "u1", "event_type": "login", "ts": "2024-03-09T10:00:00Z"},
-    ]) + "\n")
-    storage.write_text("raw/transactions/2024-03-01_001.csv", "transaction_id,user_id,amount,currency,status,"
-                       "created_at\nt1,u1,10.00,USD,completed,2024-03-01T12:00:00Z\n"
-                       "t2,u1,4.00,USD,completed,2024-03-09T12:00:00Z\n")
-    out = lake_run()
-    builds = [r.partitions for r in out.runs if r.job == "commerce_pipeline_job"]
-    assert builds == [("2024-03-01", "2024-03-01"), ("2024-03-09", "2024-03-09")]  # no third run
-    assert stale("fact_events") == []
-    facts = sorted((r["event_id"], r["_day"], r["user_key"] is not None) for r in rows(storage, "gold/fact/fact_events"))
-    assert facts == [("e1", "2024-03-01", True), ("e2", "2024-03-09", True)]
-
-    # A new version of u1 (another country): dim_users' rows change, so both fact dates are stale.
-    storage.write_text("raw/users/2024-03-09_001.csv", users + "u1,a@x.io,FR,active,2024-03-01T08:00:00Z,"
-                                                               "2024-03-09T12:00:00Z\n")
-    out = lake_run()
-    builds = [r.partitions for r in out.runs if r.job == "commerce_pipeline_job"]
-    # The dimensions come back changed from 2024-03-09's run: 2024-03-01 is built again after it.
-    assert builds[-1] == ("2024-03-01", "2024-03-01") and ("2024-03-09", "2024-03-09") in builds
-    assert stale("fact_events") == []

@@ -4,7 +4,8 @@ The session's tpcds lake (``tpcds_lake`` in conftest: SF 0.01 in two gzip chunks
 per table with broken lines and two unreadable files, run once) is checked
 against the raw files; then a copy of it is run again with nothing new, given
 an identical copy of a file under another name and a correction that moves one
-sale to another month, and run a third time.
+sale to another month, crashed between landing their lines and deleting their raw
+files, and run a third time (the retry).
 Every assertion reads the lake with pyarrow (never the code under test) and
 compares it with the raw files or the generator's truth.
 """
@@ -63,9 +64,73 @@ def lake(tpcds_lake, copy_of_tpcds_lake, run_lake):
     fields[0] = str(old_sk + 365)
     storage.write_bytes("raw/tpcds/store_sales/correction.dat", ("|".join(fields) + "\n").encode())
     out["moved"] = {"item": int(fields[2]), "ticket": int(fields[9]), "old_sk": old_sk, "new_sk": old_sk + 365}
+    # A crash after the two files' lines are landed, before their raw files are deleted; then the retry.
+    real_delete = LakeStorage.delete
+
+    def crash_on_raw(self, rel):
+        if rel.startswith("raw/"):
+            raise OSError("simulated crash before deleting the raw file")
+        return real_delete(self, rel)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LakeStorage, "delete", crash_on_raw)
+        out["crashed"] = run_lake(defs, instance, "tpcds")
+    out["after_crash"] = {"raw": sorted(f.path for f in storage.list_files("raw/tpcds")),
+                          "landed": sorted(f.path for f in storage.list_files("bronze/tpcds/_lines/store_sales"))}
     out["third"] = run_lake(defs, instance, "tpcds")
     out["after_third"] = {z: _files(storage, z) for z in zones}
+    out["dimension_delivery"] = _deliver_dimension_rows(storage, raw)
+    out["fourth"] = run_lake(defs, instance, "tpcds")
+    out["after_fourth"] = {z: _files(storage, z) for z in zones}
     return out
+
+
+def _month_of(path: str) -> str:
+    return path.rsplit("/", 2)[-2].split("=", 1)[1]
+
+
+def _deliver_dimension_rows(storage: LakeStorage, raw: dict[str, bytes]) -> dict:
+    """A date_dim line re-delivered with its date a year on (the date store sales use most) and an item
+    line with another category: what every fact row refers to by those keys is noted first, with pyarrow."""
+    import datetime as dt
+
+    silver = {name: pq.read_table(storage.local_path(f"silver/tpcds/{name}"), partitioning="hive").to_pylist()
+              for name in ("store_sales",)}
+    counts = collections.Counter(r["ss_sold_date_sk"] for r in silver["store_sales"] if r["ss_sold_date_sk"])
+    dates = {line.split("|")[0]: line for p in raw if p.startswith("raw/tpcds/date_dim/")
+             for line in _raw_lines(raw[p], p) if line.split("|")[0]}
+    sk = next(k for k, _ in counts.most_common() if not dates[str(k)].split("|")[2].endswith("-02-29"))
+    fields = dates[str(sk)].split("|")
+    old = dt.date.fromisoformat(fields[2])
+    fields[2] = old.replace(year=old.year + 1).isoformat()
+    storage.write_bytes("raw/tpcds/date_dim/correction.dat", ("|".join(fields) + "\n").encode())
+    items = {line.split("|")[0]: line for p in raw if p.startswith("raw/tpcds/item/")
+             for line in _raw_lines(raw[p], p) if line.split("|")[0]}
+    item = collections.Counter(r["ss_item_sk"] for r in silver["store_sales"]).most_common(1)[0][0]
+    ifields = items[str(item)].split("|")
+    ifields[12] = "Recategorised"  # i_category
+    storage.write_bytes("raw/tpcds/item/correction.dat", ("|".join(ifields) + "\n").encode())
+    # Where each fact's rows referring to that date or item are stored now (silver and silver's quarantine).
+    referring = {}
+    for name, spec in FACTS.items():
+        refs = [spec.column_names.index(k) for k in spec.date_keys]
+        months = set()
+        for f in storage.list_files(f"silver/tpcds/{name}"):
+            if f.path.endswith(".parquet"):
+                for r in pq.read_table(storage.local_path(f.path)).select(list(spec.date_keys) + [spec.item_key]).to_pylist():
+                    if sk in [r[k] for k in spec.date_keys] or r[spec.item_key] == item:
+                        months.add(_month_of(f.path))
+        for f in storage.list_files(f"quarantine/tpcds/{name}/stage=silver"):
+            for r in pq.read_table(storage.local_path(f.path)).select(["record"]).to_pylist():
+                values = r["record"].split("|")
+                if str(sk) in [values[i] for i in refs] or values[spec.column_names.index(spec.item_key)] == str(item):
+                    months.add(f.name[len("part-"):-len(".parquet")])
+        referring[name] = months
+    item_months = {_month_of(f.path) for name in ("store_sales", "catalog_sales", "web_sales")
+                   for f in storage.list_files(f"silver/tpcds/{name}") if f.path.endswith(".parquet")
+                   and item in pq.read_table(storage.local_path(f.path)).column(FACTS[name].item_key).to_pylist()}
+    return {"sk": sk, "old": old.strftime("%Y-%m"), "new": fields[2][:7], "item": item, "referring": referring,
+            "item_months": item_months}
 
 
 def _date_months(storage, read_parquet) -> dict[int, str]:
@@ -226,3 +291,59 @@ def test_every_table_is_in_the_catalog_with_the_lakes_partitions(lake, catalog_m
     from lake_assets.domains.tpcds.tables import TABLES_DECLARED
 
     catalog_matches_lake(lake["defs"].resources, TABLES_DECLARED)
+
+
+def test_a_crash_between_landing_and_deleting_raw_then_the_retry_changes_no_count(lake, read_parquet):
+    crashed, after = lake["crashed"], lake["after_crash"]
+    assert not crashed.success
+    assert after["raw"] == ["raw/tpcds/store_returns/redelivered_copy.dat.gz", "raw/tpcds/store_sales/correction.dat"]
+    storage, shared = lake["copy"], lake["storage"]
+    landed_before = {f.path for f in shared.list_files("bronze/tpcds/_lines/store_sales")}
+    assert len(set(after["landed"]) - landed_before) == 1  # the correction's lines, landed before the crash
+    # The retry: raw emptied, each file archived once, its lines landed once, silver's counts unchanged
+    # (the correction replaces a sale: one more duplicate in quarantine, the same rows in silver).
+    assert storage.list_files("raw/tpcds") == []
+    assert sorted(f.path for f in storage.list_files("bronze/tpcds/_lines/store_sales")) == after["landed"]
+    assert len([f for f in storage.list_files("archive/tpcds/store_sales") if f.name.startswith("correction.dat_")]) == 1
+    for name in FACTS:
+        assert (read_parquet(storage, f"silver/tpcds/{name}").num_rows
+                == read_parquet(shared, f"silver/tpcds/{name}").num_rows), name
+    dup = lambda st: sum(1 for r in _rows(st, "quarantine/tpcds/store_sales/stage=silver", read_parquet)  # noqa: E731
+                         if r["reason"] == "duplicate")
+    assert dup(storage) == dup(shared) + 1
+
+
+def test_a_dimension_delivery_rewrites_the_months_of_the_facts_referring_to_its_keys(lake, read_parquet):
+    storage, d = lake["copy"], lake["dimension_delivery"]
+    assert lake["fourth"].success
+    before, after = lake["after_third"], lake["after_fourth"]
+
+    def rewritten(zone: str, table: str) -> set[str]:
+        prefix = f"{zone}/{table}/"
+        return {_month_of(p) for p in set(before[zone]) | set(after[zone])
+                if p.startswith(prefix) and before[zone].get(p) != after[zone].get(p)}
+
+    # The dimensions delivered are rewritten whole; no other dimension is.
+    assert {p.split("/")[2] for p in after["silver/tpcds"] if before["silver/tpcds"].get(p) != after["silver/tpcds"][p]
+            and p.split("/")[2] in DIMENSIONS} == {"date_dim", "item"}
+    # Store sales of that date leave their month for the month a year on: exactly those two are
+    # rewritten, with the months of the sales of that item.
+    assert rewritten("silver/tpcds", "store_sales") == {d["old"], d["new"]} | d["referring"]["store_sales"]
+    moved = [r for r in _rows(storage, "silver/tpcds/store_sales", read_parquet) if r["ss_sold_date_sk"] == d["sk"]]
+    assert moved and {r["sold_date"].strftime("%Y-%m") for r in moved} == {d["new"]}
+    stored = {_month_of(p) for p in after["silver/tpcds"] if p.startswith("silver/tpcds/store_sales/")}
+    assert len(rewritten("silver/tpcds", "store_sales")) < len(stored)  # not every month
+    # Every fact: the months holding rows that refer to the date or the item, and the date's new month
+    # (inventory holds the item every month: all of its months).
+    for name in FACTS:
+        months = rewritten("silver/tpcds", name)
+        assert months <= d["referring"][name] | {d["new"]}, name
+        assert d["referring"][name] <= months, name
+    sales = set().union(*(rewritten("silver/tpcds", n) for n in ("store_sales", "catalog_sales", "web_sales")))
+    returns = set().union(*(rewritten("silver/tpcds", n) for n in ("store_returns", "catalog_returns", "web_returns")))
+    dated = lambda months: months - {NULL_MONTH}  # noqa: E731 (gold holds dated lines only)
+    assert rewritten("gold/tpcds", "daily_sales_summary") == dated(sales | returns)
+    # product_performance: the months whose sales changed, and those selling the item (its category changed).
+    assert rewritten("gold/tpcds", "product_performance") == dated(sales | d["item_months"])
+    recategorised = [r for r in _rows(storage, "gold/tpcds/product_performance", read_parquet) if r["item_sk"] == d["item"]]
+    assert recategorised and {r["category"] for r in recategorised} == {"Recategorised"}
