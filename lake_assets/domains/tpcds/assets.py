@@ -270,12 +270,12 @@ def build_bronze(spec: TableSpec, partitions, landing: AssetSpec) -> AssetsDefin
 DIMENSION_KEYS = {"date_dim": "d_date_sk", "item": "i_item_sk"}
 
 
-def _dimension_deliveries(inputs: dict, before: dict) -> dict[str, set[str]] | None:
-    """For each dimension whose silver changed since a fact last built: its bronze files delivered since
+def _dimension_deliveries(inputs: dict, before: dict, dims=tuple(DIMENSION_KEYS)) -> dict[str, set[str]] | None:
+    """For each of ``dims`` whose silver changed since an asset last built: its bronze files delivered since
     (new or converted again; their keys are the dimension rows that may have changed). None when that
     cannot be told (no record of its bronze, or a bronze file gone): then every month is rebuilt."""
     out: dict[str, set[str]] = {}
-    for dim in DIMENSION_KEYS:
+    for dim in dims:
         if not increments.changed(inputs[dim], before.get(dim, {})):
             continue
         seen = before.get(f"bronze_{dim}")
@@ -444,16 +444,23 @@ def _changed_months(before: dict | None, inputs: dict[str, increments.Versions],
     return sorted(m for m in out if m is not None)
 
 
-def _months_with_delivered_items(session, storage: LakeStorage, sales: tuple[str, ...], files: set[str]) -> list[str]:
-    """The months whose sales lines sell an item some ``item`` bronze files deliver (their rows carry it)."""
+def _months_referring(session, storage: LakeStorage, facts: tuple[str, ...], delivered: dict[str, set[str]]
+                      ) -> set[str]:
+    """The months in which silver ``facts`` store rows referring to a key of the dimension rows delivered
+    (``delivered``: dimension -> its new bronze files)."""
     from functools import reduce
 
-    keys = _delivered_keys(session, storage, "item", files)
-    found = [m for m in (_stored_months(session, storage, n, keys, F.col(TABLES[n].item_key) == F.col("_dim_key"))
-                         for n in sales) if m is not None]
-    if not found:
-        return []
-    return sorted(r[0] for r in reduce(DataFrame.union, found).distinct().collect())
+    found = []
+    for dim, files in delivered.items():
+        if not files:
+            continue
+        keys = _delivered_keys(session, storage, dim, files)
+        for name in facts:
+            on = reduce(lambda a, b: a | b, [F.col(ref) == F.col("_dim_key") for ref in _fact_refs(TABLES[name], dim)])
+            months = _stored_months(session, storage, name, keys, on)
+            if months is not None:
+                found.append(months)
+    return {r[0] for r in reduce(DataFrame.union, found).distinct().collect()} if found else set()
 
 
 def _read_silver(session, storage, names: Iterable[str], months: list[str] | None) -> dict[str, DataFrame]:
@@ -490,12 +497,13 @@ def _monthly_gold(name: str, inputs: tuple[str, ...], whole: tuple[str, ...], ma
         now |= {f"bronze_{w}": increments.versions(storage, BRONZE[w]) for w in whole}
         before = increments.consumed(storage, table.location)
         months = _changed_months(before, now, whole)
-        if months is None and before is not None and whole == ("item",):
-            # An item delivery: the months selling the items it brings, with those whose sales changed.
-            delivered = _dimension_deliveries({**now, "date_dim": {}}, {**before, "date_dim": {}})
+        if months is None and before is not None and set(whole) <= set(DIMENSION_KEYS):
+            # A dimension delivery (product performance reads `item` whole): the months whose lines refer
+            # to the keys it brings, with those whose inputs changed.
+            delivered = _dimension_deliveries(now, before, whole)
             if delivered is not None:
-                months = sorted(set(_changed_months(before, now)) - {None}
-                                | set(_months_with_delivered_items(session, storage, inputs, delivered.get("item", set()))))
+                months = sorted(set(_changed_months(before, now))
+                                | _months_referring(session, storage, inputs, delivered))
         if months is None:  # every month the inputs hold, and every month this table holds
             months = sorted({m for n in inputs for m in map(increments.partition_of, now[n]) if m}
                             | {increments.partition_of(p) for p in increments.versions(storage, table)})
