@@ -29,6 +29,7 @@ staged, one atomic rename or PUT per file) and is registered in the catalog.
 
 import datetime as dt
 import functools
+from functools import reduce
 from typing import Any, Callable, Iterable
 
 from dagster import (
@@ -295,14 +296,20 @@ def _delivered_keys(session, storage: LakeStorage, dim: str, files: set[str]) ->
         F.col(DIMENSION_KEYS[dim]).alias("_dim_key")).where(F.col("_dim_key").isNotNull()).distinct()
 
 
-def _stored_months(session, storage: LakeStorage, name: str, keys: DataFrame, on) -> DataFrame | None:
-    """The months (:data:`PARTITION`) silver ``name`` stores its rows matching ``keys`` under (``on``: the
-    join's columns or condition); None when it stores nothing yet."""
+def _stored_rows(session, storage: LakeStorage, name: str) -> DataFrame | None:
+    """Silver ``name``'s stored rows, each with the month (:data:`PARTITION`) it is stored under; None when
+    it stores nothing yet."""
     if not SILVER[name].data_files(storage):
         return None
-    stored = read_files(session, storage, SILVER[name], schemas.SILVER[name]).withColumn(
+    return read_files(session, storage, SILVER[name], schemas.SILVER[name]).withColumn(
         PARTITION, F.regexp_extract(F.col("_metadata.file_path"), r"=([^/=]+)/[^/]*$", 1))
-    return stored.join(keys, on, "left_semi").select(PARTITION)
+
+
+def _referring(rows: DataFrame, spec: TableSpec, dim: str, keys: DataFrame) -> DataFrame:
+    """The rows of a fact referring to one of ``keys`` (``_dim_key``) of ``dim`` by any of their references
+    to it: one broadcast equi-join per reference (an OR of them would be a nested-loop join)."""
+    return reduce(DataFrame.unionByName, [rows.join(F.broadcast(keys), F.col(ref) == F.col("_dim_key"), "left_semi")
+                                          for ref in _fact_refs(spec, dim)])
 
 
 def _touched_months(session, storage: LakeStorage, parsed: DataFrame, spec: TableSpec, new_files: set[str],
@@ -311,17 +318,13 @@ def _touched_months(session, storage: LakeStorage, parsed: DataFrame, spec: Tabl
     rows it brings (``delivered``: dimension -> its new bronze files), then of every row sharing a primary
     key with one of them (the rows they replace, or that replace them), in their new place and, for rows
     a dimension moves or makes valid or invalid, where they were stored before."""
-    from functools import reduce
-
     touched: list[DataFrame] = []
     if new_files:
         touched.append(parsed.where(F.col("_bronze_file").isin(*sorted(new_files))))
     for dim, files in delivered.items():
         if not files:
             continue
-        dim_keys = _delivered_keys(session, storage, dim, files)
-        touched += [parsed.join(F.broadcast(dim_keys), F.col(ref) == F.col("_dim_key"), "left_semi")
-                    for ref in _fact_refs(spec, dim)]
+        touched.append(_referring(parsed, spec, dim, _delivered_keys(session, storage, dim, files)))
     if not touched:
         return []
     rows = reduce(DataFrame.unionByName, touched)
@@ -331,9 +334,9 @@ def _touched_months(session, storage: LakeStorage, parsed: DataFrame, spec: Tabl
     months = sharing.select(PARTITION)
     if any(delivered.values()):
         # A dimension row changes where its facts are dated, or whether they are valid: their old place.
-        stored = _stored_months(session, storage, spec.name, keys, pk)
+        stored = _stored_rows(session, storage, spec.name)
         if stored is not None:
-            months = months.union(stored)
+            months = months.union(stored.join(keys, pk, "left_semi").select(PARTITION))
         rejected = _stored_quarantine(storage, spec.name)
         if rejected:
             from lake_assets.spark import spark_paths
@@ -448,18 +451,15 @@ def _months_referring(session, storage: LakeStorage, facts: tuple[str, ...], del
                       ) -> set[str]:
     """The months in which silver ``facts`` store rows referring to a key of the dimension rows delivered
     (``delivered``: dimension -> its new bronze files)."""
-    from functools import reduce
-
     found = []
     for dim, files in delivered.items():
         if not files:
             continue
         keys = _delivered_keys(session, storage, dim, files)
         for name in facts:
-            on = reduce(lambda a, b: a | b, [F.col(ref) == F.col("_dim_key") for ref in _fact_refs(TABLES[name], dim)])
-            months = _stored_months(session, storage, name, keys, on)
-            if months is not None:
-                found.append(months)
+            stored = _stored_rows(session, storage, name)
+            if stored is not None:
+                found.append(_referring(stored, TABLES[name], dim, keys).select(PARTITION))
     return {r[0] for r in reduce(DataFrame.union, found).distinct().collect()} if found else set()
 
 
