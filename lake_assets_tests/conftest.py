@@ -31,6 +31,15 @@ os.environ.setdefault("SPARK_CONF_spark__sql__codegen__factoryMode", "NO_CODEGEN
 # Test files are kilobytes: one split per core, not the several per core that keep big inputs balanced
 # (spark.SPLITS_PER_CORE), which here only multiply tasks (about 12% off the tpcds lake's run).
 os.environ.setdefault("SPARK_CONF_spark__sql__files__minPartitionNum", "2")
+# Adaptive execution re-plans at every shuffle, submitting each map stage as a Spark job of its own:
+# on two shuffle partitions of kilobytes there is nothing for it to coalesce or rebalance, and the
+# extra jobs and re-planning cost about 15% of a warm commerce run. Off for the test session only
+# (same results); the cluster tests run with the product's settings, adaptive execution on.
+os.environ.setdefault("SPARK_CONF_spark__sql__adaptive__enabled", "false")
+# A retried step waits 1, 3 and 7 times this (LakeSettings.retry_delay_seconds): a second in production,
+# so a restarting server is waited out; the faults tests inject are gone at once, so every retry is
+# still taken and asserted, without sleeping seconds each time.
+os.environ.setdefault("LAKE_RETRY_DELAY_SECONDS", "0.05")
 # Dummy credentials so nothing ever reaches a real AWS account.
 for _k, _v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
