@@ -15,6 +15,8 @@ def test_local_by_default_bound_to_loopback_with_ansi_and_utc(monkeypatch):
     assert conf["spark.sql.ansi.enabled"] == "true" and conf["spark.sql.session.timeZone"] == "UTC"
     assert conf["spark.sql.parquet.outputTimestampType"] == "TIMESTAMP_MICROS"
     assert "spark.remote" not in conf
+    # Column building without a py4j round trip per call for the Python call site (a setting of its own).
+    assert conf["spark.python.sql.dataFrameDebugging.enabled"] == "false"
 
 
 def test_cluster_connect_and_extra_settings(monkeypatch):
