@@ -39,7 +39,7 @@ from lake_assets.ingest.jobs import LandingSpec, build_ingest_job, build_landing
 from lake_assets.ingest.router import Zones
 from lake_assets.ingest.tabular import tabular_format
 from lake_assets.ingest.validated import read_validated_text, validated_files
-from lake_assets.io_managers import lake_table, read_partitions_present
+from lake_assets.io_managers import PRESENT_ONLY, lake_table, read_partitions_present
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality.rules import record_text_for_rejects
 from lake_assets.resources import LakeResource
@@ -230,10 +230,16 @@ def build(settings: LakeSettings) -> dict[str, Any]:
         return gold.fact_transactions(transactions, dim_users)
 
 
-    @asset(ins={"fact_events": AssetIn("fact_events"), "fact_transactions": AssetIn("fact_transactions")},
+    # Either fact may have no partition on a date: events and transactions arrive apart, and a date
+    # holding only one of them never gets the other's (nothing feeds it). What is missing is no rows;
+    # when it arrives, its fact is built and this partition is stale again.
+    _either = {"metadata": {PRESENT_ONLY: True}}
+
+    @asset(ins={"fact_events": AssetIn("fact_events", **_either),
+                "fact_transactions": AssetIn("fact_transactions", **_either)},
            metadata=GOLD_TABLES["fact_user_activity"], **_GOLD_KW, **_DAILY_KW)
     def fact_user_activity(fact_events: DataFrame, fact_transactions: DataFrame) -> DataFrame:
-        """(user_id, date): events, distinct sessions, completed purchases."""
+        """(user_id, date): events, distinct sessions, completed purchases (a date may hold only one kind)."""
         return gold.fact_user_activity(fact_events, fact_transactions)
 
 
