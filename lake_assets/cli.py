@@ -74,8 +74,8 @@ def cmd_generate(args) -> int:
 
 
 # -- run -------------------------------------------------------------------
-def run_lake(progress=_say):
-    """Ingest and build every domain; returns each domain's run report."""
+def run_lake(progress=_say, only=()):
+    """Ingest and build every domain (or those ``only`` names); returns each domain's run report."""
     from lake_assets.definitions import run_every_domain
     from lake_assets.settings import LakeSettings
 
@@ -83,7 +83,7 @@ def run_lake(progress=_say):
     settings = LakeSettings.from_env()
     # Entered, so Dagster's definitions-state storage is this live instance's.
     with _instance() as instance:
-        return run_every_domain(instance, storage, settings, progress)
+        return run_every_domain(instance, storage, settings, progress, only=only)
 
 
 def _instance():
@@ -150,8 +150,14 @@ def _report(runs) -> int:
 
 
 def cmd_run(args) -> int:
+    from lake_assets.domains import DOMAINS
+
+    unknown = [d for d in args.domains if d not in DOMAINS]
+    if unknown:
+        _say(f"no domain {', '.join(unknown)}; the domains are {', '.join(DOMAINS)}")
+        return 2
     t0 = time.time()
-    runs = run_lake()
+    runs = run_lake(only=args.domains)
     for d in runs:
         _say(d.summary)
     code = _report(runs)
@@ -482,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     g.set_defaults(func=cmd_generate)
 
     r = sub.add_parser("run", help="ingest raw/ and build everything stale to gold")
+    r.add_argument("domains", nargs="*", metavar="DOMAIN",
+                   help="only these domains (default: every one; analytics, which reads commerce gold, "
+                        "is built only when named or when no domain is)")
     r.set_defaults(func=cmd_run)
 
     st = sub.add_parser("status", help="per domain, what is stale and why (exit 1 when anything is)")

@@ -140,18 +140,32 @@ def test_dagster_cli_backfills_a_range_in_one_run(cli_env, spark, tmp_path, read
 
 
 def test_a_failing_commerce_check_stops_its_marts_and_the_cli_names_it(cli_env, spark, capsys, monkeypatch):
-    """Another domain, another blocking check kind (the quarantine rate): `lake run` exits 1 naming the
-    check, and the marts it guards are not built."""
-    lake, _ = cli_env
+    """Another domain, another blocking check kind (the quarantine rate): `lake run commerce` exits 1
+    naming the check, and the marts it guards are not built. Named, one domain runs alone: the logs
+    files beside it wait, and analytics (which reads commerce gold) is not built; an unknown name is refused."""
+    lake, home = cli_env
     monkeypatch.setenv("LAKE_QUARANTINE_RATE_WARN", "0")
     monkeypatch.setenv("LAKE_QUARANTINE_RATE_ERROR", "0")
     assert cli.main(["generate", "commerce", "--days", "1", "--records-per-day", "40", "--users", "6",
                      "--start", "2024-05-01", "--bad-share", "0.2", "--bad-files", "0"]) == 0
-    assert cli.main(["run"]) == 1
+    assert cli.main(["generate", "logs", "--days", "1", "--records-per-day", "20", "--start", "2024-05-01",
+                     "--bad-share", "0", "--bad-files", "0"]) == 0
+    storage = LakeStorage(str(lake))
+    waiting = sorted(f.path for f in storage.list_files("raw") if not f.path.startswith(
+        ("raw/events/", "raw/users/", "raw/transactions/")))
+    assert waiting
+    capsys.readouterr()
+    assert cli.main(["run", "commerce", "nope"]) == 2
+    assert "no domain nope; the domains are logs, commerce" in capsys.readouterr().out
+    assert cli.main(["run", "commerce"]) == 1
     out = capsys.readouterr().out
     assert "FAILED commerce: commerce_pipeline_job for 2024-05-01..2024-05-01" in out
     assert "blocking check failed: silver_events:silver_events_quarantine_rate" in out
-    storage = LakeStorage(str(lake))
+    assert sorted(f.path for f in storage.list_files("raw")) == waiting  # the logs files still wait
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert sorted({r.job_name for r in instance.get_runs()}) == ["commerce_pipeline_job", "ingest_commerce_job"]
     assert storage.list_files("quarantine/events/event_date=2024-05-01")  # quarantine written, with reasons
     assert not storage.list_files("gold/mart/daily_revenue/event_date=2024-05-01")
     assert not storage.list_files("gold/fact/fact_events/event_date=2024-05-01")

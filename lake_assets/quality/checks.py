@@ -8,6 +8,7 @@ check is partitioned, blocking, and its name and description:
 * :func:`schema_check`: a ``pandera.pyspark`` schema (types, nullability, value checks);
 * :func:`unique_key_check`: no two rows share a key;
 * :func:`keys_check`: a unique key, and every reference found in its table (orphans);
+* :func:`table_checks`: both of those on one table, as one step reading it once in one Spark pass;
 * :func:`accounting_check`: every record ingestion routed to a partition is in the
   valid table(s) or the rejects, once (manifests and Parquet footers: no Spark);
 * :func:`rate_check`: the share of a partition's dated records rejected, against
@@ -177,36 +178,50 @@ def validate_tables(tables: Mapping[str, tuple[Any, Any]]) -> dict[str, dict[str
     column and check, which costs seconds per table even on a few rows; the tables of
     an asset writing several are measured together (:func:`measure`: one scan, one job).
     """
-    from pandera.config import ValidationDepth, config_context
-    from pyspark.sql import functions as F
+    plan = _SchemaPlan(tables)
+    return plan.errors(measure(*plan.observed))
 
-    found: dict[str, dict[str, object]] = {}
-    plans: dict[str, tuple[Any, dict[str, Any], list[tuple[str, str]]]] = {}
-    for name, (schema, df) in tables.items():
-        # Names, types and strictness only (nullability would cost pandera one job per column).
-        shape = schema.update_columns({c: {"nullable": True, "checks": []} for c in schema.columns})
-        with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
-            found[name] = json.loads(json.dumps(shape.validate(df).pandera.errors, default=str))
-        if found[name]:
-            continue  # wrong columns or types: data checks would not mean much
-        exprs, labels = {}, []
-        for col_name, column in schema.columns.items():
-            col = F.col(col_name)
-            if not column.nullable:
-                labels.append((col_name, "not_nullable"))
-                exprs[f"c{len(exprs)}"] = F.count(F.when(col.isNull(), 1))
-            for check in column.checks:
-                labels.append((col_name, check.name))
-                exprs[f"c{len(exprs)}"] = F.count(F.when(_violation(check, col), 1))
-        if exprs:
-            plans[name] = (df, exprs, labels)
-    counted = measure(*[(df, exprs) for df, exprs, _ in plans.values()])
-    for (name, (_, exprs, labels)), counts in zip(plans.items(), counted):
-        failures = [{"column": col, "check": check, "failure_cases": int(counts[key])}
-                    for (col, check), key in zip(labels, exprs) if counts[key]]
-        if failures:
-            found[name] = {"DATA": failures}
-    return found
+
+class _SchemaPlan:
+    """:func:`validate_tables` in two halves, so another check's aggregates can join its Spark pass:
+    the schema-level errors (pandera, no Spark) and the aggregates still to measure (``observed``),
+    then :meth:`errors` from what :func:`measure` found for them."""
+
+    def __init__(self, tables: Mapping[str, tuple[Any, Any]]):
+        from pandera.config import ValidationDepth, config_context
+        from pyspark.sql import functions as F
+
+        self.found: dict[str, dict[str, object]] = {}
+        self.plans: dict[str, tuple[dict[str, Any], list[tuple[str, str]]]] = {}
+        self.observed: list[tuple[Any, dict[str, Any]]] = []
+        for name, (schema, df) in tables.items():
+            # Names, types and strictness only (nullability would cost pandera one job per column).
+            shape = schema.update_columns({c: {"nullable": True, "checks": []} for c in schema.columns})
+            with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
+                self.found[name] = json.loads(json.dumps(shape.validate(df).pandera.errors, default=str))
+            if self.found[name]:
+                continue  # wrong columns or types: data checks would not mean much
+            exprs, labels = {}, []
+            for col_name, column in schema.columns.items():
+                col = F.col(col_name)
+                if not column.nullable:
+                    labels.append((col_name, "not_nullable"))
+                    exprs[f"c{len(exprs)}"] = F.count(F.when(col.isNull(), 1))
+                for check in column.checks:
+                    labels.append((col_name, check.name))
+                    exprs[f"c{len(exprs)}"] = F.count(F.when(_violation(check, col), 1))
+            if exprs:
+                self.plans[name] = (exprs, labels)
+                self.observed.append((df, exprs))
+
+    def errors(self, counted: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, object]]:
+        found = dict(self.found)
+        for (name, (exprs, labels)), counts in zip(self.plans.items(), counted):
+            failures = [{"column": col, "check": check, "failure_cases": int(counts[key])}
+                        for (col, check), key in zip(labels, exprs) if counts[key]]
+            if failures:
+                found[name] = {"DATA": failures}
+        return found
 
 
 def error_count(errors: Mapping[str, Any]) -> int:
@@ -231,16 +246,6 @@ def pandera_schema(struct, checks: dict[str, list] | None = None):
     )
 
 
-def pandera_result(schemas: dict[str, object], frames: dict[str, object]) -> AssetCheckResult:
-    """Validate each DataFrame with its ``pandera.pyspark`` schema; fail listing every error."""
-    errors = {name: found for name, found in
-              validate_tables({name: (schema, frames[name]) for name, schema in schemas.items()}).items() if found}
-    return AssetCheckResult(
-        passed=not errors,
-        metadata={"tables": MetadataValue.json(sorted(schemas)), "errors": MetadataValue.json(errors)},
-    )
-
-
 def schema_check(asset, table: TableSource, schema, *, name: str | None = None, dataset: str | None = None,
                  partitions_def: PartitionsDefinition | None = None, blocking: bool = True,
                  description: str | None = None) -> AssetChecksDefinition:
@@ -258,20 +263,30 @@ def schema_check(asset, table: TableSource, schema, *, name: str | None = None, 
                     description=description or f"pandera (PySpark) schema of {short}: columns, types, "
                                                "nullability, allowed values.")
     def _check(context, keys):
-        frames = read_source(context, table, keys, short)
-        if isinstance(schema, Mapping):
-            if not isinstance(frames, Mapping):
-                [label] = schema  # one table, reported under its name
-                frames = {label: frames}
-            result = pandera_result(dict(schema), frames)
-            failed = sum(error_count(e) for e in result.metadata["errors"].value.values())
-        else:
-            errors = validate_with_pandera(schema, frames)
-            result = AssetCheckResult(passed=not errors, metadata={"errors": MetadataValue.json(errors)})
-            failed = error_count(errors)
-        return result, failed
+        tables = _schema_tables(schema, read_source(context, table, keys, short))
+        passed, metadata, failed = _schema_outcome(schema, validate_tables(tables))
+        return AssetCheckResult(passed=passed, metadata=metadata), failed
 
     return _check
+
+
+def _schema_tables(schema, frames) -> dict[str, tuple[Any, Any]]:
+    """A schema check's ``(schema, frame)`` by name: ``""`` for one schema, else the mapping's names."""
+    if not isinstance(schema, Mapping):
+        return {"": (schema, frames)}
+    if not isinstance(frames, Mapping):
+        [label] = schema  # one table, reported under its name
+        frames = {label: frames}
+    return {name: (one, frames[name]) for name, one in schema.items()}
+
+
+def _schema_outcome(schema, errors: Mapping[str, Any]) -> tuple[bool, dict[str, Any], int]:
+    """Passed, metadata (``errors``; ``tables`` too for a mapping) and failing cases of a schema check."""
+    if not isinstance(schema, Mapping):
+        return not errors[""], {"errors": MetadataValue.json(errors[""])}, error_count(errors[""])
+    broken = {name: found for name, found in errors.items() if found}
+    return not broken, {"tables": MetadataValue.json(sorted(schema)), "errors": MetadataValue.json(broken)}, \
+        sum(error_count(e) for e in broken.values())
 
 
 # -- keys and references ---------------------------------------------------------------------------------
@@ -289,6 +304,13 @@ def count_and_sample(rows, sample: int) -> tuple[int, list[str]]:
 
 def key_violations(df, unique: Sequence[str] = (), refs: Sequence[tuple[str, Any, str]] = (),
                    sample: int = 5) -> list[tuple[int, list[str]]]:
+    """See :func:`_key_plan`: its violations, measured alone."""
+    observed, found = _key_plan(df, unique, refs, sample)
+    [measured] = measure(observed)
+    return found(measured)
+
+
+def _key_plan(df, unique: Sequence[str] = (), refs: Sequence[tuple[str, Any, str]] = (), sample: int = 5):
     """Keys of ``df`` on more than one row (when ``unique``), then, for each ``(column, ref, ref_column)``,
     the distinct non-null values of ``column`` with no match in ``ref``'s ``ref_column``: each a count
     and the first ``sample`` in order as ``a/b`` strings, all from one pass (:func:`measure`).
@@ -301,6 +323,9 @@ def key_violations(df, unique: Sequence[str] = (), refs: Sequence[tuple[str, Any
     (:func:`_tally`) as they come out of it: two Spark jobs, one each side of the grouping's
     shuffle, however many references. Only key and referencing columns are read; a referenced
     column of another type is compared in the type Spark's union widens both to.
+
+    Returned in two halves, so another check's aggregates can join the same Spark pass: the frame
+    and aggregates to :func:`measure`, and a function of what it found giving the list above.
     """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -326,10 +351,13 @@ def key_violations(df, unique: Sequence[str] = (), refs: Sequence[tuple[str, Any
                                       F.max("_referenced").alias("_referenced"))
     broken = [F.col("_rows") > 1 if k < dups else (F.col("_rows") > 0) & (F.col("_referenced") == 0)
               for k in range(len(kinds))]
-    [found] = measure((groups, {f"{what}{kind}": e for kind, bad in zip(kinds, broken)
-                                for what, e in _tally(F.when(F.col(kind).isNotNull() & bad, F.col(kind)),
-                                                      sample).items()}))
-    return [(found[f"count{kind}"], _strings(found[f"sample{kind}"], cols)) for kind, cols in zip(kinds, shown)]
+    observed = (groups, {f"{what}{kind}": e for kind, bad in zip(kinds, broken)
+                         for what, e in _tally(F.when(F.col(kind).isNotNull() & bad, F.col(kind)), sample).items()})
+
+    def found(measured: Mapping[str, Any]) -> list[tuple[int, list[str]]]:
+        return [(measured[f"count{kind}"], _strings(measured[f"sample{kind}"], cols)) for kind, cols in zip(kinds, shown)]
+
+    return observed, found
 
 
 def duplicate_keys(df, keys: Sequence[str], sample: int = 10) -> tuple[int, list[str]]:
@@ -391,25 +419,94 @@ def keys_check(asset, table: TableSource, unique: Sequence[str], *, refs: Sequen
     short = _short(asset)
     name = name or f"{short}_keys"
     refs = [Reference(*r) for r in refs]
-    what = f"({', '.join(unique)}) unique" + "".join(f"; every {r.column} in {r.asset}" for r in refs) + "."
 
     @recorded_check(asset=asset, name=name, dataset=_dataset(dataset, table, name), blocking=blocking,
                     partitions_def=partitions_def, additional_deps=[r.asset for r in refs],
-                    resources=("spark",), description=description or what)
+                    resources=("spark",), description=description or _keys_what(unique, refs))
     def _check(context, keys):
         # Duplicates and every reference's orphans: one Spark action (key_violations).
-        (n, found), *orphans = key_violations(
-            read_source(context, table, keys, short), unique,
-            [(r.column, read_source(context, r.table, [None], r.asset), r.ref_column) for r in refs], sample)
-        details: dict[str, Any] = {"duplicate_keys": {"key": list(unique), "count": n, "sample": found}}
-        bad = n
-        for ref, (n, found) in zip(refs, orphans):
-            details[f"{ref.column}_not_in_{ref.asset}"] = {"count": n, "sample": found}
-            bad += n
-        return AssetCheckResult(passed=bad == 0, metadata={
-            "violations": bad, "details": MetadataValue.json(details)}), bad
+        passed, metadata, bad = _keys_outcome(unique, refs, key_violations(
+            read_source(context, table, keys, short), unique, _referenced(context, refs), sample))
+        return AssetCheckResult(passed=passed, metadata=metadata), bad
 
     return _check
+
+
+def _keys_what(unique: Sequence[str], refs: Sequence[Reference]) -> str:
+    return f"({', '.join(unique)}) unique" + "".join(f"; every {r.column} in {r.asset}" for r in refs) + "."
+
+
+def _referenced(context, refs: Sequence[Reference]) -> list[tuple[str, Any, str]]:
+    """A keys check's references as :func:`key_violations` takes them, each referenced table read whole."""
+    return [(r.column, read_source(context, r.table, [None], r.asset), r.ref_column) for r in refs]
+
+
+def _keys_outcome(unique: Sequence[str], refs: Sequence[Reference],
+                  violations: list[tuple[int, list[str]]]) -> tuple[bool, dict[str, Any], int]:
+    """Passed, metadata (``violations``, ``details``) and violations of a keys check."""
+    (n, found), *orphans = violations
+    details: dict[str, Any] = {"duplicate_keys": {"key": list(unique), "count": n, "sample": found}}
+    bad = n
+    for ref, (n, found) in zip(refs, orphans):
+        details[f"{ref.column}_not_in_{ref.asset}"] = {"count": n, "sample": found}
+        bad += n
+    return bad == 0, {"violations": bad, "details": MetadataValue.json(details)}, bad
+
+
+def table_checks(asset, table: TableSource, schema, unique: Sequence[str], *, refs: Sequence[Reference] = (),
+                 keys_table: TableSource | None = None, keys_name: str | None = None, dataset: str | None = None,
+                 partitions_def: PartitionsDefinition | None = None, blocking: bool = True,
+                 schema_description: str | None = None, keys_description: str | None = None,
+                 sample: int = 5) -> AssetChecksDefinition:
+    """:func:`schema_check` and :func:`keys_check` of one table as one step and one Spark pass.
+
+    The same two checks, by the same names (``{asset}_schema``, ``keys_name`` or ``{asset}_keys``),
+    with the same results and metadata, blocking alike, each selectable alone in the UI; but the
+    table is read once (``keys_table``: the keys from another reader of it, e.g. with its declared
+    types, while the schema sees it as stored) and the schema's aggregates ride the keys check's own
+    scan (:func:`measure` of both): on a daily batch a check costs its Spark job and step more than
+    its rows, and every table with a schema and a key has both. ``table`` is one frame (no subtables).
+    """
+    from dagster import AssetCheckSpec, multi_asset_check
+
+    short, key = _short(asset), _key(asset)
+    schema_name, keys_name = f"{short}_schema", keys_name or f"{short}_keys"
+    refs = [Reference(*r) for r in refs]
+    dataset = _dataset(dataset, table, schema_name)
+    specs = [
+        AssetCheckSpec(schema_name, asset=key, blocking=blocking, partitions_def=partitions_def,
+                       description=schema_description or f"pandera (PySpark) schema of {short}: columns, types, "
+                                                         "nullability, allowed values."),
+        AssetCheckSpec(keys_name, asset=key, blocking=blocking, partitions_def=partitions_def,
+                       additional_deps=[_key(r.asset) for r in refs],
+                       description=keys_description or _keys_what(unique, refs)),
+    ]
+
+    @multi_asset_check(specs=specs, name=f"{short}_schema_and_keys", can_subset=True,
+                       required_resource_keys={"lake", "spark"})
+    def _checks(context):  # (annotations are strings here, which Dagster refuses for `context`)
+        keys = list(context.partition_keys) if partitions_def is not None else [None]
+        selected = {k.name for k in context.selected_asset_check_keys}
+        observed, finish = [], {}
+        frames = read_source(context, table, keys, short)
+        if schema_name in selected:
+            plan = _SchemaPlan(_schema_tables(schema, frames))
+            finish[schema_name] = (len(plan.observed), lambda found: _schema_outcome(schema, plan.errors(found)))
+            observed += plan.observed
+        if keys_name in selected:
+            df = frames if keys_table is None else read_source(context, keys_table, keys, short)
+            one, found_keys = _key_plan(df, unique, _referenced(context, refs), sample)
+            finish[keys_name] = (1, lambda found: _keys_outcome(unique, refs, found_keys(found[0])))
+            observed.append(one)
+        measured = iter(measure(*observed))  # one pass for both
+        storage, partitions = context.resources.lake.storage, [k for k in keys if k is not None] or None
+        for name, (n, outcome) in finish.items():
+            passed, metadata, count = outcome([next(measured) for _ in range(n)])
+            yield recorded(context, storage, AssetCheckResult(asset_key=key, check_name=name, passed=passed,
+                                                              metadata=metadata),
+                           dataset=dataset, asset=short, name=name, partitions=partitions, count=count)
+
+    return _checks
 
 
 # -- count accounting and reject rates ------------------------------------------------------------------

@@ -235,6 +235,62 @@ def test_keys_check_finds_duplicates_and_orphans_and_blocks(lake_root, instance,
     assert (row["outcome"], row["value"]) == ("failed", "3")
 
 
+def test_table_checks_are_the_schema_and_keys_checks_in_one_step_and_one_pass(lake_root, instance, spark):
+    """The same two checks by the same names and metadata, blocking alike, selectable apart; one step;
+    the schema's aggregates ride the keys check's Spark jobs (no job of their own)."""
+    import pandera.pyspark as pa
+    from dagster import AssetCheckKey, AssetSelection
+
+    from lake_assets.quality.checks import table_checks
+
+    storage = LakeStorage(lake_root)
+    write_table(storage, REFS, spark.createDataFrame([("r1",), ("r2",)], REFS_SCHEMA), [None], asset="refs",
+                run_id="seed")
+
+    @asset(metadata=REFS, io_manager_key="lake_io_manager")
+    def refs():  # declared for the check's dependency; written above, not by this run
+        raise AssertionError("not materialized in these runs")
+
+    reference = [Reference("ref", REFS, "refs", "ref")]
+    schema = pandera_schema(ITEMS_SCHEMA, {"n": [pa.Check.le(4)]})
+    both = table_checks("items", ITEMS, schema, ["id"], refs=reference, partitions_def=PARTS)
+    assert [(s.name, s.blocking) for s in both.check_specs] == [("items_schema", True), ("items_keys", True)]
+    assert {d.asset_key for s in both.check_specs for d in s.additional_deps} == {AssetKey("refs")}
+    DATA["items"] = [("a", 1, "r1"), ("a", 2, "r2"), ("b", 5, "zz"), ("c", 6, "zz"), ("d", 3, "yy")]
+    BUILT.clear()
+    result = materialize([item_rejects, items, downstream, refs, both], resources=resources(lake_root),
+                         instance=instance, partition_key=DAY, raise_on_error=False,
+                         selection=AssetSelection.assets(item_rejects, items, downstream))
+    schema_ev, keys_ev = evaluation(result, "items_schema"), evaluation(result, "items_keys")
+    assert not schema_ev.passed and not keys_ev.passed and BUILT == []  # both blocking, both failed
+    assert meta(schema_ev) == {"errors": {"DATA": [
+        {"column": "n", "check": "less_than_or_equal_to", "failure_cases": 2}]}}
+    assert meta(keys_ev) == {"violations": 3, "details": {
+        "duplicate_keys": {"key": ["id"], "count": 1, "sample": ["a"]},
+        "ref_not_in_refs": {"count": 2, "sample": ["yy", "zz"]}}}
+    steps = {e.step_key for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert steps == {"items_schema_and_keys"}
+    assert (recorded(lake_root, result, "items", "items_schema")["value"],
+            recorded(lake_root, result, "items", "items_keys")["value"]) == ("2", "3")
+
+    # Spark jobs: items rebuilt with both checks costs what it costs with the keys check alone (the
+    # schema's aggregates add no job); and each check can run alone.
+    from lake_assets_tests.quality.test_one_pass import spark_jobs
+
+    def checks_only(*names):
+        with spark_jobs(spark) as jobs:
+            out = materialize([item_rejects, items, both], resources=resources(lake_root), instance=instance,
+                              partition_key=DAY, raise_on_error=False,
+                              selection=AssetSelection.assets(items).without_checks() | AssetSelection.checks(
+                                  *[AssetCheckKey(AssetKey("items"), n) for n in names]))
+        return sorted(e.check_name for e in out.get_asset_check_evaluations()), jobs[0]
+
+    (together, jobs_both), (alone, jobs_keys) = checks_only("items_schema", "items_keys"), checks_only("items_keys")
+    assert together == ["items_keys", "items_schema"] and alone == ["items_keys"]
+    assert jobs_both == jobs_keys > 0
+    assert checks_only("items_schema")[0] == ["items_schema"]
+
+
 def test_accounting_check_fails_when_a_record_is_lost_and_blocks(lake_root, instance, spark):
     check = accounting_check("items", ACCOUNTING, name="items_accounted", dataset="test", description="d",
                              partitions_def=PARTS)

@@ -21,13 +21,13 @@ from lake_assets.quality.checks import (
     Accounting,
     Reference,
     accounting_check,
-    keys_check,
     measure,
     pandera_schema,
     rate_check,
     read_source,
     recorded_check,
     schema_check,
+    table_checks,
 )
 from lake_assets.quality.rules import REJECT_SCHEMA
 from lake_assets.settings import LakeSettings, module_built_from_env
@@ -58,9 +58,8 @@ def silver_checks(spec: DatasetSpec, settings: LakeSettings) -> list[AssetChecks
     name, asset = spec.name, f"silver_{spec.name}"
     daily = {"dataset": name, "partitions_def": daily_partitions(settings.start_date)}
     return [
-        schema_check(asset, SILVER_TABLES[name], _silver_pandera(spec), **daily),
-        keys_check(asset, SILVER_TABLES[name], list(spec.primary_key), **daily,
-                   description=f"({', '.join(spec.primary_key)}) is unique in the partitions checked."),
+        table_checks(asset, SILVER_TABLES[name], _silver_pandera(spec), list(spec.primary_key), **daily,
+                     keys_description=f"({', '.join(spec.primary_key)}) is unique in the partitions checked."),
         accounting_check(asset, accounting(spec), name=f"{asset}_every_row_accounted", **daily,
                          description="Every bronze record routed to the partition is in silver or "
                                      "quarantine, once (from the ingestion manifests and Parquet footers)."),
@@ -137,8 +136,7 @@ def gold_checks(settings: LakeSettings) -> list[AssetChecksDefinition]:
     for asset, struct, partitioned, unique, refs in specs:
         checks = {f.name: [pa.Check.ge(0)] for f in struct.fields if f.name in non_negative}
         kw = {"dataset": "gold", "partitions_def": daily_partitions(settings.start_date) if partitioned else None}
-        out.append(schema_check(asset, t[asset], pandera_schema(struct, checks), **kw))
-        out.append(keys_check(asset, t[asset], unique, refs=refs, **kw))
+        out.append(table_checks(asset, t[asset], pandera_schema(struct, checks), unique, refs=refs, **kw))
     return out
 
 

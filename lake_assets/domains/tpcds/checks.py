@@ -32,11 +32,11 @@ from lake_assets.lake.layout import join
 from lake_assets.partitions import daily_partitions
 from lake_assets.quality.checks import (
     Reference,
-    keys_check,
     pandera_schema,
     rate_result,
     recorded_check,
     schema_check,
+    table_checks,
 )
 from lake_assets.quality.metrics import reason_counts
 from lake_assets.settings import LakeSettings, module_built_from_env
@@ -149,9 +149,9 @@ def silver_checks(spec: TableSpec, settings: LakeSettings) -> list[AssetChecksDe
                               "tpcds_silver_item", "i_item_sk"))
     return [
         silver_accounted(spec),
-        keys_check(asset, stored(SILVER[name], schemas.SILVER[name]), spec.primary_key, refs=refs, dataset=METRICS,
-                   name=f"{asset}_keys"),
-        schema_check(asset, stored(SILVER[name]), _silver_pandera(spec), dataset=METRICS),
+        # The schema sees the table as stored; the keys read it with silver's declared types.
+        table_checks(asset, stored(SILVER[name]), _silver_pandera(spec), spec.primary_key, refs=refs,
+                     keys_table=stored(SILVER[name], schemas.SILVER[name]), dataset=METRICS),
         quarantine_rate(spec, settings),
     ]
 
