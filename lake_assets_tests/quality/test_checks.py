@@ -209,15 +209,20 @@ def test_unique_key_check_fails_with_the_real_count_and_blocks(lake_root, instan
     assert (row["outcome"], row["value"]) == ("failed", "12")
 
 
-def test_keys_check_finds_duplicates_and_orphans_and_blocks(lake_root, instance, spark):
-    storage = LakeStorage(lake_root)
-    write_table(storage, REFS, spark.createDataFrame([("r1",), ("r2",)], REFS_SCHEMA), [None], asset="refs",
-                run_id="seed")
+@pytest.fixture
+def refs(lake_root, spark):
+    """The referenced table, written once (r1, r2), and its asset (declared for the checks' dependency)."""
+    write_table(LakeStorage(lake_root), REFS, spark.createDataFrame([("r1",), ("r2",)], REFS_SCHEMA), [None],
+                asset="refs", run_id="seed")
 
     @asset(metadata=REFS, io_manager_key="lake_io_manager")
-    def refs():  # declared for the check's dependency; written above, not by this run
+    def refs():  # written above, not by the runs
         raise AssertionError("not materialized in these runs")
 
+    return refs
+
+
+def test_keys_check_finds_duplicates_and_orphans_and_blocks(lake_root, instance, spark, refs):
     check = keys_check("items", ITEMS, ["id"], refs=[Reference("ref", REFS, "refs", "ref")], partitions_def=PARTS)
     assert check.check_specs and {d.asset_key for s in check.check_specs for d in s.additional_deps} == {
         AssetKey("refs")}
@@ -235,21 +240,13 @@ def test_keys_check_finds_duplicates_and_orphans_and_blocks(lake_root, instance,
     assert (row["outcome"], row["value"]) == ("failed", "3")
 
 
-def test_table_checks_are_the_schema_and_keys_checks_in_one_step_and_one_pass(lake_root, instance, spark):
+def test_table_checks_are_the_schema_and_keys_checks_in_one_step_and_one_pass(lake_root, instance, spark, refs):
     """The same two checks by the same names and metadata, blocking alike, selectable apart; one step;
     the schema's aggregates ride the keys check's Spark jobs (no job of their own)."""
     import pandera.pyspark as pa
     from dagster import AssetCheckKey, AssetSelection
 
     from lake_assets.quality.checks import table_checks
-
-    storage = LakeStorage(lake_root)
-    write_table(storage, REFS, spark.createDataFrame([("r1",), ("r2",)], REFS_SCHEMA), [None], asset="refs",
-                run_id="seed")
-
-    @asset(metadata=REFS, io_manager_key="lake_io_manager")
-    def refs():  # declared for the check's dependency; written above, not by this run
-        raise AssertionError("not materialized in these runs")
 
     reference = [Reference("ref", REFS, "refs", "ref")]
     schema = pandera_schema(ITEMS_SCHEMA, {"n": [pa.Check.le(4)]})

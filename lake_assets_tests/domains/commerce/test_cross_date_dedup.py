@@ -40,21 +40,12 @@ def keys(rows):
 
 
 @pytest.fixture
-def run(lake_root, instance, spark, monkeypatch, run_lake):
-    # Three-row days: one duplicate is a third of a partition, well above the default ERROR rate.
-    monkeypatch.setenv("LAKE_QUARANTINE_RATE_ERROR", "1.0")
-    monkeypatch.setenv("LAKE_QUARANTINE_RATE_WARN", "1.0")
-    from lake_assets.definitions import build_defs
+def run(small_commerce_lake, instance):
+    # (Three-row days: one duplicate is a third of a partition, well above the default ERROR rate.)
     from lake_assets.domains import DOMAINS
     from lake_assets.staleness import domain_status
 
-    defs = build_defs(lake_root)
-    storage = defs.resources["lake"].storage
-
-    def _run():
-        out = run_lake(defs, instance, "commerce")
-        assert out.success, [r.failures for r in out.runs]
-        return out
+    defs, storage, _run = small_commerce_lake
 
     def _stale(asset: str) -> list[str]:
         status = domain_status(defs, instance, domain="commerce", sources=DOMAINS["commerce"].source_keys(),

@@ -13,19 +13,8 @@ D1, D2 = "2024-03-01", "2024-03-02"
 
 
 @pytest.fixture
-def lake(lake_root, instance, spark, monkeypatch, run_lake, read_parquet):
-    # Two-row days: the quarantine-rate thresholds are not what this is about.
-    monkeypatch.setenv("LAKE_QUARANTINE_RATE_ERROR", "1.0")
-    monkeypatch.setenv("LAKE_QUARANTINE_RATE_WARN", "1.0")
-    from lake_assets.definitions import build_defs
-
-    defs = build_defs(lake_root)
-    storage = defs.resources["lake"].storage
-
-    def run():
-        out = run_lake(defs, instance, "commerce")
-        assert out.success, [r.failures for r in out.runs]
-        return out
+def lake(small_commerce_lake, read_parquet):
+    _, storage, run = small_commerce_lake
 
     def activity() -> dict:
         rows = read_parquet(storage, "gold/fact/fact_user_activity").to_pylist()
