@@ -150,11 +150,12 @@ def _report(runs) -> int:
 
 
 def cmd_run(args) -> int:
-    from lake_assets.domains import DOMAINS
+    from lake_assets.definitions import domain_selection
 
-    unknown = [d for d in args.domains if d not in DOMAINS]
-    if unknown:
-        _say(f"no domain {', '.join(unknown)}; the domains are {', '.join(DOMAINS)}")
+    try:
+        domain_selection(args.domains)  # refused before anything runs
+    except ValueError as e:
+        _say(str(e))
         return 2
     t0 = time.time()
     runs = run_lake(only=args.domains)

@@ -62,6 +62,15 @@ lake_automation_sensor = AutomationConditionSensorDefinition(
 )
 
 
+def domain_selection(only: Sequence[str] = ()) -> list[str]:
+    """The domains ``only`` names, in the house's order (every domain when it names none); a name
+    that is no domain is refused (ValueError, listing the domains)."""
+    unknown = sorted(set(only) - set(DOMAINS))
+    if unknown:
+        raise ValueError(f"no domain {', '.join(unknown)}; the domains are {', '.join(DOMAINS)}")
+    return [name for name in DOMAINS if not only or name in only]
+
+
 def run_every_domain(instance, storage, settings: LakeSettings, progress=lambda _: None,
                      only: Sequence[str] = ()) -> list:
     """What `lake run` does: each domain ingests what waits and builds what is stale (its report).
@@ -71,12 +80,9 @@ def run_every_domain(instance, storage, settings: LakeSettings, progress=lambda 
     """
     from lake_assets.failures import record_outcome
 
-    unknown = sorted(set(only) - set(DOMAINS))
-    if unknown:
-        raise ValueError(f"no domain {', '.join(unknown)}; the domains are {', '.join(DOMAINS)}")
+    names = domain_selection(only)
     defs = build_defs(storage.root_uri, settings)
-    reports = [domain.run(defs, instance, storage, progress, settings) for name, domain in DOMAINS.items()
-               if not only or name in only]
+    reports = [DOMAINS[name].run(defs, instance, storage, progress, settings) for name in names]
     # The daemon's failure sensors never see in-process runs: each is recorded and alerted here.
     for report in reports:
         for outcome in report.runs:
