@@ -260,14 +260,17 @@ def schema_check(asset, table: TableSource, schema, *, name: str | None = None, 
 
     @recorded_check(asset=asset, name=name, dataset=_dataset(dataset, table, name), blocking=blocking,
                     partitions_def=partitions_def, resources=("spark",),
-                    description=description or f"pandera (PySpark) schema of {short}: columns, types, "
-                                               "nullability, allowed values.")
+                    description=description or _schema_what(short))
     def _check(context, keys):
         tables = _schema_tables(schema, read_source(context, table, keys, short))
         passed, metadata, failed = _schema_outcome(schema, validate_tables(tables))
         return AssetCheckResult(passed=passed, metadata=metadata), failed
 
     return _check
+
+
+def _schema_what(short: str) -> str:
+    return f"pandera (PySpark) schema of {short}: columns, types, nullability, allowed values."
 
 
 def _schema_tables(schema, frames) -> dict[str, tuple[Any, Any]]:
@@ -463,8 +466,8 @@ def table_checks(asset, table: TableSource, schema, unique: Sequence[str], *, re
     The same two checks, by the same names (``{asset}_schema``, ``keys_name`` or ``{asset}_keys``),
     with the same results and metadata, blocking alike, each selectable alone in the UI; but the
     table is read once (``keys_table``: the keys from another reader of it, e.g. with its declared
-    types, while the schema sees it as stored) and the schema's aggregates ride the keys check's own
-    scan (:func:`measure` of both): on a daily batch a check costs its Spark job and step more than
+    types, while the schema sees it as stored) and the schema's aggregates are measured in the keys
+    check's Spark action (:func:`measure` of both: no job of their own): on a daily batch a check costs its Spark job and step more than
     its rows, and every table with a schema and a key has both. ``table`` is one frame (no subtables).
     """
     from dagster import AssetCheckSpec, multi_asset_check
@@ -475,8 +478,7 @@ def table_checks(asset, table: TableSource, schema, unique: Sequence[str], *, re
     dataset = _dataset(dataset, table, schema_name)
     specs = [
         AssetCheckSpec(schema_name, asset=key, blocking=blocking, partitions_def=partitions_def,
-                       description=schema_description or f"pandera (PySpark) schema of {short}: columns, types, "
-                                                         "nullability, allowed values."),
+                       description=schema_description or _schema_what(short)),
         AssetCheckSpec(keys_name, asset=key, blocking=blocking, partitions_def=partitions_def,
                        additional_deps=[_key(r.asset) for r in refs],
                        description=keys_description or _keys_what(unique, refs)),
