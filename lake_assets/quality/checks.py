@@ -73,15 +73,25 @@ def recorded_check(*, asset, name: str, dataset: str, description: str,
                      additional_deps=[_key(d) for d in additional_deps],
                      required_resource_keys={"lake", *resources})
         def _check(context):  # (annotations are strings here, which Dagster refuses for `context`)
-            keys = list(context.partition_keys) if partitions_def is not None else [None]
+            keys = _checked_keys(context, partitions_def)
             result, count = body(context, keys)
             return recorded(context, context.resources.lake.storage, result, dataset=dataset,
-                            asset=key.path[-1], name=name,
-                            partitions=[k for k in keys if k is not None] or None, count=count)
+                            asset=key.path[-1], name=name, partitions=_recorded_partitions(keys), count=count)
 
         return _check
 
     return decorate
+
+
+def _checked_keys(context, partitions_def: PartitionsDefinition | None) -> list:
+    """The partitions a check run covers; ``[None]`` when the check is unpartitioned (a full-refresh
+    table, even in a partitioned run)."""
+    return list(context.partition_keys) if partitions_def is not None else [None]
+
+
+def _recorded_partitions(keys: list) -> list[str] | None:
+    """The partitions whose metrics files a check's outcome goes into (None: the run's date)."""
+    return [k for k in keys if k is not None] or None
 
 
 def read_source(context: AssetCheckExecutionContext, source: TableSource, keys: list, asset: str = "asset"):
@@ -467,8 +477,9 @@ def table_checks(asset, table: TableSource, schema, unique: Sequence[str], *, re
     with the same results and metadata, blocking alike, each selectable alone in the UI; but the
     table is read once (``keys_table``: the keys from another reader of it, e.g. with its declared
     types, while the schema sees it as stored) and the schema's aggregates are measured in the keys
-    check's Spark action (:func:`measure` of both: no job of their own): on a daily batch a check costs its Spark job and step more than
-    its rows, and every table with a schema and a key has both. ``table`` is one frame (no subtables).
+    check's Spark action (:func:`measure` of both: no job of their own). On a daily batch a check
+    costs its Spark job and step more than its rows, and every table with a schema and a key has
+    both. ``table`` is one frame (no subtables).
     """
     from dagster import AssetCheckSpec, multi_asset_check
 
@@ -487,7 +498,7 @@ def table_checks(asset, table: TableSource, schema, unique: Sequence[str], *, re
     @multi_asset_check(specs=specs, name=f"{short}_schema_and_keys", can_subset=True,
                        required_resource_keys={"lake", "spark"})
     def _checks(context):  # (annotations are strings here, which Dagster refuses for `context`)
-        keys = list(context.partition_keys) if partitions_def is not None else [None]
+        keys = _checked_keys(context, partitions_def)
         selected = {k.name for k in context.selected_asset_check_keys}
         observed, finish = [], {}
         frames = read_source(context, table, keys, short)
@@ -501,7 +512,7 @@ def table_checks(asset, table: TableSource, schema, unique: Sequence[str], *, re
             finish[keys_name] = (1, lambda found: _keys_outcome(unique, refs, found_keys(found[0])))
             observed.append(one)
         measured = iter(measure(*observed))  # one pass for both
-        storage, partitions = context.resources.lake.storage, [k for k in keys if k is not None] or None
+        storage, partitions = context.resources.lake.storage, _recorded_partitions(keys)
         for name, (n, outcome) in finish.items():
             passed, metadata, count = outcome([next(measured) for _ in range(n)])
             yield recorded(context, storage, AssetCheckResult(asset_key=key, check_name=name, passed=passed,
