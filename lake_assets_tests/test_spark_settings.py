@@ -1,9 +1,9 @@
-"""Spark settings from the environment, without starting Spark."""
+"""Spark settings from the environment (without starting Spark), and the ones the running JVM got."""
 from __future__ import annotations
 
 import pytest
 
-from lake_assets.spark import LakeSparkResource, spark_config_from_env
+from lake_assets.spark import HUGE_METHODS_COMPILED, LakeSparkResource, spark_config_from_env
 
 
 def test_local_by_default_bound_to_loopback_with_ansi_and_utc(monkeypatch):
@@ -17,6 +17,17 @@ def test_local_by_default_bound_to_loopback_with_ansi_and_utc(monkeypatch):
     assert "spark.remote" not in conf
     # Column building without a py4j round trip per call for the Python call site (a setting of its own).
     assert conf["spark.python.sql.dataFrameDebugging.enabled"] == "false"
+    # Large generated methods compiled by the JIT (the default options: extraJavaOptions add to them).
+    assert conf["spark.driver.defaultJavaOptions"] == conf["spark.executor.defaultJavaOptions"] == HUGE_METHODS_COMPILED
+
+
+def test_the_sessions_jvm_compiles_large_generated_methods(spark):
+    """The test session sets extraJavaOptions of its own (conftest): the default options still reach
+    the JVM, so a wide projection's whole-stage code is compiled, not interpreted."""
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    arguments = list(runtime.getInputArguments())
+    assert HUGE_METHODS_COMPILED in arguments
+    assert "-XX:+UseSerialGC" in arguments  # the test session's own option, beside it
 
 
 def test_cluster_connect_and_extra_settings(monkeypatch):
