@@ -91,8 +91,9 @@ def read_validated_text(spark, storage: LakeStorage, files: list[ValidatedFile],
     lineage_schema = T.StructType([T.StructField("_file_key", T.StringType(), False)] + TEXT_INPUT_SCHEMA.fields[1:])
     if not files:
         return spark.createDataFrame([], NUMBERED_INPUT_SCHEMA if numbered else TEXT_INPUT_SCHEMA)
-    key_pattern = r"([^/]+/year=\d{4}/month=\d{2}/day=\d{2}/[^/]+)$"
-    file_key = F.regexp_extract(F.col("_metadata.file_path"), key_pattern, 1).alias("_file_key")
+    # The path's last five parts (what _file_key takes): a string cut, not a regular expression,
+    # since it is evaluated on every row (a pattern cost 2 s per 2.9 M TPC-DS lines).
+    file_key = F.substring_index(F.col("_metadata.file_path"), "/", -5).alias("_file_key")
     text = None
     for group in _by_compression([f for f in files if not f.path.endswith(".parquet")]):
         scan = spark.read.text(spark_paths(storage, [f.path for f in group])).select(
