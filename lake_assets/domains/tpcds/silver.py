@@ -23,7 +23,7 @@ from lake_assets.catalog.tables import NULL_PARTITION
 from lake_assets.domains.tpcds.bronze import quarantine_rows
 from lake_assets.domains.tpcds.schemas import silver_schema
 from lake_assets.domains.tpcds.spec import TableSpec
-from lake_assets.quality.rules import Rule, reasons_column, record_text_for_rejects
+from lake_assets.quality.rules import Rule, reasons_column, record_text_for_rejects, sql_literal, sql_name
 
 #: What "trimmed" strips (Spark's ``trim`` alone strips only spaces).
 WHITESPACE = " \t\n\r\f\v"
@@ -31,27 +31,22 @@ WHITESPACE = " \t\n\r\f\v"
 PARTITION = "_partition"
 
 
-def _any(conditions: list[Column]) -> Column:
-    out = conditions[0]
-    for c in conditions[1:]:
-        out = out | c
-    return out
-
-
-def record_text(spec: TableSpec) -> Column:
-    """A bronze row as a dsdgen line (NULL as an empty field, the trailing ``|``): its quarantine ``record``."""
-    return F.concat(F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit(""))
-                                       for c in spec.column_names]), F.lit("|"))
+def record_text(spec: TableSpec) -> str:
+    """SQL: a bronze row as a dsdgen line (NULL as an empty field, the trailing ``|``): its quarantine ``record``."""
+    fields = ", ".join(f"coalesce(CAST({sql_name(c)} AS string), '')" for c in spec.column_names)
+    return f"concat(concat_ws('|', {fields}), '|')"
 
 
 def standardise(bronze: DataFrame, spec: TableSpec) -> DataFrame:
-    """Strings trimmed, an empty string NULL; other columns and lineage as they are."""
-    def clean(name: str) -> Column:
+    """Strings trimmed, an empty string NULL; other columns and lineage as they are; ``record`` (the row's
+    text as bronze holds it, :func:`record_text`) added. One SQL projection (``selectExpr``: one py4j call,
+    where a Column per column made dozens)."""
+    def clean(name: str) -> str:
         if spec.by_name[name].type != "string":
-            return F.col(name)
-        return F.nullif(F.btrim(F.col(name), F.lit(WHITESPACE)), F.lit("")).alias(name)
-    rest = [c for c in bronze.columns if c not in spec.by_name]
-    return bronze.select(*[clean(c) for c in spec.column_names], *rest)
+            return sql_name(name)
+        return f"nullif(btrim({sql_name(name)}, {sql_literal(WHITESPACE)}), '') AS {sql_name(name)}"
+    rest = [sql_name(c) for c in bronze.columns if c not in spec.by_name]
+    return bronze.selectExpr(*[clean(c) for c in spec.column_names], *rest, f"{record_text(spec)} AS record")
 
 
 def partition_value(date: Column) -> Column:
@@ -67,18 +62,18 @@ def parse(bronze: DataFrame, spec: TableSpec, date_dim: DataFrame | None = None,
     ``date_dim`` and ``item`` are silver's (facts only): the date of each
     ``*_date_sk`` and whether each item key exists.
     """
-    rows = standardise(bronze.withColumn("record", record_text(spec)), spec)
-    rules = [Rule("missing_primary_key", _any([F.col(k).isNull() for k in spec.primary_key]))]
+    rows = standardise(bronze, spec)
+    rules = [Rule("missing_primary_key", " OR ".join(f"{sql_name(k)} IS NULL" for k in spec.primary_key))]
     if spec.is_fact:
         if date_dim is None or item is None:
             raise ValueError(f"{spec.name} is a fact: its rules need silver's date_dim and item")
         rows = _dated(rows, spec, date_dim)
         known_items = F.broadcast(item.select(F.col("i_item_sk").alias("_item_sk"), F.lit(True).alias("_item_known")))
         rows = rows.join(known_items, F.col(spec.item_key) == F.col("_item_sk"), "left").drop("_item_sk")
-        rules += [Rule(f"negative_value:{m}", F.col(m) < 0) for m in spec.measures]
-        rules.append(Rule("unknown_date", _any([F.col(k).isNotNull() & F.col(f"_date_known_{i}").isNull()
-                                                for i, k in enumerate(spec.date_keys)])))
-        rules.append(Rule("unknown_item", F.col(spec.item_key).isNotNull() & F.col("_item_known").isNull()))
+        rules += [Rule(f"negative_value:{m}", f"{sql_name(m)} < 0") for m in spec.measures]
+        rules.append(Rule("unknown_date", " OR ".join(f"({sql_name(k)} IS NOT NULL AND _date_known_{i} IS NULL)"
+                                                       for i, k in enumerate(spec.date_keys))))
+        rules.append(Rule("unknown_item", f"{sql_name(spec.item_key)} IS NOT NULL AND _item_known IS NULL"))
     assert tuple(r.name for r in rules) + ("duplicate",) == spec.rule_names, "spec.rule_names is out of date"
     helpers = [c for c in rows.columns if c.startswith(("_date_known_", "_item_known"))]
     parsed = rows.withColumn("reasons", reasons_column(rules)).drop(*helpers)
@@ -114,16 +109,17 @@ def silver_rows(parsed: DataFrame, spec: TableSpec, loaded_at: dt.datetime) -> D
     """The rows that broke no rule, in silver's schema, with ``load_timestamp`` = ``loaded_at`` (UTC);
     a fact's also carry ``_partition`` (its ``sold_month``/``returned_month``/``inv_month`` value)."""
     schema = silver_schema(spec)
-    loaded = F.lit(loaded_at.astimezone(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp")
-    cols = [F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields if f.name != "load_timestamp"]
-    cols.append(loaded.alias("load_timestamp"))
+    loaded = loaded_at.astimezone(dt.timezone.utc).isoformat()  # with its +00:00: whatever the session's zone
+    cols = [f"CAST({sql_name(f.name)} AS {f.dataType.simpleString()}) AS {sql_name(f.name)}"
+            for f in schema.fields if f.name != "load_timestamp"]
+    cols.append(f"TIMESTAMP {sql_literal(loaded)} AS load_timestamp")
     if spec.dating:
-        cols.append(F.col(PARTITION))
-    return parsed.where(F.size("reasons") == 0).select(*cols)
+        cols.append(PARTITION)
+    return parsed.where("size(reasons) = 0").selectExpr(*cols)
 
 
 def silver_rejects(parsed: DataFrame, spec: TableSpec) -> DataFrame:
     """The rows that broke a rule (duplicates included), as quarantine rows (stage ``silver``);
     a fact's also carry ``_partition``: the month of its date (Hive's NULL partition without one)."""
     keep = [PARTITION] if spec.dating else []
-    return quarantine_rows(parsed.where(F.size("reasons") > 0), "silver", *keep)
+    return quarantine_rows(parsed.where("size(reasons) > 0"), "silver", *keep)
