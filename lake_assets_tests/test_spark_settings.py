@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lake_assets.spark import HUGE_METHODS_COMPILED, LakeSparkResource, spark_config_from_env
+from lake_assets.spark import HUGE_METHODS_COMPILED, ROW_GROUP_BYTES, LakeSparkResource, spark_config_from_env
 
 
 def test_local_by_default_bound_to_loopback_with_ansi_and_utc(monkeypatch):
@@ -28,6 +28,12 @@ def test_the_sessions_jvm_compiles_large_generated_methods(spark):
     arguments = list(runtime.getInputArguments())
     assert HUGE_METHODS_COMPILED in arguments
     assert "-XX:+UseSerialGC" in arguments  # the test session's own option, beside it
+
+
+def test_the_session_writes_parquet_row_groups_of_16_mib(spark):
+    """A file the lake writes in one task is still read by several: its row groups are Spark's read splits."""
+    assert spark.sparkContext._jsc.hadoopConfiguration().get("parquet.block.size") == str(ROW_GROUP_BYTES)
+    assert ROW_GROUP_BYTES == 16 * 1024 * 1024
 
 
 def test_cluster_connect_and_extra_settings(monkeypatch):

@@ -75,6 +75,10 @@ def spark_session(master: str, shuffle_partitions: int, driver_memory: str, app_
         "spark.locality.wait": "0s",
         "spark.sql.variant.allowDuplicateKeys": "true",
         "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+        # As ours: 16 MiB Parquet row groups, and the JIT compiles large generated methods.
+        "spark.hadoop.parquet.block.size": str(16 * 1024 * 1024),
+        "spark.driver.defaultJavaOptions": "-XX:-DontCompileHugeMethods",
+        "spark.executor.defaultJavaOptions": "-XX:-DontCompileHugeMethods",
         # As ours: several input splits per local core.
         **({"spark.sql.files.minPartitionNum": str(8 * local_cores(master)),
             "spark.sql.inMemoryColumnarStorage.compressed": "false"} if local_cores(master) else {}),
