@@ -37,7 +37,7 @@ setup(
         "plotly",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "moto[server]", "playwright"],
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "moto[server]", "playwright"],
     },
     entry_points={"console_scripts": ["lake = lake_assets.cli:main"]},
 )

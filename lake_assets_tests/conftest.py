@@ -50,6 +50,37 @@ for _k in ("LAKE_CATALOG", "LAKE_ROOT"):
     os.environ.pop(_k, None)
 
 
+#: Session fixtures that build a whole lake: every module using one runs in the same worker, so it is
+#: built once per test run (pytest-xdist's ``loadgroup``; another worker would build its own).
+SHARED_BUILDS = ("tpcds_lake",)
+#: Modules (and groups) started first, longest first: the two workers then finish together, instead of
+#: one running a long module alone at the end while the other waits.
+LONGEST_FIRST = ("tpcds_lake", "test_concurrent_runs.py", "test_commerce_end_to_end.py", "test_cli.py",
+                 "test_analytics_end_to_end.py", "test_clusters.py", "test_end_to_end.py",
+                 "test_cli_blocking_checks.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Each module is one unit of work for the test workers (its module fixtures are built once), the
+    modules sharing a :data:`SHARED_BUILDS` lake one unit between them; the longest units go first."""
+    group = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        shared = next((f for f in SHARED_BUILDS if f in item.fixturenames), None)
+        if shared or module not in group:
+            group[module] = shared or module
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group[item.nodeid.split("::", 1)[0]]))
+
+    def rank(item):
+        name = group[item.nodeid.split("::", 1)[0]]
+        first = [i for i, n in enumerate(LONGEST_FIRST) if name == n or name.endswith("/" + n)]
+        return first[0] if first else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the collection order inside each rank
+
+
 @pytest.fixture(autouse=True)
 def catalog_path(tmp_path, monkeypatch) -> str:
     """Each test's own embedded catalog file (never the project's .dagster_home)."""
@@ -60,7 +91,8 @@ def catalog_path(tmp_path, monkeypatch) -> str:
 
 @pytest.fixture(scope="session")
 def spark():
-    """The one Spark session of the test run (assets' lazy resources reuse it via getOrCreate)."""
+    """The one Spark session of this test process (each of the two workers has its own; assets' lazy
+    resources reuse it via getOrCreate)."""
     from dagster_pyspark.resources import spark_session_from_config
 
     from lake_assets.spark import spark_config_from_env

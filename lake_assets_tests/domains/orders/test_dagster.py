@@ -91,8 +91,10 @@ def test_the_sensor_waits_while_a_validation_runs_and_retries_a_set_left_behind(
 def test_the_schedule_starts_an_extraction_unless_one_is_running():
     assert orders_extract_schedule.cron_schedule == "0 * * * *"
     assert orders_extract_schedule.execution_timezone == "UTC"
-    with instance_for_test() as instance:  # a schedule context needs an instance it can refer to
-        ctx = build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2024, 3, 1, 10))
+    # A schedule context needs an instance it can refer to; entered, so that the instance it opens from
+    # that reference is closed with it (left open, it stays Dagster's current one after this test).
+    with instance_for_test() as instance, build_schedule_context(
+            instance=instance, scheduled_execution_time=dt.datetime(2024, 3, 1, 10)) as ctx:
         requests = list(orders_extract_schedule.evaluate_tick(ctx).run_requests)
         assert len(requests) == 1 and requests[0].tags["lake/trigger"] == "schedule"
         busy = add_run(instance, "orders_extract_job")
