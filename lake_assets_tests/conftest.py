@@ -50,32 +50,48 @@ for _k in ("LAKE_CATALOG", "LAKE_ROOT"):
     os.environ.pop(_k, None)
 
 
-#: Session fixtures that build a whole lake: every module using one runs in the same worker, so it is
-#: built once per test run (pytest-xdist's ``loadgroup``; another worker would build its own).
-SHARED_BUILDS = ("tpcds_lake",)
-#: Modules (and groups) started first, longest first: the two workers then finish together, instead of
-#: one running a long module alone at the end while the other waits.
+#: Session fixtures that build a whole lake, and the modules using them: those modules are one unit of
+#: work for the test workers, so the lake is built once per test run (another worker would build its own).
+#: Collection fails if another module uses one of them unlisted.
+SHARED_BUILDS = {"tpcds_lake": ("lake_assets_tests/domains/tpcds/test_queries.py",
+                                "lake_assets_tests/domains/tpcds/test_tpcds_end_to_end.py")}
+#: Units started first, longest first: the two workers then finish together, instead of one running a
+#: long module alone at the end while the other waits.
 LONGEST_FIRST = ("tpcds_lake", "test_concurrent_runs.py", "test_commerce_end_to_end.py", "test_cli.py",
                  "test_analytics_end_to_end.py", "test_clusters.py", "test_end_to_end.py",
                  "test_cli_blocking_checks.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: its module, or the :data:`SHARED_BUILDS` lake its module uses."""
+    module = nodeid.split("::", 1)[0]
+    return next((name for name, modules in SHARED_BUILDS.items() if module in modules), module)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist hands out whole units (:func:`unit_of`) in collection order, as workers free up:
+    module and session fixtures are built once, and :data:`LONGEST_FIRST` start first. (Its own
+    ``loadgroup`` marks do not reach the scheduler under pytest 9, whose node ids are immutable.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection order (longest first), not unit size
+    return UnitScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Each module is one unit of work for the test workers (its module fixtures are built once), the
-    modules sharing a :data:`SHARED_BUILDS` lake one unit between them; the longest units go first."""
-    group = {}
+    """The longest units first (:data:`LONGEST_FIRST`); every user of a shared build is listed."""
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        shared = next((f for f in SHARED_BUILDS if f in item.fixturenames), None)
-        if shared or module not in group:
-            group[module] = shared or module
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group[item.nodeid.split("::", 1)[0]]))
+        for name, modules in SHARED_BUILDS.items():
+            if name in item.fixturenames and item.nodeid.split("::", 1)[0] not in modules:
+                raise pytest.UsageError(f"{item.nodeid} uses {name}: add its module to SHARED_BUILDS")
 
     def rank(item):
-        name = group[item.nodeid.split("::", 1)[0]]
-        first = [i for i, n in enumerate(LONGEST_FIRST) if name == n or name.endswith("/" + n)]
+        unit = unit_of(item.nodeid)
+        first = [i for i, n in enumerate(LONGEST_FIRST) if unit == n or unit.endswith("/" + n)]
         return first[0] if first else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the collection order inside each rank
