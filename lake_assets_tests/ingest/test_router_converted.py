@@ -74,7 +74,7 @@ def rows_of(root: str, rel: str) -> list[tuple[int, str]]:
 
 
 @pytest.mark.parametrize("name, data", [("store_sales_1_2.dat", DATA),
-                                        ("store_sales_1_2.dat.gz", gzip.compress(DATA))])
+                                        ("store_sales_1_2.dat.gz", gzip.compress(DATA, mtime=0))])
 def test_a_dsdgen_file_is_converted_whole_to_parquet_on_the_ingest_date(local_lake, lake_root, name, data):
     src = f"raw/tpcds/store_sales/{name}"
     local_lake.write_bytes(src, data)
@@ -181,7 +181,7 @@ def test_a_redelivery_retried_after_a_crash_keeps_one_archive_copy(local_lake, l
 
 # -- unreadable files ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, data, reason", [
-    ("cut.dat.gz", gzip.compress(DATA * 200)[:-50], "corrupt_gzip"),
+    ("cut.dat.gz", gzip.compress(DATA * 200, mtime=0)[:-50], "corrupt_gzip"),
     ("plain.dat.gz", DATA, "corrupt_gzip"),
     ("latin1.dat", b"1|caf\xe9|\n", "not_utf8"),
     ("long.dat", b"1|" + b"x" * 5000 + b"|\n", "record_too_large"),
