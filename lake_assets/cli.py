@@ -78,9 +78,13 @@ def run_lake(progress=_say, only=()):
     """Ingest and build every domain (or those ``only`` names); returns each domain's run report."""
     from lake_assets.definitions import run_every_domain
     from lake_assets.settings import LakeSettings
+    from lake_assets.spark import spark_config_from_env, start_session_early
 
     storage = _storage()
     settings = LakeSettings.from_env()
+    # With the settings the definitions' `spark` resource is built with (spark_resource_from_env): the
+    # JVM starts while the definitions are built and raw/ is ingested, not in the first Spark step.
+    start_session_early(spark_config_from_env())
     # Entered, so Dagster's definitions-state storage is this live instance's.
     with _instance() as instance:
         return run_every_domain(instance, storage, settings, progress, only=only)

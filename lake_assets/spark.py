@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -175,6 +176,57 @@ def check_reachable(remote: str, timeout: float = 10.0) -> None:
             f"SPARK_REMOTE={remote}: no Spark Connect server answers at {host}:{port} ({exc}); "
             "start one (sbin/start-connect-server.sh) or unset SPARK_REMOTE to run Spark locally"
         ) from exc
+
+
+def start_session_early(spark_config: dict[str, str]) -> threading.Thread | None:
+    """Start this process's Spark session on a daemon thread and warm it (:func:`warm_up`), unless a
+    session is already running here or the session is a Spark Connect client. Returns the thread.
+
+    Why: ``lake run`` ingests ``raw/`` in Python before its first Spark step, and in a fresh process
+    that step used to carry the JVM's start, the SparkContext's and the first query's class loading
+    and compilation (most of the step, on a daily batch). Started here, that work overlaps ingestion.
+    The steps' resource gets this same session from ``getOrCreate`` (pyspark's builder lock makes it
+    wait while the session is still starting), built from the same settings. A failure is left for
+    the first Spark step to meet and report, exactly as without the head start.
+    """
+    from pyspark import SparkContext
+
+    if spark_config.get("spark.remote") or SparkContext._active_spark_context is not None:
+        return None  # a Connect client starts nothing; a running session is already warm
+
+    local = local_cores(spark_config.get("spark.master", "local[*]")) is not None
+
+    def _start() -> None:
+        from dagster_pyspark.resources import spark_session_from_config
+
+        try:
+            warm_up(spark_session_from_config(spark_config), local)
+        except Exception:  # noqa: BLE001 - the first step starts the session again and reports the error
+            pass
+
+    thread = threading.Thread(target=_start, name="lake-spark-start", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up(spark, local: bool) -> None:
+    """Run what every step's first job needs loaded and compiled, on a few generated rows: typed
+    expressions, a shuffle and an aggregate, and (``local``: the driver's disk is the executors')
+    a Parquet file written and read back in a scratch folder."""
+    df = (spark.range(256, numPartitions=2)
+          .selectExpr("id % 8 AS k", "CAST(id AS STRING) AS s", "CAST(id AS DECIMAL(12, 2)) AS amount",
+                      "TIMESTAMP '2024-01-01 00:00:00' + make_interval(0, 0, 0, 0, 0, 0, id) AS at")
+          .groupBy("k").agg({"amount": "sum", "at": "max", "s": "count"}))
+    if not local:
+        df.count()
+        return
+    scratch = tempfile.mkdtemp(prefix="lake-spark-warm-up-", dir=os.environ.get("LAKE_STAGING_DIR"))
+    try:
+        path = "file://" + os.path.join(scratch, "t")  # never the default filesystem (it may be a bucket)
+        df.write.mode("overwrite").parquet(path)
+        spark.read.parquet(path).count()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def spark_resource_from_env() -> LakeSparkResource:

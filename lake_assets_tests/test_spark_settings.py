@@ -119,3 +119,57 @@ def test_under_spark_submit_only_sql_settings_apply(monkeypatch):
     assert not launched_by_spark_submit()
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "41234")
     assert launched_by_spark_submit()
+
+
+def test_a_running_session_or_a_connect_client_is_not_started_early(spark):
+    from lake_assets.spark import start_session_early
+
+    jobs = set(spark.sparkContext.statusTracker().getJobIdsForGroup(None))
+    assert start_session_early(spark_config_from_env()) is None  # this process's session is already warm
+    assert start_session_early({"spark.remote": "sc://127.0.0.1:1"}) is None  # nothing to start for a client
+    assert set(spark.sparkContext.statusTracker().getJobIdsForGroup(None)) == jobs  # no warm-up job ran
+
+
+#: In a fresh process, as `lake run` starts: the session started early, then asked for by the first step.
+EARLY_START = """
+import json, sys
+from pyspark import SparkContext
+from dagster_pyspark.resources import spark_session_from_config
+from lake_assets.spark import start_session_early, spark_config_from_env
+config = spark_config_from_env() if sys.argv[1] == "good" else {"spark.master": "local[1]", "spark.driver.memory": "lots"}
+thread = start_session_early(config)
+assert thread is not None and thread.daemon
+thread.join(120)
+started = SparkContext._active_spark_context
+try:
+    spark = spark_session_from_config(config)  # what the first step's resource does
+except Exception as exc:
+    print(json.dumps({"started": started is not None, "error": str(exc)[:2000]}))
+    sys.exit(0)
+tracker = spark.sparkContext.statusTracker()
+warm = [j for j in tracker.getJobIdsForGroup(None) if tracker.getJobInfo(j).status == "SUCCEEDED"]
+print(json.dumps({"started": started is not None, "same": spark.sparkContext is started, "warm_jobs": len(warm)}))
+"""
+
+
+def test_lake_runs_session_is_started_early_and_warm_when_the_first_step_asks():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", EARLY_START, "good"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"started": True, "same": True, "warm_jobs": result["warm_jobs"]} and result["warm_jobs"] >= 1
+
+
+def test_a_session_that_cannot_start_early_fails_in_the_first_step_with_sparks_own_error():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", EARLY_START, "bad"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["started"] is False  # the early start's failure was not raised in the background thread
+    assert "Java gateway process exited" in result["error"], result["error"]  # the JVM refused -Xmx lots
