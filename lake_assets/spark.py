@@ -13,6 +13,9 @@ Which path runs when:
 
 The session is created lazily, on the first asset that needs it, never at import
 or definition-load time; with the in-process executor one session serves a run.
+``lake run`` starts it a little ahead, on a background thread, once its settings
+are read (:func:`start_session_early`), so a fresh process's JVM start overlaps
+the definitions being built and ``raw/`` being ingested.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Shared fixtures: one Spark session per test run, a local lake, moto's S3 server, a Dagster instance,
-and the one way tests read the lake's Parquet files (``read_parquet``) and run a domain (``run_lake``)."""
+"""Shared fixtures: one Spark session per test worker, a local lake, moto's S3 server, a Dagster instance,
+and the one way tests read the lake's Parquet files (``read_parquet``) and run a domain (``run_lake``);
+and how the two test workers share out the modules (:func:`pytest_xdist_make_scheduler`)."""
 from __future__ import annotations
 
 import http.client
