@@ -183,7 +183,8 @@ def check_reachable(remote: str, timeout: float = 10.0) -> None:
 
 def start_session_early(spark_config: dict[str, str]) -> threading.Thread | None:
     """Start this process's Spark session on a daemon thread and warm it (:func:`warm_up`), unless a
-    session is already running here or the session is a Spark Connect client. Returns the thread.
+    session is already running here, spark-submit launched the process, or the session is a Spark
+    Connect client. Returns the thread.
 
     Why: ``lake run`` ingests ``raw/`` in Python before its first Spark step, and in a fresh process
     that step used to carry the JVM's start, the SparkContext's and the first query's class loading
@@ -194,8 +195,10 @@ def start_session_early(spark_config: dict[str, str]) -> threading.Thread | None
     """
     from pyspark import SparkContext
 
-    if spark_config.get("spark.remote") or SparkContext._active_spark_context is not None:
-        return None  # a Connect client starts nothing; a running session is already warm
+    if spark_config.get("spark.remote") or launched_by_spark_submit() or SparkContext._active_spark_context is not None:
+        # A Connect client starts nothing; spark-submit has started the JVM (and knows the master);
+        # a running session is already warm.
+        return None
 
     local = local_cores(spark_config.get("spark.master", "local[*]")) is not None
 

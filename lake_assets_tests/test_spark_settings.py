@@ -1,6 +1,8 @@
 """Spark settings from the environment (without starting Spark), and the ones the running JVM got."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lake_assets.spark import HUGE_METHODS_COMPILED, ROW_GROUP_BYTES, LakeSparkResource, spark_config_from_env
@@ -128,6 +130,17 @@ def test_a_running_session_or_a_connect_client_is_not_started_early(spark):
     assert start_session_early(spark_config_from_env()) is None  # this process's session is already warm
     assert start_session_early({"spark.remote": "sc://127.0.0.1:1"}) is None  # nothing to start for a client
     assert set(spark.sparkContext.statusTracker().getJobIdsForGroup(None)) == jobs  # no warm-up job ran
+    # Under spark-submit (which hands over its JVM's gateway), nothing is started either: in a fresh process.
+    import subprocess
+    import sys
+
+    code = ("from pyspark import SparkContext\n"
+            "from lake_assets.spark import spark_config_from_env, start_session_early\n"
+            "assert start_session_early(spark_config_from_env(submitted=True)) is None\n"
+            "assert SparkContext._active_spark_context is None\n")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYSPARK_GATEWAY_PORT": "1"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 #: In a fresh process, as `lake run` starts: the session started early, then asked for by the first step.
