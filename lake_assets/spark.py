@@ -218,7 +218,7 @@ def start_session_early(spark_config: dict[str, str]) -> threading.Thread | None
 def warm_up(spark, local: bool) -> None:
     """Run what every step's first job needs loaded and compiled, on a few generated rows: typed
     expressions, a shuffle and an aggregate, and (``local``: the driver's disk is the executors')
-    a Parquet file written and read back in a scratch folder."""
+    a Parquet file written and read back in the process's staging folder."""
     df = (spark.range(256, numPartitions=2)
           .selectExpr("id % 8 AS k", "CAST(id AS STRING) AS s", "CAST(id AS DECIMAL(12, 2)) AS amount",
                       "TIMESTAMP '2024-01-01 00:00:00' + make_interval(0, 0, 0, 0, 0, 0, id) AS at")
@@ -226,10 +226,10 @@ def warm_up(spark, local: bool) -> None:
     if not local:
         df.count()
         return
-    scratch = tempfile.mkdtemp(prefix="lake-spark-warm-up-", dir=os.environ.get("LAKE_STAGING_DIR"))
+    scratch = os.path.join(_local_staging_root(), f"warm-up-{uuid.uuid4().hex}")
     try:
-        path = "file://" + os.path.join(scratch, "t")  # never the default filesystem (it may be a bucket)
-        df.write.mode("overwrite").parquet(path)
+        path = "file://" + scratch  # never the default filesystem (it may be a bucket)
+        df.write.parquet(path)
         spark.read.parquet(path).count()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

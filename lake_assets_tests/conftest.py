@@ -86,8 +86,8 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_modifyitems(config, items):
     """The longest units first (:data:`LONGEST_FIRST`); every user of a shared build is listed."""
     for item in items:
-        for name, modules in SHARED_BUILDS.items():
-            if name in item.fixturenames and item.nodeid.split("::", 1)[0] not in modules:
+        for name in SHARED_BUILDS:
+            if name in item.fixturenames and unit_of(item.nodeid) != name:
                 raise pytest.UsageError(f"{item.nodeid} uses {name}: add its module to SHARED_BUILDS")
 
     def rank(item):

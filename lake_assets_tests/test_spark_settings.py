@@ -165,24 +165,23 @@ print(json.dumps({"started": started is not None, "same": spark.sparkContext is 
 """
 
 
-def test_lake_runs_session_is_started_early_and_warm_when_the_first_step_asks():
+def _early_start(mode: str) -> dict:
+    """:data:`EARLY_START` run in a fresh process with ``mode`` ("good" or "bad" settings): what it printed."""
     import json
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", EARLY_START, "good"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", EARLY_START, mode], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_lake_runs_session_is_started_early_and_warm_when_the_first_step_asks():
+    result = _early_start("good")
     assert result == {"started": True, "same": True, "warm_jobs": result["warm_jobs"]} and result["warm_jobs"] >= 1
 
 
 def test_a_session_that_cannot_start_early_fails_in_the_first_step_with_sparks_own_error():
-    import json
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", EARLY_START, "bad"], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _early_start("bad")
     assert result["started"] is False  # the early start's failure was not raised in the background thread
     assert "Java gateway process exited" in result["error"], result["error"]  # the JVM refused -Xmx lots
