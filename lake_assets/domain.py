@@ -122,11 +122,13 @@ class Domain:
     #: Asset keys (user strings) whose materializations bring new data in from outside (what
     #: staleness is measured from); default: the landing zone's validated assets.
     sources: tuple[str, ...] = ()
-    #: The job that builds what the sources feed (what ``lake run`` runs for stale partitions).
-    build_job: str = ""
+    #: The job that builds what the sources feed (what ``lake run`` runs for stale partitions); several,
+    #: in build order, when the domain's assets are partitioned more than one way (a Dagster job has
+    #: one partitions definition).
+    build_job: str | tuple[str, ...] = ""
 
     @property
-    def build_job_name(self) -> str:
+    def build_job_name(self) -> str | tuple[str, ...]:
         return self.build_job or f"{self.name}_pipeline_job"
 
     def source_keys(self) -> list:

@@ -5,17 +5,18 @@
 everything stale down to gold (:mod:`lake_assets.staleness`: what was never
 built, or was built before its inputs changed, whichever run ingested them), one
 run per contiguous range of dates (``BackfillPolicy.single_run()`` makes each
-range one Spark job), under the domain's build claim. The runs land in the instance, so ``dagster dev`` on the same
+range one Spark job), under the domain's build claim. A domain partitioned two
+ways (tpcds: ingest dates, then the months its rows bring) has a job per way,
+run in order. The runs land in the instance, so ``dagster dev`` on the same
 ``DAGSTER_HOME`` shows them, their partitions and their checks.
 """
 from __future__ import annotations
 
-import datetime as dt
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions
+from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions, DynamicPartitionsDefinition
 
 def range_tags(start: str, end: str) -> dict[str, str]:
     """The run tags that make one run build a range of partitions (what the UI's backfills set);
@@ -80,16 +81,25 @@ class DomainRun:
         return text
 
 
-def contiguous_ranges(keys: list[str]) -> list[tuple[str, str]]:
-    """Group daily partition keys into runs of consecutive dates."""
-    days = sorted({dt.date.fromisoformat(k) for k in keys})
-    ranges: list[tuple[dt.date, dt.date]] = []
-    for day in days:
-        if ranges and day - ranges[-1][1] == dt.timedelta(days=1):
-            ranges[-1] = (ranges[-1][0], day)
+def contiguous_ranges(keys, order: list[str], bridge=frozenset()) -> list[tuple[str, str]]:
+    """Group partition keys into runs of keys next to each other in ``order`` (their partitions
+    definition's own: consecutive dates, or months as they were added); keys in ``bridge`` (never
+    built: nothing there to rewrite) join the ranges on either side and extend them at their ends,
+    so what was never built is built in as few ranges as it can be."""
+    index = {k: i for i, k in enumerate(order)}
+    at = sorted({index[k] for k in keys if k in index})
+    ranges: list[list[int]] = []
+    for i in at:
+        if ranges and all(order[j] in bridge for j in range(ranges[-1][1] + 1, i)):
+            ranges[-1][1] = i
         else:
-            ranges.append((day, day))
-    return [(a.isoformat(), b.isoformat()) for a, b in ranges]
+            ranges.append([i, i])
+    for r in ranges:
+        while r[0] > 0 and order[r[0] - 1] in bridge:
+            r[0] -= 1
+        while r[1] < len(order) - 1 and order[r[1] + 1] in bridge:
+            r[1] += 1
+    return [(order[a], order[b]) for a, b in ranges]
 
 
 def run_outcome(job: str, result, partitions=None) -> RunOutcome:
@@ -209,39 +219,92 @@ MAX_PASSES = 4
 
 
 def _build_stale(defs, instance, domain, build_job, sources, out: DomainRun, progress):
-    from lake_assets.staleness import domain_status
+    from lake_assets.staleness import build_jobs, domain_status
 
-    build = defs.resolve_job_def(build_job)
-    status = domain_status(defs, instance, domain=domain, sources=list(sources), build_job=build_job)
+    jobs = build_jobs(build_job)
+    status = domain_status(defs, instance, domain=domain, sources=list(sources), build_job=jobs)
     for _ in range(MAX_PASSES):
         if not status.stale:
             break
-        keys = _whole_assets_defs(defs, {AssetKey.from_user_string(s.asset) for s in status.stale})
-        out.touched = sorted(set(out.touched) | set(status.partitions))
-        batches = [({**range_tags(a, b), "lake/trigger": "lake run"}, (a, b))
-                   for a, b in contiguous_ranges(status.partitions)]
-        if not batches:  # only unpartitioned assets are stale
-            batches = [({"lake/trigger": "lake run"}, None)]
         failed = False
-        # An asset rebuilt on demand (a trained model) reads every date: built once, with the last range.
-        on_demand = {k for k in keys if _on_demand(defs, k)}
-        for i, (tags, span) in enumerate(batches):
-            if span:
-                n = (dt.date.fromisoformat(span[1]) - dt.date.fromisoformat(span[0])).days + 1
-                progress(f"{domain}: building {span[0]}..{span[1]} ({n} partition(s)) in one run")
-            else:
-                progress(f"{domain}: building {', '.join(sorted(k.to_user_string() for k in keys))}")
-            selection = keys if span else [k for k in keys if _unpartitioned(defs, k)]
-            if i < len(batches) - 1:
-                selection = [k for k in selection if k not in on_demand]
-            result = build.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False,
-                                              tags=tags, asset_selection=sorted(selection, key=str))
-            out.runs.append(run_outcome(build_job, result, span))
-            failed = failed or not result.success
-        status = domain_status(defs, instance, domain=domain, sources=list(sources), build_job=build_job)
+        for job in jobs:
+            # Each job in turn, with what is stale once the jobs before it have run (a job building
+            # months of facts reads what the job building their dates reported).
+            mine = status if len(jobs) == 1 else domain_status(defs, instance, domain=domain,
+                                                               sources=list(sources), build_job=job)
+            if mine.stale:
+                failed = not _build_job(defs, instance, domain, job, mine, out, progress)
+            if failed:
+                break
+        status = domain_status(defs, instance, domain=domain, sources=list(sources), build_job=jobs)
         if failed:
             break  # what failed stays stale and is reported; a next pass would fail the same way
     return status
+
+
+def _build_job(defs, instance, domain, build_job, status, out: DomainRun, progress) -> bool:
+    """Build ``status``'s stale asset partitions with ``build_job``: one run per range of keys; True
+    when every run succeeded."""
+    from lake_assets.partitions import ordered_keys
+
+    build = defs.resolve_job_def(build_job)
+    keys = _whole_assets_defs(defs, {AssetKey.from_user_string(s.asset) for s in status.stale})
+    stale: dict[AssetKey, set[str]] = {}
+    for s in status.stale:
+        if s.partition is not None:
+            stale.setdefault(AssetKey.from_user_string(s.asset), set()).add(s.partition)
+    out.touched = sorted(set(out.touched) | set(status.partitions))
+    partitioned = [k for k in keys if not _unpartitioned(defs, k)]
+    whole = [k for k in keys if _unpartitioned(defs, k)]
+    batches: list[tuple[tuple[str, str] | None, list]] = []
+    if partitioned:
+        pdef = defs.resolve_assets_def(partitioned[0]).partitions_def
+        order = ordered_keys(pdef, instance)
+        if isinstance(pdef, DynamicPartitionsDefinition):
+            # Keys the data brings (months): each asset rebuilds its own stale keys and no other it
+            # was built for (a month it holds that did not change keeps its files), so assets with
+            # other ranges run apart, upstream first (the status lists assets in build order). Keys
+            # it was never built for join its ranges (they hold nothing of it): a first build is
+            # one run over every month.
+            rank = {}
+            for s in status.stale:
+                rank.setdefault(AssetKey.from_user_string(s.asset), len(rank))
+            by_range: dict[tuple[str, str], list] = {}
+            for k in partitioned:
+                never = set(order) - status.built.get(k.to_user_string(), set())
+                for span in contiguous_ranges(stale.get(k, ()), order, never):
+                    by_range.setdefault(span, []).append(k)
+            batches = sorted(by_range.items(), key=lambda b: max(rank.get(k, 0) for k in b[1]))
+            batches[-1:] = [(span, sel + whole) for span, sel in batches[-1:]]  # whole tables read every key
+        else:
+            # Dates: a range's run rebuilds every stale asset over it (a neighbouring date costs little
+            # and keeps it one run) and the whole tables the dates read.
+            batches = [(span, partitioned + whole)
+                       for span in contiguous_ranges(set().union(*stale.values()) if stale else (), order)]
+    if not batches:  # only unpartitioned assets are stale
+        batches = [(None, whole)]
+    ok = True
+    # An asset rebuilt on demand (a trained model) reads every date: built once, with the last run.
+    on_demand = {k for k in keys if _on_demand(defs, k)}
+    for i, (span, selection) in enumerate(batches):
+        tags = {**(range_tags(*span) if span else {}), "lake/trigger": "lake run"}
+        if span:
+            n = len(contiguous_keys(span, order))
+            progress(f"{domain}: building {span[0]}..{span[1]} ({n} partition(s)) in one run")
+        else:
+            progress(f"{domain}: building {', '.join(sorted(k.to_user_string() for k in selection))}")
+        if i < len(batches) - 1:
+            selection = [k for k in selection if k not in on_demand]
+        result = build.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False,
+                                          tags=tags, asset_selection=sorted(selection, key=str))
+        out.runs.append(run_outcome(build_job, result, span))
+        ok = ok and result.success
+    return ok
+
+
+def contiguous_keys(span: tuple[str, str], order: list[str]) -> list[str]:
+    """The keys of ``order`` from ``span[0]`` through ``span[1]``."""
+    return order[order.index(span[0]):order.index(span[1]) + 1]
 
 
 def _on_demand(defs, key) -> bool:
@@ -263,11 +326,13 @@ def _whole_assets_defs(defs, keys) -> list:
 
 
 def run_landing_domain(defs: Definitions, instance: DagsterInstance, storage, landing, *,
-                       progress: Callable[[str], None] = lambda _: None) -> DomainRun:
+                       progress: Callable[[str], None] = lambda _: None,
+                       build_job: str | tuple[str, ...] = "") -> DomainRun:
     """``lake run`` of a domain fed through a landing zone (:class:`~lake_assets.ingest.jobs.LandingSpec`):
-    its jobs are ``ingest_<name>_job`` and ``<name>_pipeline_job``, by the house's naming."""
+    its jobs are ``ingest_<name>_job`` and ``<name>_pipeline_job`` by the house's naming (``build_job``:
+    the domain's build jobs when it has several)."""
     claimed = defs.resources["lake"].claimed_raw_folders
     return run_domain(defs, instance, storage, domain=landing.name, ingest_job=f"ingest_{landing.name}_job",
-                      build_job=f"{landing.name}_pipeline_job", sources=sorted(landing.validated_assets),
+                      build_job=build_job or f"{landing.name}_pipeline_job", sources=sorted(landing.validated_assets),
                       list_raw=lambda: [f.path for f in landing.raw_files(storage, claimed)],
                       progress=progress)

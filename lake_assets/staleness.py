@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from dagster import AssetKey, AssetRecordsFilter, AssetSelection, AssetSpec, DagsterInstance, Definitions
 
@@ -47,6 +48,8 @@ class DomainStatus:
 
     domain: str
     stale: list[Stale] = field(default_factory=list)
+    #: asset -> the partitions it has ever been built for (what a run over a range may rewrite).
+    built: dict[str, set] = field(default_factory=dict)
 
     @property
     def partitions(self) -> list[str]:
@@ -67,6 +70,13 @@ PROVISIONAL = "lake/provisional"
 #: rebuild that partition: ``lake run`` building two ranges of dates (late data and today's) rebuilds
 #: the dimensions with each, and facts already built from the same dimension rows stay as they are.
 FINGERPRINT = "lake/fingerprint"
+#: Definition metadata: the inputs (user strings) whose materializations say which partitions of
+#: this asset changed, where its partitions are not its inputs' (a fact's months come from its rows:
+#: an asset reading the rows reports the months each delivery touches). The asset's other inputs
+#: are read, and their changes reach it only through those reports: an input rebuilt whole does
+#: not make every month stale. :func:`~lake_assets.automation.rebuild_on_changes_from` is the
+#: same rule for the automation.
+CHANGES_FROM = "lake/changes_from"
 
 
 def latest_by_partition(instance: DagsterInstance, key: AssetKey, provisional: set | None = None,
@@ -132,18 +142,20 @@ def _parent_partitions(spec: AssetSpec, dep, parent: AssetSpec, partition: str |
 
 
 def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
-                  sources: list[AssetKey], build_job: str | None = None) -> DomainStatus:
+                  sources: list[AssetKey], build_job: str | Sequence[str] | None = None) -> DomainStatus:
     """The stale partitions of every asset ``build_job`` builds (what ``sources``, the domain's
-    ingested assets, feed, and reference dimensions with no input among them); with no such job,
-    of everything downstream of ``sources``."""
+    ingested assets, feed, and reference dimensions with no input among them; several jobs when its
+    assets are partitioned in more than one way); with no such job, of everything downstream of
+    ``sources``."""
     specs = {s.key: s for s in defs.resolve_all_asset_specs()}
     graph = defs.resolve_asset_graph()
     built = AssetSelection.assets(*sources).downstream(include_self=False).resolve(graph)
-    for job in defs.jobs or []:
-        if job.name == build_job and getattr(job, "selection", None) is not None:
-            # What the domain's job builds, and only that: another domain's consumers downstream of
-            # these sources (the analytics room's features, the report) are built by their own job.
-            built = job.selection.resolve(graph)
+    jobs = [j for j in defs.jobs or [] if j.name in build_jobs(build_job)
+            and getattr(j, "selection", None) is not None]
+    if jobs:
+        # What the domain's jobs build, and only that: another domain's consumers downstream of
+        # these sources (the analytics room's features, the report) are built by their own job.
+        built = set().union(*(j.selection.resolve(graph) for j in jobs))
     built = {k for k in built - set(sources) if k in specs and defs.resolve_assets_def(k).is_materializable}
     # A consumer of other domains' tables (the analytics room) names no sources: what its assets read
     # from outside them is what it is built from.
@@ -151,15 +163,19 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
     on_demand = {k for k in built if (specs[k].metadata or {}).get(REBUILD) == ON_DEMAND}
     provisional: dict[AssetKey, set] = {k: set() for k in on_demand}
     history: dict[AssetKey, list] = {k: [] for k in built | set(sources) if k in specs and specs[k].partitions_def is None}
-    known = {k: latest_by_partition(instance, k, provisional.get(k), history.get(k)) for k in built | set(sources)}
+    # The reports of changed partitions (CHANGES_FROM) are read too, whoever writes them.
+    inputs = {d.asset_key for k in built for d in _triggering(specs[k], specs[k].deps) if d.asset_key in specs
+              and (specs[k].metadata or {}).get(CHANGES_FROM)}
+    known = {k: latest_by_partition(instance, k, provisional.get(k), history.get(k))
+             for k in built | set(sources) | inputs}
     failed_runs = _failed_runs(instance, {run for k in built for _, run in known[k].values()})
-    out = DomainStatus(domain)
+    out = DomainStatus(domain, built={k.to_user_string(): set(known[k]) for k in built})
     if not any(known[k] for k in sources):
         return out  # no data ever came in: a domain not in use builds nothing (not even its references)
     stale: dict[AssetKey, set[str | None]] = defaultdict(set)
     for key in _topological(specs, built):
         spec = specs[key]
-        parents = [d for d in spec.deps if d.asset_key in known]
+        parents = _triggering(spec, [d for d in spec.deps if d.asset_key in known])
         mine = known[key]
         # Candidates: the dates an input holds (its own date: a window of neighbours adds reasons
         # to rebuild, not dates to build) and every one built before.
@@ -167,7 +183,7 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
         if spec.partitions_def is None:
             candidates = {WHOLE}
         else:
-            valid = set(spec.partitions_def.get_partition_keys())
+            valid = set(spec.partitions_def.get_partition_keys(dynamic_partitions_store=instance))
             for dep in parents:
                 if specs[dep.asset_key].partitions_def is not None:
                     candidates |= {p for p in list(known[dep.asset_key]) + list(stale[dep.asset_key])
@@ -185,6 +201,23 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
                 stale[key].add(partition)
                 out.stale.append(Stale(key.to_user_string(), partition, reason))
     return out
+
+
+def build_jobs(build_job: str | Sequence[str] | None) -> tuple[str, ...]:
+    """A domain's build job names (one, or several in build order)."""
+    if build_job is None:
+        return ()
+    return (build_job,) if isinstance(build_job, str) else tuple(build_job)
+
+
+def _triggering(spec: AssetSpec, deps: list) -> list:
+    """The inputs whose changes make ``spec``'s partitions stale: all of them, or those its
+    :data:`CHANGES_FROM` names."""
+    named = (spec.metadata or {}).get(CHANGES_FROM)
+    if not named:
+        return deps
+    keys = {AssetKey.from_user_string(k) for k in getattr(named, "value", named)}
+    return [d for d in deps if d.asset_key in keys]
 
 
 def _failed_runs(instance: DagsterInstance, run_ids: set[str]) -> set[str]:

@@ -273,6 +273,7 @@ def run_lake(lake, instance, domain: str, *, settings=None, **kw):
     from lake_assets.pipeline import run_landing_domain
 
     defs = build_defs(lake, settings) if isinstance(lake, str) else lake
+    kw.setdefault("build_job", DOMAINS[domain].build_job_name)  # the domain's build jobs, in order
     return run_landing_domain(defs, instance, defs.resources["lake"].storage, DOMAINS[domain].landing(), **kw)
 
 

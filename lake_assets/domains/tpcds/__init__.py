@@ -23,9 +23,9 @@ def definitions(settings=None):
     a, c = assets.build(settings), checks.build(settings)
     return Definitions(
         assets=[*a["LANDING_SPECS"].values(), *a["BRONZE_ASSETS"].values(), *a["SILVER_ASSETS"].values(),
-                *a["GOLD_ASSETS"]],
+                a["PLAN"], *a["CHANGES_SPECS"].values(), *a["GOLD_ASSETS"]],
         asset_checks=c["TPCDS_CHECKS"],
-        jobs=[a["ingest_tpcds_job"], a["tpcds_pipeline_job"]],
+        jobs=[a["ingest_tpcds_job"], a["tpcds_pipeline_job"], a["tpcds_months_job"]],
         sensors=[a["tpcds_landing_sensor"]],
     )
 
@@ -59,13 +59,17 @@ def _landing():
 def _run(defs, instance, storage, progress, settings):
     from lake_assets.pipeline import run_landing_domain
 
-    return run_landing_domain(defs, instance, storage, _landing(), progress=progress)
+    return run_landing_domain(defs, instance, storage, _landing(), progress=progress, build_job=BUILD_JOBS)
+
+
+#: Ingest dates, then months (a Dagster job has one partitions definition).
+BUILD_JOBS = ("tpcds_pipeline_job", "tpcds_months_job")
 
 
 DOMAIN = Domain(
     name=NAME,
     description="The TPC-DS retail warehouse (dsdgen files) -> bronze -> silver (+ quarantine) -> sales metrics",
-    definitions=definitions, tables=_tables, generate=_generate, run=_run, landing=_landing,
+    definitions=definitions, tables=_tables, generate=_generate, run=_run, landing=_landing, build_job=BUILD_JOBS,
     report=(
         Chart("Net paid per channel per month", "SELECT month, channel, net_paid FROM tpcds.monthly_trends ORDER BY month",
               "line", x="month", y=("net_paid",), color="channel", requires=("tpcds.monthly_trends",)),

@@ -29,15 +29,20 @@ staged, one atomic rename or PUT per file) and is registered in the catalog.
 
 import datetime as dt
 import functools
+import json
 from functools import reduce
 from typing import Any, Callable, Iterable
 
 from dagster import (
+    AllPartitionMapping,
+    AssetDep,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
+    DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -47,7 +52,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE, REBUILD_ON_WINDOW_CHANGE
+from lake_assets.automation import REBUILD_ON_UPSTREAM_CHANGE, REBUILD_ON_WINDOW_CHANGE, rebuild_on_changes_from
 from lake_assets.catalog.resource import CatalogResource
 from lake_assets.catalog.tables import Table, tables_metadata
 from lake_assets.domains.tpcds import bronze as bronze_rules
@@ -62,10 +67,11 @@ from lake_assets.ingest.validated import read_validated_text, validated_files
 from lake_assets.io_managers import publish_partitions
 from lake_assets.lake import LakeStorage
 from lake_assets.lake.layout import join
-from lake_assets.partitions import daily_partitions
+from lake_assets.partitions import add_keys, daily_partitions, data_partitions
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
 from lake_assets.settings import LakeSettings, module_built_from_env
+from lake_assets.staleness import CHANGES_FROM
 
 GROUP_LANDING, GROUP_BRONZE, GROUP_SILVER, GROUP_GOLD = "tpcds_landing", "tpcds_bronze", "tpcds_silver", "tpcds_gold"
 #: The metrics zone's dataset of every tpcds table (``metrics/tpcds/<asset>/``).
@@ -270,10 +276,18 @@ def build_bronze(spec: TableSpec, partitions, landing: AssetSpec) -> AssetsDefin
 # -- silver ---------------------------------------------------------------------------------------
 #: The dimensions a fact's rules read, with the key a fact row refers to them by.
 DIMENSION_KEYS = {"date_dim": "d_date_sk", "item": "i_item_sk"}
+#: The Dagster partitions of the facts and the monthly gold tables: the months the rows hold
+#: (``YYYY-MM`` and Hive's NULL partition), added by the plan as deliveries bring them.
+MONTHS = "tpcds_month"
+
+
+def changes_key(name: str) -> AssetKey:
+    """The report of a fact's months that a delivery touched (written by ``tpcds_silver_plan``)."""
+    return AssetKey(f"tpcds_changes_{name}")
 
 
 def _dimension_deliveries(inputs: dict, before: dict, dims=tuple(DIMENSION_KEYS)) -> dict[str, set[str]] | None:
-    """For each of ``dims`` whose silver changed since an asset last built: its bronze files delivered since
+    """For each of ``dims`` whose silver changed since the last plan: its bronze files delivered since
     (new or converted again; their keys are the dimension rows that may have changed). None when that
     cannot be told (no record of its bronze, or a bronze file gone): then every month is rebuilt."""
     out: dict[str, set[str]] = {}
@@ -316,25 +330,38 @@ def _referring(rows: DataFrame, spec: TableSpec, dim: str, keys: DataFrame) -> D
                                           for ref in _fact_refs(spec, dim)])
 
 
-def _touched_months(session, storage: LakeStorage, parsed: DataFrame, spec: TableSpec, new_files: set[str],
+def located(session, storage: LakeStorage, spec: TableSpec, date_dim: DataFrame) -> DataFrame:
+    """A fact's bronze rows with only what placing them needs: bronze file, primary key, references,
+    lineage line, and the month (:data:`PARTITION`) silver stores each under (its dating key's date in
+    silver's ``date_dim``, Hive's NULL partition without one), as :func:`silver.parse` dates them."""
+    cols = list(dict.fromkeys([*spec.primary_key, *spec.date_keys, spec.item_key, "_source_file", "_line"]))
+    rows = read_files(session, storage, BRONZE[spec.name], schemas.BRONZE[spec.name],
+                      file_column="_bronze_file").select(*cols, "_bronze_file")
+    dates = F.broadcast(date_dim.select(F.col("d_date_sk").alias("_date_sk"), F.col("d_date").alias("_date")))
+    return (rows.join(dates, F.col(spec.dating.key) == F.col("_date_sk"), "left")
+            .withColumn(PARTITION, silver.partition_value(F.col("_date"))).drop("_date_sk", "_date"))
+
+
+def _touched_months(session, storage: LakeStorage, rows_at: DataFrame, spec: TableSpec, new_files: set[str],
                     delivered: dict[str, set[str]]) -> list[str]:
     """The months a delivery touches: those of the rows it brings and of the rows referring to dimension
     rows it brings (``delivered``: dimension -> its new bronze files), then of every row sharing a primary
     key with one of them (the rows they replace, or that replace them), in their new place and, for rows
-    a dimension moves or makes valid or invalid, where they were stored before."""
+    a dimension moves or makes valid or invalid, where they were stored before. ``rows_at``: the fact's
+    rows with their months (:func:`located`)."""
     touched: list[DataFrame] = []
     if new_files:
-        touched.append(parsed.where(F.col("_bronze_file").isin(*sorted(new_files))))
+        touched.append(rows_at.where(F.col("_bronze_file").isin(*sorted(new_files))))
     for dim, files in delivered.items():
         if not files:
             continue
-        touched.append(_referring(parsed, spec, dim, _delivered_keys(session, storage, dim, files)))
+        touched.append(_referring(rows_at, spec, dim, _delivered_keys(session, storage, dim, files)))
     if not touched:
         return []
     rows = reduce(DataFrame.unionByName, touched)
     pk = list(spec.primary_key)
     keys = rows.select(*pk).where(reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in pk])).distinct()
-    sharing = rows.unionByName(parsed.join(keys, pk, "left_semi"))
+    sharing = rows.unionByName(rows_at.join(keys, pk, "left_semi"))
     months = sharing.select(PARTITION)
     if any(delivered.values()):
         # A dimension row changes where its facts are dated, or whether they are valid: their old place.
@@ -354,72 +381,147 @@ def _touched_months(session, storage: LakeStorage, parsed: DataFrame, spec: Tabl
     return sorted(r[0] for r in months.distinct().collect())  # a few dozen month names, never rows
 
 
-def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, AssetsDefinition]) -> AssetsDefinition:
+def _fact_inputs(storage: LakeStorage, name: str) -> dict[str, increments.Versions]:
+    """What a fact's months are planned from: its bronze files, and the dimensions' silver and bronze."""
+    inputs = {"bronze": increments.versions(storage, BRONZE[name])}
+    inputs |= {d: increments.versions(storage, SILVER[d]) for d in DIMENSION_KEYS}
+    return inputs | {f"bronze_{d}": increments.versions(storage, BRONZE[d]) for d in DIMENSION_KEYS}
+
+
+def plan_fact(session, storage: LakeStorage, spec: TableSpec, inputs: dict, before: dict | None,
+              date_dim: DataFrame) -> tuple[list[str], str]:
+    """The months of fact ``spec`` to rebuild since the plan ``before`` (its inputs then; None: never
+    planned), and why: every month its rows, its silver and its quarantine hold on a first plan, when a
+    bronze file is gone or a dimension changed in a way that cannot be traced, else the months the
+    delivery touches (:func:`_touched_months`)."""
+    name = spec.name
+    delivered = _dimension_deliveries(inputs, before) if before is not None else None
+    if delivered is None or any(p not in inputs["bronze"] for p in before.get("bronze", {})):
+        rows_at = located(session, storage, spec, date_dim)
+        months = {r[0] for r in rows_at.select(PARTITION).distinct().collect()}  # month names, never rows
+        months |= {increments.partition_of(p) for p in increments.versions(storage, SILVER[name])} - {None}
+        months |= {p[len("part-"):].rsplit(".", 1)[0] for p in _stored_quarantine(storage, name)}
+        return sorted(months), "every month (a first plan, a bronze file gone, or a dimension change of unknown rows)"
+    new_files = increments.changed(inputs["bronze"], before.get("bronze", {}))
+    if not new_files and not any(delivered.values()):
+        return [], "nothing new"
+    months = _touched_months(session, storage, located(session, storage, spec, date_dim), spec, new_files, delivered)
+    return months, ", ".join([f"{len(new_files)} new bronze file(s)"]
+                             + [f"{len(f)} new {d} bronze file(s)" for d, f in delivered.items()])
+
+
+#: Where the plans are kept (``<run id>.json``: each fact's inputs when that run planned).
+PLANS = "silver/tpcds/_plans"
+
+
+def _last_plan(context: AssetExecutionContext, storage: LakeStorage) -> tuple[dict, str | None]:
+    """The inputs of the last plan Dagster recorded (its materialization names its file), and that file.
+    A plan whose run died before its materialization was recorded is not it: its months were never
+    reported, so the next plan finds them again."""
+    found = context.instance.fetch_materializations(context.asset_key, limit=1, ascending=False).records
+    mat = found[0].asset_materialization if found else None
+    path = (mat.metadata or {}).get("plan_file") if mat is not None else None
+    path = getattr(path, "value", path)
+    if not path or not storage.exists(path):
+        return {}, None
+    return json.loads(storage.read_text(path)), path
+
+
+def build_plan(bronze: dict[str, AssetsDefinition], dims: dict[str, AssetsDefinition],
+               months: DynamicPartitionsDefinition) -> AssetsDefinition:
+    """``tpcds_silver_plan``: which months of each fact a delivery touches, reported as partitions of
+    ``tpcds_changes_<fact>`` (new months are added to ``tpcds_month`` first)."""
+
+    @asset(name="tpcds_silver_plan", deps=[*(bronze[n] for n in FACTS), dims["date_dim"], dims["item"]],
+           group_name=GROUP_SILVER, kinds={"spark"}, automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+           description="The months of each fact that a delivery touches: the months of the rows it brings, of "
+                       "the rows they replace and, for a date_dim or item delivery, of the fact rows referring "
+                       "to its keys (where they were and where they go). Each is reported as a partition of "
+                       "tpcds_changes_<fact>, which the fact's silver rebuilds; the first plan reports every "
+                       "month. A fact's months are Dagster partitions (tpcds_month), added here as rows bring "
+                       "them.")
+    def _plan(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource) -> MaterializeResult:
+        storage, session = lake.storage, spark.spark_session
+        before, previous = _last_plan(context, storage)
+        date_dim = read_files(session, storage, SILVER["date_dim"], schemas.SILVER["date_dim"])
+        plans, inputs = {}, {}
+        for name, spec in FACTS.items():
+            inputs[name] = _fact_inputs(storage, name)
+            plans[name] = plan_fact(session, storage, spec, inputs[name], before.get(name), date_dim)
+            context.log.info(f"{name}: {len(plans[name][0])} month(s) to rebuild ({plans[name][1]})")
+        added = add_keys(context.instance, months, {m for found, _ in plans.values() for m in found})
+        for name, (found, why) in plans.items():
+            for m in found:
+                context.log_event(AssetMaterialization(asset_key=changes_key(name), partition=m,
+                                                       metadata={"why": why}))
+        # The plan's file is named by its run and only then recorded: the next plan starts from it
+        # once this materialization (after the reports above) is in Dagster's records.
+        path = join(PLANS, f"{context.run.run_id}.json")
+        storage.write_text(path, json.dumps(inputs, indent=1, sort_keys=True))
+        for f in storage.list_files(PLANS, recursive=False):
+            if f.path not in (path, previous):
+                storage.delete(f.path)
+        return MaterializeResult(metadata={
+            "plan_file": path, "months_added": MetadataValue.json(added),
+            "months": MetadataValue.json({n: found for n, (found, _) in plans.items()})})
+
+    return _plan
+
+
+def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, AssetsDefinition],
+                 months: DynamicPartitionsDefinition | None = None) -> AssetsDefinition:
     """``tpcds_silver_<table>``: the whole table's bronze rows checked and deduplicated; a dimension rewritten
-    whole, a fact's touched months only (see the module's docstring)."""
+    whole, a fact by month: the months a run names (see the module's docstring)."""
     name = spec.name
     table = SILVER[name]
     deps: list[Any] = [bronze]
+    extra: dict[str, Any] = {}
+    automation = REBUILD_ON_WINDOW_CHANGE
     if spec.is_fact:
-        deps += [dims["date_dim"], dims["item"]]
+        # Read whole; what their changes touch arrives as the plan's reports (CHANGES_FROM).
+        deps = [AssetDep(bronze, partition_mapping=AllPartitionMapping()), dims["date_dim"], dims["item"],
+                changes_key(name)]
+        extra = {CHANGES_FROM: [changes_key(name).to_user_string()]}
+        automation = rebuild_on_changes_from([changes_key(name)])
 
     @asset(name=f"tpcds_silver_{name}", deps=deps, group_name=GROUP_SILVER, kinds={"spark", "parquet"},
-           automation_condition=REBUILD_ON_WINDOW_CHANGE,
+           partitions_def=months if spec.is_fact else None,
+           backfill_policy=BackfillPolicy.single_run() if spec.is_fact else None,
+           automation_condition=automation,
            # Both tables it writes (bronze's asset adds the quarantine's bronze stage).
-           metadata=tables_metadata({"": table, "quarantine": QUARANTINE[name]}),
+           metadata={**tables_metadata({"": table, "quarantine": QUARANTINE[name]}), **extra},
            description=table.description + f" Rejected rows: quarantine/tpcds/{name}/stage=silver/.")
     def _silver(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
                 catalog: CatalogResource) -> MaterializeResult:
         storage, session = lake.storage, spark.spark_session
-        inputs = {"bronze": increments.versions(storage, BRONZE[name])}
         rows_in = read_files(session, storage, BRONZE[name], schemas.BRONZE[name], file_column="_bronze_file")
         if spec.is_fact:
-            inputs |= {d: increments.versions(storage, SILVER[d]) for d in DIMENSION_KEYS}
-            inputs |= {f"bronze_{d}": increments.versions(storage, BRONZE[d]) for d in DIMENSION_KEYS}
+            keys = sorted(context.partition_keys)
             date_dim = read_files(session, storage, SILVER["date_dim"], schemas.SILVER["date_dim"])
             item = read_files(session, storage, SILVER["item"], schemas.SILVER["item"])
             parsed = silver.parse(rows_in, spec, date_dim, item)
         else:
-            parsed = silver.parse(rows_in, spec).withColumn(PARTITION, F.lit(WHOLE))
+            keys = [WHOLE]
+            parsed = silver.parse(rows_in, spec)
+        context.log.info(f"{name}: rebuilding {len(keys)} partition(s)")
+        loaded = _now()
+        sort = (spec.dating.column,) if spec.dating else ()
+        # Deduplicated over the whole table; the months asked for written (a row's month is its own).
+        only = ((lambda df: df.where(F.col(PARTITION).isin(*keys))) if spec.is_fact
+                else (lambda df: df.withColumn(PARTITION, F.lit(WHOLE))))
         parsed = parsed.persist()
         try:
-            before = increments.consumed(storage, table.location)
-            delivered = _dimension_deliveries(inputs, before) if spec.is_fact and before is not None else None
-            every = not spec.is_fact or delivered is None or any(
-                p not in inputs["bronze"] for p in before.get("bronze", {}))
-            if not spec.is_fact:
-                keys, how = [WHOLE], "whole"
-            elif every:  # the months the rows hold (the write finds them) and every month stored
-                keys = sorted({increments.partition_of(p) for p in increments.versions(storage, table)}
-                              | {p[len("part-"):].rsplit(".", 1)[0] for p in _stored_quarantine(storage, name)})
-                how = "every month (a first build, a bronze file gone, or a dimension change of unknown rows)"
-            else:
-                new_files = increments.changed(inputs["bronze"], before.get("bronze", {}))
-                keys = _touched_months(session, storage, parsed, spec, new_files, delivered)
-                how = ", ".join([f"{len(new_files)} new bronze file(s)"]
-                                + [f"{len(f)} new {d} bronze file(s)" for d, f in delivered.items()])
-            context.log.info(f"{name}: rebuilding {'every' if every else len(keys)} partition(s) ({how})")
-            loaded = _now()
-            sort = (spec.dating.column,) if spec.dating else ()
-            rows = quarantined = {}
-            if keys or every:
-                def only(df: DataFrame) -> DataFrame:
-                    df = df.withColumn(PARTITION, F.col(PARTITION) if spec.dating else F.lit(WHOLE))
-                    return df if every else df.where(F.col(PARTITION).isin(*keys))
-
-                rows, quarantined = write_split(
-                    parsed,
-                    lambda df: publish(storage, catalog, table, only(silver.silver_rows(df, spec, loaded)), keys,
-                                       sort_within=sort, any_key=every),
-                    lambda df, written: _quarantine(storage, name, "silver",
-                                                    None if df is None else only(silver.silver_rejects(df, spec)),
-                                                    written, any_key=every),
-                    lambda rows: sorted(set(keys) | set(rows)))
-                keys = sorted(set(keys) | set(rows) | set(quarantined))
-                catalog.sync(storage, [QUARANTINE[name]])
+            rows, quarantined = write_split(
+                parsed,
+                lambda df: publish(storage, catalog, table, only(silver.silver_rows(df, spec, loaded)), keys,
+                                   sort_within=sort),
+                lambda df, written: _quarantine(storage, name, "silver",
+                                                None if df is None else only(silver.silver_rejects(df, spec)),
+                                                written),
+                lambda _rows: keys)
+            catalog.sync(storage, [QUARANTINE[name]])
         finally:
             parsed.unpersist()
-        increments.remember(storage, table.location, inputs)
         found = _table_metrics(storage, table, keys, {k: quarantine_file(name, "silver", k) for k in keys},
                                spec.rule_names)
         md = metrics.record(storage, dataset=METRICS, asset=f"tpcds_silver_{name}", run_id=context.run.run_id,
@@ -438,43 +540,15 @@ def _stored_quarantine(storage: LakeStorage, name: str) -> list[str]:
 
 
 # -- gold ---------------------------------------------------------------------------------------
-def _changed_months(before: dict | None, inputs: dict[str, increments.Versions], whole: tuple[str, ...] = ()
-                    ) -> list[str] | None:
-    """The months whose input partitions changed since the last build; None for every month (a first
-    build, or a change in one of the ``whole`` inputs, which every month reads)."""
-    if before is None or any(increments.changed(inputs[w], before.get(w, {})) for w in whole):
-        return None
-    out = set()
-    for name, now in inputs.items():
-        if name not in whole and not name.startswith("bronze_"):
-            out |= {increments.partition_of(p) for p in increments.changed(now, before.get(name, {}))}
-    return sorted(m for m in out if m is not None)
-
-
-def _months_referring(session, storage: LakeStorage, facts: tuple[str, ...], delivered: dict[str, set[str]]
-                      ) -> set[str]:
-    """The months in which silver ``facts`` store rows referring to a key of the dimension rows delivered
-    (``delivered``: dimension -> its new bronze files)."""
-    found = []
-    for dim, files in delivered.items():
-        if not files:
-            continue
-        keys = _delivered_keys(session, storage, dim, files)
-        for name in facts:
-            stored = _stored_rows(session, storage, name)
-            if stored is not None:
-                found.append(_referring(stored, TABLES[name], dim, keys).select(PARTITION))
-    return {r[0] for r in reduce(DataFrame.union, found).distinct().collect()} if found else set()
-
-
 def _read_silver(session, storage, names: Iterable[str], months: list[str] | None) -> dict[str, DataFrame]:
     return {n: read_files(session, storage, SILVER[n], schemas.SILVER[n], months) for n in names}
 
 
-def _gold_asset(name: str, deps: list, description: str):
+def _gold_asset(name: str, deps: list, description: str, **kwargs):
     return asset(name=f"tpcds_{name}", deps=deps, group_name=GROUP_GOLD, kinds={"spark", "parquet"},
-                 automation_condition=REBUILD_ON_UPSTREAM_CHANGE, metadata=GOLD[name].asset_metadata(),
-                 description=description)
+                 automation_condition=kwargs.pop("automation_condition", REBUILD_ON_UPSTREAM_CHANGE),
+                 metadata={**GOLD[name].asset_metadata(), **kwargs.pop("metadata", {})},
+                 description=description, **kwargs)
 
 
 def _gold_result(context, storage: LakeStorage, name: str, counts: dict[str, int], keys: list[str]) -> MaterializeResult:
@@ -489,37 +563,29 @@ def _gold_result(context, storage: LakeStorage, name: str, counts: dict[str, int
         "dagster/uri": MetadataValue.path(storage.uri(table.location))})
 
 
-def _monthly_gold(name: str, inputs: tuple[str, ...], whole: tuple[str, ...], make, silver_assets) -> AssetsDefinition:
-    """A gold table stored by month: the months whose inputs changed are rebuilt from those months' rows."""
+def _monthly_gold(name: str, inputs: tuple[str, ...], whole: tuple[str, ...], make, silver_assets,
+                  months: DynamicPartitionsDefinition) -> AssetsDefinition:
+    """A gold table stored by month, partitioned like the facts: a month is rebuilt from that month's rows
+    of ``inputs`` (and every row of ``whole``, read only: what a ``whole`` delivery changes reaches the
+    months through the facts' silver, which the plan rebuilds where rows refer to its keys)."""
     table = GOLD[name]
+    extra = {}
+    if whole:
+        extra = {"metadata": {CHANGES_FROM: [silver_assets[n].key.to_user_string() for n in inputs]},
+                 "automation_condition": rebuild_on_changes_from([silver_assets[n].key for n in inputs])}
 
-    @_gold_asset(name, [silver_assets[n] for n in inputs + whole], table.description)
+    @_gold_asset(name, [silver_assets[n] for n in inputs + whole], table.description, partitions_def=months,
+                 backfill_policy=BackfillPolicy.single_run(), **extra)
     def _gold(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
               catalog: CatalogResource) -> MaterializeResult:
         storage, session = lake.storage, spark.spark_session
-        now = {n: increments.versions(storage, SILVER[n]) for n in inputs + whole}
-        now |= {f"bronze_{w}": increments.versions(storage, BRONZE[w]) for w in whole}
-        before = increments.consumed(storage, table.location)
-        months = _changed_months(before, now, whole)
-        if months is None and before is not None and set(whole) <= set(DIMENSION_KEYS):
-            # A dimension delivery (product performance reads `item` whole): the months whose lines refer
-            # to the keys it brings, with those whose inputs changed.
-            delivered = _dimension_deliveries(now, before, whole)
-            if delivered is not None:
-                months = sorted(set(_changed_months(before, now))
-                                | _months_referring(session, storage, inputs, delivered))
-        if months is None:  # every month the inputs hold, and every month this table holds
-            months = sorted({m for n in inputs for m in map(increments.partition_of, now[n]) if m}
-                            | {increments.partition_of(p) for p in increments.versions(storage, table)})
-        months = [m for m in months if m is not None]
-        context.log.info(f"{name}: rebuilding {len(months)} month(s)")
-        counts = {}
-        if months:
-            frames = _read_silver(session, storage, inputs, months) | _read_silver(session, storage, whole, None)
-            out = make(frames).where(F.col(PARTITION).isin(*months))
-            counts = publish(storage, catalog, table, out, months)
-        increments.remember(storage, table.location, now)
-        return _gold_result(context, storage, name, counts, months)
+        keys = sorted(context.partition_keys)
+        context.log.info(f"{name}: rebuilding {len(keys)} month(s)")
+        frames = _read_silver(session, storage, inputs, keys) | _read_silver(session, storage, whole, None)
+        # Gold holds dated lines: the undated month (Hive's NULL partition) has no rows, and no file.
+        out = make(frames).where(F.col(PARTITION).isin(*keys))
+        counts = publish(storage, catalog, table, out, keys)
+        return _gold_result(context, storage, name, counts, keys)
 
     return _gold
 
@@ -539,13 +605,15 @@ def _whole_gold(name: str, inputs: tuple[str, ...], make, silver_assets) -> Asse
     return _gold
 
 
-def build_gold(silver_assets: dict[str, AssetsDefinition]) -> list[AssetsDefinition]:
+def build_gold(silver_assets: dict[str, AssetsDefinition], months: DynamicPartitionsDefinition
+               ) -> list[AssetsDefinition]:
     sales, returns = gold.SALES_TABLES, gold.RETURNS_TABLES
     return [
         _monthly_gold("daily_sales_summary", sales + returns, (),
-                      lambda t: gold.daily_sales_summary(gold.sales_lines(t), gold.return_lines(t)), silver_assets),
+                      lambda t: gold.daily_sales_summary(gold.sales_lines(t), gold.return_lines(t)), silver_assets,
+                      months),
         _monthly_gold("product_performance", sales, ("item",),
-                      lambda t: gold.product_performance(gold.sales_lines(t), t["item"]), silver_assets),
+                      lambda t: gold.product_performance(gold.sales_lines(t), t["item"]), silver_assets, months),
         _whole_gold("customer_lifetime_value", sales + returns + ("customer",),
                     lambda t: gold.customer_lifetime_value(gold.sales_lines(t), gold.return_lines(t), t["customer"]),
                     silver_assets),
@@ -568,20 +636,33 @@ def build(settings: LakeSettings) -> dict[str, Any]:
         for name in TABLES
     }
     bronze = {name: build_bronze(spec, partitions, landing[name]) for name, spec in TABLES.items()}
+    months = data_partitions(MONTHS)
     dims = {name: build_silver(spec, bronze[name], {}) for name, spec in DIMENSIONS.items()}
-    facts = {name: build_silver(spec, bronze[name], dims) for name, spec in FACTS.items()}
+    plan = build_plan(bronze, dims, months)
+    changes = {
+        name: AssetSpec(changes_key(name), deps=[plan], partitions_def=months, group_name=GROUP_SILVER,
+                        description=f"The months of {name} that a delivery touched, as tpcds_silver_plan reports "
+                                    f"them (a materialization per month): what tpcds_silver_{name} rebuilds.")
+        for name in FACTS
+    }
+    facts = {name: build_silver(spec, bronze[name], dims, months) for name, spec in FACTS.items()}
     silver_assets = {**dims, **facts}
-    gold_assets = build_gold(silver_assets)
+    gold_assets = build_gold(silver_assets, months)
     ingest_tpcds_job = build_ingest_job(LANDING, settings.start_date, settings.retry_delay_seconds)
     tpcds_landing_sensor = build_landing_sensor(LANDING, ingest_tpcds_job)
+    # A Dagster job has one partitions definition: ingest dates, then months.
     tpcds_pipeline_job = define_asset_job(
-        "tpcds_pipeline_job",
-        selection=[a.key for a in (*bronze.values(), *silver_assets.values(), *gold_assets)],
-        description="Build tpcds bronze for a range of ingest dates, then the silver tables and gold months "
-                    "their rows touch.")
-    return {"LANDING_SPECS": landing, "BRONZE_ASSETS": bronze, "SILVER_ASSETS": silver_assets,
-            "GOLD_ASSETS": gold_assets, "ingest_tpcds_job": ingest_tpcds_job,
-            "tpcds_landing_sensor": tpcds_landing_sensor, "tpcds_pipeline_job": tpcds_pipeline_job}
+        "tpcds_pipeline_job", selection=[a.key for a in (*bronze.values(), *dims.values(), plan)],
+        description="Build tpcds bronze for a range of ingest dates, the dimensions' silver, and the plan of "
+                    "the months each fact's rows touch.")
+    tpcds_months_job = define_asset_job(
+        "tpcds_months_job", selection=[a.key for a in (*facts.values(), *gold_assets)],
+        description="Build the facts' silver and the gold tables for a range of months (one Spark job per asset "
+                    "over the range), and the whole gold tables.")
+    return {"LANDING_SPECS": landing, "BRONZE_ASSETS": bronze, "SILVER_ASSETS": silver_assets, "PLAN": plan,
+            "CHANGES_SPECS": changes, "GOLD_ASSETS": gold_assets, "ingest_tpcds_job": ingest_tpcds_job,
+            "tpcds_landing_sensor": tpcds_landing_sensor, "tpcds_pipeline_job": tpcds_pipeline_job,
+            "tpcds_months_job": tpcds_months_job}
 
 
 __getattr__ = module_built_from_env(build)

@@ -56,7 +56,8 @@ def tpcds_lake(spark, tmp_path_factory):
         env.setenv("LAKE_CATALOG_PATH", catalog_path)  # read when the definitions are built
         defs = build_defs(root)
     with DagsterInstance.ephemeral() as instance:
-        report = run_landing_domain(defs, instance, storage, DOMAINS["tpcds"].landing())
+        report = run_landing_domain(defs, instance, storage, DOMAINS["tpcds"].landing(),
+                                    build_job=DOMAINS["tpcds"].build_job_name)
         yield {"root": root, "storage": storage, "gen": gen, "raw": raw, "defs": defs, "instance": instance,
                "report": report, "catalog_path": catalog_path}
 
