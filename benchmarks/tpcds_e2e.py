@@ -102,6 +102,7 @@ def asset_stages() -> dict[str, str]:
 
     out = {f"tpcds_bronze_{t}": "bronze" for t in TABLES}
     out |= {f"tpcds_silver_{t}": "silver" for t in TABLES}
+    out["tpcds_silver_plan"] = "silver"  # the months each delivery touches
     out |= {f"tpcds_{g}": "gold" for g in GOLD}
     return out
 

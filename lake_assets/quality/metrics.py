@@ -218,11 +218,21 @@ def recorded(context, storage: LakeStorage, result, *, dataset: str, asset: str,
              partitions: list[str] | None, count: float | None = None):
     """Record an asset check's result in the metrics zone and hand it back (``return recorded(...)``).
 
-    ``count`` defaults to 0 for a passing check and 1 for a failing one.
+    ``count`` defaults to 0 for a passing check and 1 for a failing one. In a run over a range of
+    partitions, Dagster records the result for the range, and each partition's check would stay
+    "planned" in the UI: the result is also logged as each partition's evaluation.
     """
     record_check(storage, dataset=dataset, asset=asset, partitions=partitions, run_id=context.run.run_id,
                  check_name=name, passed=result.passed,
                  count=count if count is not None else (0 if result.passed else 1))
+    step = context.op_execution_context
+    if partitions and not step.has_partition_key:
+        from dagster import AssetCheckEvaluation, AssetKey
+
+        for partition in partitions:
+            step.log_event(AssetCheckEvaluation(
+                asset_key=AssetKey(asset), check_name=name, passed=result.passed, partition=partition,
+                metadata=result.metadata, severity=result.severity, description=result.description))
     return result
 
 

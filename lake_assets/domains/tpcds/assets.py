@@ -10,18 +10,23 @@
   lines typed from the DDL into ``bronze/tpcds/<table>/<sha256>.parquet``;
   lines that do not convert go to ``quarantine/tpcds/<table>/stage=bronze/``.
 * **Silver** (``tpcds_silver_<table>``): standardised, checked and deduplicated
-  over the whole table. A dimension is one file, rebuilt only when its bronze
-  changed. A fact is stored by month (``sold_month=`` ...), and its months come
-  from its rows, so they are not Dagster partitions a run could name ahead:
-  the asset works out which months a delivery touches (its rows' months, the
-  months of the rows they replace and, for a ``date_dim`` or ``item``
-  delivery, the months of the fact rows referring to its keys, where they
-  were and where they go) and rewrites exactly those, in one Spark job
-  (:mod:`~lake_assets.domains.tpcds.increments`). Rejected rows go to
-  ``quarantine/tpcds/<table>/stage=silver/<month>.parquet``.
-* **Gold**: ``daily_sales_summary`` and ``product_performance`` rebuild the
-  months their inputs changed; ``customer_lifetime_value`` and
-  ``monthly_trends`` are rebuilt whole when any input changed.
+  over the whole table. A dimension is one file, rebuilt whole when its bronze
+  changed. A fact is stored by month (``sold_month=`` ...), and its months are
+  Dagster partitions (``tpcds_month``, dynamic: the months come from the rows,
+  so they are added as rows bring them). ``tpcds_silver_plan`` (after bronze
+  and the date_dim/item silver) works out which months a delivery touches: its
+  rows' months, the months of the rows they replace and, for a ``date_dim`` or
+  ``item`` delivery, the months of the fact rows referring to its keys, where
+  they were and where they go (:mod:`~lake_assets.domains.tpcds.increments`).
+  It reports each as a materialization of that month of
+  ``tpcds_changes_<fact>``, which is what the fact's silver rebuilds (its
+  ``CHANGES_FROM``): the automation and ``lake run`` rebuild exactly those
+  months, a range of them in one run and one Spark job per asset. Rejected rows
+  go to ``quarantine/tpcds/<table>/stage=silver/part-<month>.parquet``.
+* **Gold**: ``daily_sales_summary`` and ``product_performance`` are partitioned
+  by the same months (a month rebuilt when a fact's month was);
+  ``customer_lifetime_value`` and ``monthly_trends`` are rebuilt whole when any
+  input changed.
 
 Every write goes through the shared publishing (:func:`~lake_assets.io_managers.publish_partitions`:
 staged, one atomic rename or PUT per file) and is registered in the catalog.
@@ -186,7 +191,13 @@ def write_split(parsed: DataFrame, write_rows: Callable[[DataFrame], dict[str, i
     seen = Observation()
     rows = write_rows(parsed.observe(seen, F.count(F.when(F.size("reasons") > 0, 1)).alias("rejected")))
     keys = reject_keys(rows)
-    if seen.get["rejected"]:
+    try:
+        rejected = seen.get["rejected"]
+    except Exception:  # noqa: BLE001 (py4j's or Connect's error, the same cause)
+        # Nothing to observe: when the rows' write finds none (a month all of whose rows moved away or
+        # were rejected), Spark prunes the empty plan and its observation with it. Unknown, so look.
+        rejected = None
+    if rejected is None or rejected:
         return rows, write_rejects(parsed, keys)
     return rows, write_rejects(None, keys)
 

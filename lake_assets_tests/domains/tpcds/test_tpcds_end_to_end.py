@@ -347,3 +347,85 @@ def test_a_dimension_delivery_rewrites_the_months_of_the_facts_referring_to_its_
     assert rewritten("gold/tpcds", "product_performance") == dated(sales | d["item_months"])
     recategorised = [r for r in _rows(storage, "gold/tpcds/product_performance", read_parquet) if r["item_sk"] == d["item"]]
     assert recategorised and {r["category"] for r in recategorised} == {"Recategorised"}
+
+
+# -- the months as Dagster partitions ------------------------------------------------------------------
+def _materialized(instance, asset: str, run_ids: set[str]) -> set[str | None]:
+    from dagster import AssetKey, AssetRecordsFilter
+
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset)), limit=10000).records
+    return {r.partition_key for r in records if r.run_id in run_ids}
+
+
+def test_facts_and_monthly_gold_are_dagster_months_built_in_one_run_with_checks_per_month(lake):
+    from dagster import AssetCheckKey, AssetKey
+
+    instance, storage, first = lake["instance"], lake["storage"], lake["first"]
+    months_runs = [r for r in first.runs if r.job == "tpcds_months_job"]
+    assert len(months_runs) == 1 and months_runs[0].success  # every month in one run: one Spark job per asset
+    keys = instance.get_dynamic_partitions("tpcds_month")
+    held = {_month_of(p) for name in FACTS for p in _files(storage, f"silver/tpcds/{name}")}
+    held |= {f.name[len("part-"):-len(".parquet")] for name in FACTS
+             for f in storage.list_files(f"quarantine/tpcds/{name}/stage=silver")}
+    assert set(keys) == held and NULL_MONTH in keys
+    assert keys == sorted(keys)  # added in order: a range of keys is a range of months
+    ran = {months_runs[0].run_id}
+    for name in FACTS:
+        assert _materialized(instance, f"tpcds_silver_{name}", ran) == set(keys), name
+    for name in ("daily_sales_summary", "product_performance"):
+        assert _materialized(instance, f"tpcds_{name}", ran) == set(keys), name
+    for name in ("customer_lifetime_value", "monthly_trends"):
+        assert _materialized(instance, f"tpcds_{name}", ran) == {None}, name
+    # Each month's checks have their own outcome in Dagster (not only the run's range).
+    for asset, check in (("tpcds_silver_store_sales", "tpcds_silver_store_sales_rows_accounted"),
+                         ("tpcds_silver_inventory", "tpcds_silver_inventory_keys"),
+                         ("tpcds_daily_sales_summary", "tpcds_daily_sales_summary_schema")):
+        info = instance.event_log_storage.get_asset_check_partition_info([AssetCheckKey(AssetKey(asset), check)])
+        status = {i.partition_key: i.latest_execution_status.value for i in info if i.partition_key is not None}
+        assert set(status) == set(keys), check
+        assert set(status.values()) == {"SUCCEEDED"}, check
+
+
+def test_a_correction_is_reported_and_rebuilt_as_its_two_months_only(lake, read_parquet):
+    instance, moved, storage = lake["instance"], lake["moved"], lake["copy"]
+    months = _date_months(storage, read_parquet)
+    touched = {months[moved["old_sk"]], months[moved["new_sk"]]}
+    ran = {r.run_id for r in lake["third"].runs}
+    assert _materialized(instance, "tpcds_changes_store_sales", ran) == touched
+    assert _materialized(instance, "tpcds_silver_store_sales", ran) == touched
+    for name in FACTS:
+        if name != "store_sales":
+            assert _materialized(instance, f"tpcds_changes_{name}", ran) == set(), name
+            assert _materialized(instance, f"tpcds_silver_{name}", ran) == set(), name
+    for name in ("daily_sales_summary", "product_performance"):
+        assert _materialized(instance, f"tpcds_{name}", ran) == touched, name
+
+
+def test_nothing_is_stale_after_the_deliveries(lake):
+    from lake_assets.domains import DOMAINS
+    from lake_assets.staleness import domain_status
+
+    tpcds = DOMAINS["tpcds"]
+    status = domain_status(lake["defs"], lake["instance"], domain="tpcds", sources=tpcds.source_keys(),
+                           build_job=tpcds.build_job_name)
+    assert status.stale == []
+    assert status.built["tpcds_silver_store_sales"] == set(lake["instance"].get_dynamic_partitions("tpcds_month"))
+
+
+def test_a_month_holding_only_rejected_rows_is_rebuilt_alone_with_its_rejects(copy_of_tpcds_lake):
+    """Inventory's undated month holds no silver row, only quarantined ones: rebuilt alone, the rows' write
+    finds nothing (Spark then drops the plan's observation of rejects), and its rejects are still rewritten."""
+    from dagster import AssetKey
+
+    from lake_assets.pipeline import QUIET, range_tags
+
+    root, storage, defs, instance = copy_of_tpcds_lake()
+    path = f"quarantine/tpcds/inventory/stage=silver/part-{NULL_MONTH}.parquet"
+    before = pq.read_table(storage.local_path(path)).sort_by("line").to_pylist()
+    assert before and not storage.list_files(f"silver/tpcds/inventory/inv_month={NULL_MONTH}")
+    storage.delete(path)  # what the rebuild must write again
+    result = defs.resolve_job_def("tpcds_months_job").execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False, tags=range_tags(NULL_MONTH, NULL_MONTH),
+        asset_selection=[AssetKey("tpcds_silver_inventory")])
+    assert result.success
+    assert pq.read_table(storage.local_path(path)).sort_by("line").to_pylist() == before
