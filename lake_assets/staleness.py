@@ -18,6 +18,11 @@ from the records at once: what the UI's automation would rebuild is what
 changed input is a whole table rebuilt with the same rows (the automation, which
 sees materializations, not rows, rebuilds those: the same rows again).
 
+An asset whose partitions come from its rows (tpcds' months) names, in
+:data:`CHANGES_FROM`, the report of which partitions changed (an asset reading
+the rows materializes those partitions of the report); its other inputs are read
+whole, and only the reports make its partitions stale.
+
 Nothing here is a second bookkeeping: ingestion's materializations of the
 validated/bronze partitions and the builds' materializations are the truth.
 """

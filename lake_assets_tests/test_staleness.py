@@ -1,14 +1,20 @@
-"""The staleness rule's one refinement over materialization order: a whole table rebuilt with the same
-rows (the same fingerprint) does not make what was built from it stale; other rows, or no fingerprint, do."""
+"""The staleness rule's refinements over materialization order: a whole table rebuilt with the same
+rows (the same fingerprint) does not make what was built from it stale; other rows, or no fingerprint, do.
+An asset whose partitions the data brings (months) is stale where a report of changes says, not
+wherever a whole input changed; ``lake run``'s ranges follow the keys' order."""
 from dagster import (
+    AllPartitionMapping,
+    AssetDep,
     AssetMaterialization,
+    AssetSpec,
     DagsterInstance,
     DailyPartitionsDefinition,
     Definitions,
+    DynamicPartitionsDefinition,
     asset,
 )
 
-from lake_assets.staleness import FINGERPRINT, domain_status
+from lake_assets.staleness import CHANGES_FROM, FINGERPRINT, domain_status
 
 DAYS = DailyPartitionsDefinition(start_date="2024-03-01")
 DAY = "2024-03-01"
@@ -57,3 +63,53 @@ def test_a_whole_input_rebuilt_with_the_same_rows_leaves_its_readers_fresh():
         _materialize(instance, "fact", DAY)
         _materialize(instance, "dim", fingerprint="4:77:abc")  # same rows as two builds ago, not as at the build
         assert _stale(instance) == {("fact", DAY): "dim changed after it was built"}
+
+
+# -- partitions the data brings: what a report names is stale, not what a whole input touches ---------------
+MONTHS = DynamicPartitionsDefinition(name="test_month")
+changes = AssetSpec("changes", deps=[dim], partitions_def=MONTHS)
+
+
+@asset(partitions_def=MONTHS, deps=[AssetDep(landed, partition_mapping=AllPartitionMapping()), dim, changes],
+       metadata={CHANGES_FROM: ["changes"]})
+def monthly():
+    """A month built from every source date and the whole dimension; what changed is what ``changes`` says."""
+
+
+def _stale_months(instance) -> dict:
+    status = domain_status(Definitions(assets=[landed, dim, changes, monthly]), instance, domain="t",
+                           sources=[landed.key])
+    return {(s.asset, s.partition): s.reason for s in status.stale if s.asset == "monthly"}
+
+
+def test_a_month_is_stale_when_its_change_is_reported_not_when_a_whole_input_changes():
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("test_month", ["1999-01", "1999-02", "1999-03"])
+        _materialize(instance, "landed", DAY)
+        _materialize(instance, "dim")
+        assert _stale_months(instance) == {}  # nothing reported: nothing to build
+        for m in ("1999-01", "1999-02", "1999-03"):
+            _materialize(instance, "changes", m)
+        assert set(_stale_months(instance)) == {("monthly", m) for m in ("1999-01", "1999-02", "1999-03")}
+        for m in ("1999-01", "1999-02", "1999-03"):
+            _materialize(instance, "monthly", m)
+        assert _stale_months(instance) == {}
+        _materialize(instance, "landed", DAY)  # a new delivery, and the dimension rebuilt from it
+        _materialize(instance, "dim")
+        assert _stale_months(instance) == {}  # until a report names the months it touches
+        _materialize(instance, "changes", "1999-02")
+        assert _stale_months(instance) == {("monthly", "1999-02"): "changes[1999-02] changed after it was built"}
+
+
+def test_ranges_follow_the_keys_order_and_join_across_what_was_never_built():
+    from lake_assets.pipeline import contiguous_ranges
+
+    order = ["1998-01", "1998-02", "1998-03", "1998-04", "1998-05", "__HIVE_DEFAULT_PARTITION__"]
+    assert contiguous_ranges({"1998-02", "1998-04"}, order) == [("1998-02", "1998-02"), ("1998-04", "1998-04")]
+    assert contiguous_ranges({"1998-02", "1998-03"}, order) == [("1998-02", "1998-03")]
+    # a first build: keys never built for the asset join its ranges, at their ends too
+    assert contiguous_ranges({"1998-02", "1998-04"}, order, set(order)) == [(order[0], order[-1])]
+    # built before, holding files: not bridged
+    assert contiguous_ranges({"1998-02", "1998-04"}, order, {"1998-01"}) == [("1998-01", "1998-02"),
+                                                                           ("1998-04", "1998-04")]
+    assert contiguous_ranges({"2024-03-02", "2024-03-01"}, ["2024-03-01", "2024-03-02"]) == [("2024-03-01", "2024-03-02")]
