@@ -81,24 +81,17 @@ class DomainRun:
         return text
 
 
-def contiguous_ranges(keys, order: list[str], bridge=frozenset()) -> list[tuple[str, str]]:
+def contiguous_ranges(keys, order: list[str]) -> list[tuple[str, str]]:
     """Group partition keys into runs of keys next to each other in ``order`` (their partitions
-    definition's own: consecutive dates, or months as they were added); keys in ``bridge`` (never
-    built: nothing there to rewrite) join the ranges on either side and extend them at their ends,
-    so what was never built is built in as few ranges as it can be."""
+    definition's own: consecutive dates)."""
     index = {k: i for i, k in enumerate(order)}
     at = sorted({index[k] for k in keys if k in index})
     ranges: list[list[int]] = []
     for i in at:
-        if ranges and all(order[j] in bridge for j in range(ranges[-1][1] + 1, i)):
+        if ranges and i == ranges[-1][1] + 1:
             ranges[-1][1] = i
         else:
             ranges.append([i, i])
-    for r in ranges:
-        while r[0] > 0 and order[r[0] - 1] in bridge:
-            r[0] -= 1
-        while r[1] < len(order) - 1 and order[r[1] + 1] in bridge:
-            r[1] += 1
     return [(order[a], order[b]) for a, b in ranges]
 
 
@@ -261,21 +254,12 @@ def _build_job(defs, instance, domain, build_job, status, out: DomainRun, progre
         pdef = defs.resolve_assets_def(partitioned[0]).partitions_def
         order = ordered_keys(pdef, instance)
         if isinstance(pdef, DynamicPartitionsDefinition):
-            # Keys the data brings (months): each asset rebuilds its own stale keys and no other it
-            # was built for (a month it holds that did not change keeps its files), so assets with
-            # other ranges run apart, upstream first (the status lists assets in build order). Keys
-            # it was never built for join its ranges (they hold nothing of it): a first build is
-            # one run over every month.
-            rank = {}
-            for s in status.stale:
-                rank.setdefault(AssetKey.from_user_string(s.asset), len(rank))
-            by_range: dict[tuple[str, str], list] = {}
-            for k in partitioned:
-                never = set(order) - status.built.get(k.to_user_string(), set())
-                for span in contiguous_ranges(stale.get(k, ()), order, never):
-                    by_range.setdefault(span, []).append(k)
-            batches = sorted(by_range.items(), key=lambda b: max(rank.get(k, 0) for k in b[1]))
-            batches[-1:] = [(span, sel + whole) for span, sel in batches[-1:]]  # whole tables read every key
+            # Keys the data brings (months): one run over the span of every stale key, in the keys'
+            # order. Each asset rewrites only the keys whose inputs changed since it built them (a
+            # month between two changed ones keeps its files, and says so), so scattered months cost
+            # one run, one Spark job per asset, not a run each.
+            every = sorted(set().union(*stale.values()), key=order.index) if stale else []
+            batches = [((every[0], every[-1]), partitioned + whole)] if every else []
         else:
             # Dates: a range's run rebuilds every stale asset over it (a neighbouring date costs little
             # and keeps it one run) and the whole tables the dates read.

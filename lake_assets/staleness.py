@@ -53,8 +53,6 @@ class DomainStatus:
 
     domain: str
     stale: list[Stale] = field(default_factory=list)
-    #: asset -> the partitions it has ever been built for (what a run over a range may rewrite).
-    built: dict[str, set] = field(default_factory=dict)
 
     @property
     def partitions(self) -> list[str]:
@@ -82,11 +80,16 @@ FINGERPRINT = "lake/fingerprint"
 #: not make every month stale. :func:`~lake_assets.automation.rebuild_on_changes_from` is the
 #: same rule for the automation.
 CHANGES_FROM = "lake/changes_from"
+#: Materialization metadata of one partition: ``{UNCHANGED: True}`` when a run over a range of
+#: partitions found nothing changed there and left its files as they were (a range's run covers the
+#: months between the changed ones): not a reason to rebuild what reads it.
+UNCHANGED = "lake/unchanged"
 
 
 def latest_by_partition(instance: DagsterInstance, key: AssetKey, provisional: set | None = None,
-                        fingerprints: list | None = None) -> dict[str | None, tuple[int, str]]:
-    """partition -> (storage id, run id) of its newest materialization; ``provisional`` (when given)
+                        fingerprints: list | None = None) -> dict[str | None, tuple[int, str, int]]:
+    """partition -> (storage id, run id, storage id of the newest one not marked :data:`UNCHANGED`) of
+    its newest materialization; ``provisional`` (when given)
     collects the partitions whose newest materialization is marked :data:`PROVISIONAL`;
     ``fingerprints`` (when given) the (storage id, fingerprint) of every materialization of a whole
     table, oldest first (None where it carries none)."""
@@ -96,7 +99,11 @@ def latest_by_partition(instance: DagsterInstance, key: AssetKey, provisional: s
         result = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=1000, cursor=cursor,
                                                  ascending=True)
         for record in result.records:
-            out[record.partition_key] = (record.storage_id, record.run_id)
+            mat = record.asset_materialization
+            kept = (mat.metadata or {}).get(UNCHANGED) if mat is not None else None
+            before = out.get(record.partition_key)
+            changed = before[2] if getattr(kept, "value", kept) and before else record.storage_id
+            out[record.partition_key] = (record.storage_id, record.run_id, changed)
             if fingerprints is not None and record.partition_key is None:
                 mat = record.asset_materialization
                 found = (mat.metadata or {}).get(FINGERPRINT) if mat is not None else None
@@ -173,8 +180,8 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
               and (specs[k].metadata or {}).get(CHANGES_FROM)}
     known = {k: latest_by_partition(instance, k, provisional.get(k), history.get(k))
              for k in built | set(sources) | inputs}
-    failed_runs = _failed_runs(instance, {run for k in built for _, run in known[k].values()})
-    out = DomainStatus(domain, built={k.to_user_string(): set(known[k]) for k in built})
+    failed_runs = _failed_runs(instance, {v[1] for k in built for v in known[k].values()})
+    out = DomainStatus(domain)
     if not any(known[k] for k in sources):
         return out  # no data ever came in: a domain not in use builds nothing (not even its references)
     stale: dict[AssetKey, set[str | None]] = defaultdict(set)
@@ -206,6 +213,16 @@ def domain_status(defs: Definitions, instance: DagsterInstance, *, domain: str,
                 stale[key].add(partition)
                 out.stale.append(Stale(key.to_user_string(), partition, reason))
     return out
+
+
+def changed_partitions(instance: DagsterInstance, key: AssetKey, inputs: list[AssetKey], keys: list[str]
+                       ) -> list[str]:
+    """Of ``keys``, the partitions of ``key`` an input (same partitions) changed after it was last built,
+    or never built: what a run over a range of them rewrites (the others keep their files, and their
+    materialization says :data:`UNCHANGED`)."""
+    mine = latest_by_partition(instance, key)
+    seen = [latest_by_partition(instance, k) for k in inputs]
+    return [p for p in keys if p not in mine or any(p in s and s[p][2] > mine[p][0] for s in seen)]
 
 
 def build_jobs(build_job: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -262,7 +279,7 @@ def _why(spec, parents, specs, known, stale, partition, mine, failed_runs, histo
             if p not in upstream:
                 continue
             has_input = True
-            if mine is not None and upstream[p][0] > mine[0]:
+            if mine is not None and upstream[p][2] > mine[0]:
                 if p is None and _same_rows_since((history or {}).get(dep.asset_key, []), mine[0]):
                     continue  # rebuilt since, with the same rows
                 return f"{name}{'[' + p + ']' if p else ''} changed after it was built"

@@ -5,6 +5,7 @@ wherever a whole input changed; ``lake run``'s ranges follow the keys' order."""
 from dagster import (
     AllPartitionMapping,
     AssetDep,
+    AssetKey,
     AssetMaterialization,
     AssetSpec,
     DagsterInstance,
@@ -101,15 +102,36 @@ def test_a_month_is_stale_when_its_change_is_reported_not_when_a_whole_input_cha
         assert _stale_months(instance) == {("monthly", "1999-02"): "changes[1999-02] changed after it was built"}
 
 
-def test_ranges_follow_the_keys_order_and_join_across_what_was_never_built():
+def test_date_ranges_follow_the_keys_order():
     from lake_assets.pipeline import contiguous_ranges
 
-    order = ["1998-01", "1998-02", "1998-03", "1998-04", "1998-05", "__HIVE_DEFAULT_PARTITION__"]
-    assert contiguous_ranges({"1998-02", "1998-04"}, order) == [("1998-02", "1998-02"), ("1998-04", "1998-04")]
-    assert contiguous_ranges({"1998-02", "1998-03"}, order) == [("1998-02", "1998-03")]
-    # a first build: keys never built for the asset join its ranges, at their ends too
-    assert contiguous_ranges({"1998-02", "1998-04"}, order, set(order)) == [(order[0], order[-1])]
-    # built before, holding files: not bridged
-    assert contiguous_ranges({"1998-02", "1998-04"}, order, {"1998-01"}) == [("1998-01", "1998-02"),
-                                                                           ("1998-04", "1998-04")]
-    assert contiguous_ranges({"2024-03-02", "2024-03-01"}, ["2024-03-01", "2024-03-02"]) == [("2024-03-01", "2024-03-02")]
+    order = ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"]
+    assert contiguous_ranges({"2024-03-04", "2024-03-01", "2024-03-02"}, order) == [
+        ("2024-03-01", "2024-03-02"), ("2024-03-04", "2024-03-04")]
+    assert contiguous_ranges({"2024-03-09"}, order) == []  # not a key of the definition
+
+
+def test_a_partition_rebuilt_unchanged_is_no_reason_to_rebuild_its_readers():
+    from lake_assets.staleness import UNCHANGED, changed_partitions
+
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("test_month", ["1999-01", "1999-02"])
+        _materialize(instance, "landed", DAY)
+        for m in ("1999-01", "1999-02"):
+            _materialize(instance, "changes", m)
+            _materialize(instance, "monthly", m)
+        assert changed_partitions(instance, monthly.key, [changes.key], ["1999-01", "1999-02"]) == []
+        _materialize(instance, "changes", "1999-02")
+        assert changed_partitions(instance, monthly.key, [changes.key], ["1999-01", "1999-02"]) == ["1999-02"]
+        # a run over both months: 1999-01 kept its files and says so
+        instance.report_runless_asset_event(AssetMaterialization("monthly", partition="1999-01",
+                                                                 metadata={UNCHANGED: True}))
+        _materialize(instance, "monthly", "1999-02")
+        gold = changed_partitions  # a reader of monthly, by the same rule
+        assert gold(instance, AssetKey("reader"), [monthly.key], ["1999-01", "1999-02"]) == ["1999-01", "1999-02"]
+        instance.report_runless_asset_event(AssetMaterialization("reader", partition="1999-01"))
+        instance.report_runless_asset_event(AssetMaterialization("reader", partition="1999-02"))
+        instance.report_runless_asset_event(AssetMaterialization("monthly", partition="1999-01",
+                                                                 metadata={UNCHANGED: True}))
+        _materialize(instance, "monthly", "1999-02")
+        assert gold(instance, AssetKey("reader"), [monthly.key], ["1999-01", "1999-02"]) == ["1999-02"]

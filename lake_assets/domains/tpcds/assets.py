@@ -76,7 +76,7 @@ from lake_assets.partitions import add_keys, daily_partitions, data_partitions
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
 from lake_assets.settings import LakeSettings, module_built_from_env
-from lake_assets.staleness import CHANGES_FROM
+from lake_assets.staleness import CHANGES_FROM, UNCHANGED, changed_partitions
 
 GROUP_LANDING, GROUP_BRONZE, GROUP_SILVER, GROUP_GOLD = "tpcds_landing", "tpcds_bronze", "tpcds_silver", "tpcds_gold"
 #: The metrics zone's dataset of every tpcds table (``metrics/tpcds/<asset>/``).
@@ -479,6 +479,26 @@ def build_plan(bronze: dict[str, AssetsDefinition], dims: dict[str, AssetsDefini
     return _plan
 
 
+#: Run tag: ``all`` makes a run over a range of months rewrite every one of them, changed or not (a
+#: rebuild asked for by hand); by default a month whose inputs did not change since it was built
+#: keeps its files.
+REWRITE_TAG = "lake/rewrite"
+
+
+def months_to_rewrite(context: AssetExecutionContext, inputs: list[AssetKey]) -> list[str]:
+    """Of the run's months, those to rewrite: each an input (``inputs``, same months) changed since it was
+    built, or never built (every month with ``lake/rewrite=all``). A run covers a range of months, the
+    months between the changed ones included: those keep their files, and their materialization says
+    so (``lake/unchanged``), which is no reason for what reads them to be rebuilt."""
+    keys = sorted(context.partition_keys)
+    if context.run.tags.get(REWRITE_TAG) == "all":
+        return keys
+    found = changed_partitions(context.instance, context.asset_key, inputs, keys)
+    for k in sorted(set(keys) - set(found)):
+        context.add_asset_metadata({UNCHANGED: True}, partition_key=k)
+    return found
+
+
 def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, AssetsDefinition],
                  months: DynamicPartitionsDefinition | None = None) -> AssetsDefinition:
     """``tpcds_silver_<table>``: the whole table's bronze rows checked and deduplicated; a dimension rewritten
@@ -507,7 +527,11 @@ def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, Asse
         storage, session = lake.storage, spark.spark_session
         rows_in = read_files(session, storage, BRONZE[name], schemas.BRONZE[name], file_column="_bronze_file")
         if spec.is_fact:
-            keys = sorted(context.partition_keys)
+            keys = months_to_rewrite(context, [changes_key(name)])
+            if not keys:
+                context.log.info(f"{name}: no month of this run changed")
+                return MaterializeResult(metadata={"partitions_rebuilt": MetadataValue.json([]),
+                                                   "dagster/row_count": 0, "quarantined": 0})
             date_dim = read_files(session, storage, SILVER["date_dim"], schemas.SILVER["date_dim"])
             item = read_files(session, storage, SILVER["item"], schemas.SILVER["item"])
             parsed = silver.parse(rows_in, spec, date_dim, item)
@@ -581,6 +605,7 @@ def _monthly_gold(name: str, inputs: tuple[str, ...], whole: tuple[str, ...], ma
     months through the facts' silver, which the plan rebuilds where rows refer to its keys)."""
     table = GOLD[name]
     extra = {}
+    triggers = [silver_assets[n].key for n in inputs]
     if whole:
         extra = {"metadata": {CHANGES_FROM: [silver_assets[n].key.to_user_string() for n in inputs]},
                  "automation_condition": rebuild_on_changes_from([silver_assets[n].key for n in inputs])}
@@ -590,8 +615,10 @@ def _monthly_gold(name: str, inputs: tuple[str, ...], whole: tuple[str, ...], ma
     def _gold(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
               catalog: CatalogResource) -> MaterializeResult:
         storage, session = lake.storage, spark.spark_session
-        keys = sorted(context.partition_keys)
+        keys = months_to_rewrite(context, triggers)
         context.log.info(f"{name}: rebuilding {len(keys)} month(s)")
+        if not keys:
+            return _gold_result(context, storage, name, {}, [])
         frames = _read_silver(session, storage, inputs, keys) | _read_silver(session, storage, whole, None)
         # Gold holds dated lines: the undated month (Hive's NULL partition) has no rows, and no file.
         out = make(frames).where(F.col(PARTITION).isin(*keys))

@@ -44,7 +44,8 @@ def test_generate_hook_takes_the_cli_options(local_lake, tmp_path):
 
 def test_registered_with_its_assets_checks_jobs_and_sensor():
     """Listed in DOMAINS (so `lake generate|run|catalog` and the code location have it), its definitions:
-    a landing, bronze and silver asset per table, four gold, the shared checks, two jobs, one sensor."""
+    a landing, bronze and silver asset per table, four gold, the plan of months and a report of changed
+    months per fact, the shared checks (a fact's and a monthly gold table's by month), three jobs, one sensor."""
     from lake_assets.domains import DOMAINS
     from lake_assets.settings import LakeSettings
 
@@ -55,11 +56,21 @@ def test_registered_with_its_assets_checks_jobs_and_sensor():
         assert {f"tpcds_{zone}_{t}" for t in TABLES} <= keys
     assert {f"tpcds_{g}" for g in ("daily_sales_summary", "customer_lifetime_value", "product_performance",
                                    "monthly_trends")} <= keys
-    assert len(keys) == 3 * 24 + 4
+    assert {"tpcds_silver_plan", *(f"tpcds_changes_{f}" for f in FACTS)} <= keys
+    assert len(keys) == 3 * 24 + 4 + 1 + len(FACTS)
+    months = {a.key.to_user_string(): a.partitions_def for a in defs.assets
+              if getattr(a, "partitions_def", None) is not None and "tpcds_month" in str(a.partitions_def)}
+    assert set(months) == ({f"tpcds_silver_{f}" for f in FACTS} | {f"tpcds_changes_{f}" for f in FACTS}
+                           | {"tpcds_daily_sales_summary", "tpcds_product_performance"})
     checks = {c.name for cd in defs.asset_checks for c in cd.check_specs}
     for t in TABLES:
         assert {f"tpcds_bronze_{t}_lines_accounted", f"tpcds_silver_{t}_rows_accounted", f"tpcds_silver_{t}_keys",
                 f"tpcds_silver_{t}_schema", f"tpcds_silver_{t}_quarantine_rate"} <= checks
-    assert {j.name for j in defs.jobs} == {"ingest_tpcds_job", "tpcds_pipeline_job"}
+    assert {j.name for j in defs.jobs} == {"ingest_tpcds_job", "tpcds_pipeline_job", "tpcds_months_job"}
+    assert DOMAIN.build_job_name == ("tpcds_pipeline_job", "tpcds_months_job")
+    by_month = {c.name for cd in defs.asset_checks for c in cd.check_specs if c.partitions_def is not None
+                and "tpcds_month" in str(c.partitions_def)}
+    assert {f"tpcds_silver_{f}_{c}" for f in FACTS for c in ("rows_accounted", "keys", "schema", "quarantine_rate")} \
+        | {"tpcds_daily_sales_summary_schema", "tpcds_product_performance_schema"} == by_month
     assert [s.name for s in defs.sensors] == ["tpcds_landing_sensor"]
     assert DOMAIN.landing().folders == tuple(f"raw/tpcds/{t}" for t in TABLES)
