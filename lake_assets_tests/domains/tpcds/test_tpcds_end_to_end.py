@@ -350,11 +350,13 @@ def test_a_dimension_delivery_rewrites_the_months_of_the_facts_referring_to_its_
 
 
 # -- the months as Dagster partitions ------------------------------------------------------------------
-def _materialized(instance, asset: str, run_ids: set[str]) -> set[str | None]:
+def _materialized(instance, asset: str, run_ids: set[str], rewritten: bool = False) -> set[str | None]:
+    """The partitions ``run_ids`` materialized (``rewritten``: only those not marked unchanged)."""
     from dagster import AssetKey, AssetRecordsFilter
 
     records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset)), limit=10000).records
-    return {r.partition_key for r in records if r.run_id in run_ids}
+    return {r.partition_key for r in records if r.run_id in run_ids
+            and not (rewritten and "lake/unchanged" in (r.asset_materialization.metadata or {}))}
 
 
 def test_facts_and_monthly_gold_are_dagster_months_built_in_one_run_with_checks_per_month(lake):
@@ -390,15 +392,21 @@ def test_a_correction_is_reported_and_rebuilt_as_its_two_months_only(lake, read_
     instance, moved, storage = lake["instance"], lake["moved"], lake["copy"]
     months = _date_months(storage, read_parquet)
     touched = {months[moved["old_sk"]], months[moved["new_sk"]]}
-    ran = {r.run_id for r in lake["third"].runs}
+    runs = lake["third"].runs
+    ran = {r.run_id for r in runs}
+    keys = instance.get_dynamic_partitions("tpcds_month")
+    span = set(keys[keys.index(min(touched)):keys.index(max(touched)) + 1])
+    # One run over the span of the two months; the months between them are kept, and say so.
+    assert [r.partitions for r in runs if r.job == "tpcds_months_job"] == [(min(touched), max(touched))]
     assert _materialized(instance, "tpcds_changes_store_sales", ran) == touched
-    assert _materialized(instance, "tpcds_silver_store_sales", ran) == touched
+    assert _materialized(instance, "tpcds_silver_store_sales", ran) == span
+    assert _materialized(instance, "tpcds_silver_store_sales", ran, rewritten=True) == touched
     for name in FACTS:
         if name != "store_sales":
             assert _materialized(instance, f"tpcds_changes_{name}", ran) == set(), name
             assert _materialized(instance, f"tpcds_silver_{name}", ran) == set(), name
     for name in ("daily_sales_summary", "product_performance"):
-        assert _materialized(instance, f"tpcds_{name}", ran) == touched, name
+        assert _materialized(instance, f"tpcds_{name}", ran, rewritten=True) == touched, name
 
 
 def test_nothing_is_stale_after_the_deliveries(lake):
@@ -412,8 +420,9 @@ def test_nothing_is_stale_after_the_deliveries(lake):
 
 
 def test_a_month_holding_only_rejected_rows_is_rebuilt_alone_with_its_rejects(copy_of_tpcds_lake):
-    """Inventory's undated month holds no silver row, only quarantined ones: rebuilt alone, the rows' write
-    finds nothing (Spark then drops the plan's observation of rejects), and its rejects are still rewritten."""
+    """Inventory's undated month holds no silver row, only quarantined ones: rebuilt alone on request
+    (``lake/rewrite=all``: its inputs did not change), the rows' write finds nothing (Spark then drops the
+    plan's observation of rejects), and its rejects are still rewritten."""
     from dagster import AssetKey
 
     from lake_assets.pipeline import QUIET, range_tags
@@ -424,13 +433,9 @@ def test_a_month_holding_only_rejected_rows_is_rebuilt_alone_with_its_rejects(co
     assert before and not storage.list_files(f"silver/tpcds/inventory/inv_month={NULL_MONTH}")
     storage.delete(path)  # what the rebuild must write again
     result = defs.resolve_job_def("tpcds_months_job").execute_in_process(
-        instance=instance, run_config=QUIET, raise_on_error=False, tags=range_tags(NULL_MONTH, NULL_MONTH),
+        instance=instance, run_config=QUIET, raise_on_error=False,
+        tags={**range_tags(NULL_MONTH, NULL_MONTH), "lake/rewrite": "all"},
         asset_selection=[AssetKey("tpcds_silver_inventory")])
     assert result.success
     assert pq.read_table(storage.local_path(path)).sort_by("line").to_pylist() == before
 
-
-def test_probe(lake):
-    for label in ("first", "second", "crashed", "third", "fourth"):
-        rep = lake[label]
-        print("PROBE", label, len(rep.runs), [(r.job, r.partitions, round(sum(s.seconds for s in r.steps), 1)) for r in rep.runs])
