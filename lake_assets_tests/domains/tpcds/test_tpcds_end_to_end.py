@@ -5,7 +5,8 @@ per table with broken lines and two unreadable files, run once) is checked
 against the raw files; then a copy of it is run again with nothing new, given
 an identical copy of a file under another name and a correction that moves one
 sale to another month, crashed between landing their lines and deleting their raw
-files, and run a third time (the retry).
+files, and run a third time (the retry); then given a date_dim and an item line, with what the
+daemon's automation requests evaluated along the way.
 Every assertion reads the lake with pyarrow (never the code under test) and
 compares it with the raw files or the generator's truth.
 """
@@ -17,9 +18,11 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from dagster import AssetKey, evaluate_automation_conditions
 
 from lake_assets.domains.tpcds.spec import DIMENSIONS, FACTS, TABLES
 from lake_assets.lake import LakeStorage
+from lake_assets.pipeline import QUIET, range_tags
 
 NULL_MONTH = "__HIVE_DEFAULT_PARTITION__"
 
@@ -80,6 +83,24 @@ def lake(tpcds_lake, copy_of_tpcds_lake, run_lake):
     out["third"] = run_lake(defs, instance, "tpcds")
     out["after_third"] = {z: _files(storage, z) for z in zones}
     out["dimension_delivery"] = _deliver_dimension_rows(storage, raw)
+    # The automation's view of that delivery, as the daemon's sensor evaluates it: before it, then once
+    # ingestion and the dates' job have run (the plan reports the months its rows touch); `lake run`
+    # then builds the months.
+    before = evaluate_automation_conditions(defs=defs, instance=instance)
+    out["dates_run"] = run_lake(defs, instance, "tpcds", build_job="tpcds_pipeline_job")
+    after = evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
+    # The daemon would launch those months: built here in one run over their span; then its next tick.
+    requested = {r.key.to_user_string(): after.get_requested_partitions(r.key)
+                 for r in after.results if r.true_subset.size}
+    months = [m for m in instance.get_dynamic_partitions("tpcds_month")
+              if any(m in v for k, v in requested.items() if k.startswith("tpcds_silver_"))]
+    built = defs.resolve_job_def("tpcds_months_job").execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False, tags=range_tags(months[0], months[-1]),
+        asset_selection=[AssetKey.from_user_string(k) for k, v in requested.items() if v != {None}])
+    then = evaluate_automation_conditions(defs=defs, instance=instance, cursor=after.cursor)
+    out["automation"] = {"before": before.total_requested, "requested": requested, "months_built": built.success,
+                         "then": {r.key.to_user_string(): then.get_requested_partitions(r.key)
+                                  for r in then.results if r.true_subset.size}}
     out["fourth"] = run_lake(defs, instance, "tpcds")
     out["after_fourth"] = {z: _files(storage, z) for z in zones}
     return out
@@ -407,6 +428,33 @@ def test_a_correction_is_reported_and_rebuilt_as_its_two_months_only(lake, read_
             assert _materialized(instance, f"tpcds_silver_{name}", ran) == set(), name
     for name in ("daily_sales_summary", "product_performance"):
         assert _materialized(instance, f"tpcds_{name}", ran, rewritten=True) == touched, name
+
+
+def test_the_automation_requests_the_months_a_delivery_reported_and_nothing_else(lake):
+    """What the daemon's automation would request after the dimension delivery's dates job: each fact's
+    silver months its plan reported (the months holding rows that refer to the keys delivered, and the
+    date's new month) and the monthly gold of those months; once they are built, the gold tables built
+    whole. Nothing before the delivery, and nothing the dates' job had already built."""
+    d, auto = lake["dimension_delivery"], lake["automation"]
+    assert lake["dates_run"].success and auto["before"] == 0
+    requested, ran = auto["requested"], {r.run_id for r in lake["dates_run"].runs}
+    facts = {}
+    for name in FACTS:
+        months = requested.get(f"tpcds_silver_{name}", set())
+        assert months == _materialized(lake["instance"], f"tpcds_changes_{name}", ran), name
+        assert d["referring"][name] <= months <= d["referring"][name] | {d["new"]}, name
+        facts[name] = months
+    assert {d["old"], d["new"]} <= facts["store_sales"]
+    sales = set().union(*(facts[n] for n in ("store_sales", "catalog_sales", "web_sales")))
+    returns = set().union(*(facts[n] for n in ("store_returns", "catalog_returns", "web_returns")))
+    assert requested["tpcds_daily_sales_summary"] == sales | returns
+    assert requested["tpcds_product_performance"] == sales
+    assert {k for k in requested if not k.startswith("tpcds_silver_")} == {
+        "tpcds_daily_sales_summary", "tpcds_product_performance"}
+    # The gold tables built whole from every month follow on the next tick, once those months are built
+    # (a tick requests together only what can share a run: the same partitions); nothing else does.
+    assert auto["months_built"]
+    assert auto["then"] == {"tpcds_customer_lifetime_value": {None}, "tpcds_monthly_trends": {None}}
 
 
 def test_nothing_is_stale_after_the_deliveries(lake):
