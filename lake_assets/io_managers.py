@@ -11,6 +11,7 @@ range of partitions (``BackfillPolicy.single_run()``) is one Spark job.
 """
 
 import json
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,7 +33,7 @@ from pyspark.sql.types import StructType
 
 from lake_assets.catalog.resource import CatalogResource
 from lake_assets.catalog.tables import Table, tables_metadata, tables_of
-from lake_assets.lake import LakeStorage, partition_path
+from lake_assets.lake import LakeFile, LakeStorage, partition_path
 from lake_assets.lake.layout import join
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
@@ -241,7 +242,8 @@ def fingerprinted(df: DataFrame) -> tuple[DataFrame, Callable[[], str | None]]:
 def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list[str],
                        dest: Callable[[str], str], *, when_empty: str = "write",
                        preview_rows: int = 0, sort_within: tuple[str, ...] = (),
-                       any_key: bool = False, compression: str | None = None) -> tuple[dict[str, int], str | None]:
+                       any_key: bool = False, compression: str | None = None,
+                       shuffle: bool = True) -> tuple[dict[str, int], str | None]:
     """Stage, split, publish: the one way a partitioned write reaches the lake.
 
     ``df`` is written once by Spark into a stage, one file per value of ``column`` (a
@@ -255,6 +257,11 @@ def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list
     ``any_key``: the data decides its partitions: every value staged is published too (``keys``
     then names the partitions to empty when no row holds them), instead of failing the write.
     ``compression`` overrides the session's Parquet codec (a contract that names one: Snappy).
+    ``shuffle`` False: for a few keys of many rows each (one bronze file per raw file, an unpartitioned
+    table), where the shuffle to one task per key would leave every core but one idle for the write:
+    each task writes its own part of each key it holds, in parallel and without a shuffle, and a key's
+    parts become its one file by :func:`merge_parts` (Arrow, row group by row group) before it is
+    published as one.
     Returns rows per key (from the staged footers) and a markdown preview of the first rows written.
     """
     data_schema = df.drop(column).schema
@@ -264,7 +271,7 @@ def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list
         df, column = df.withColumnRenamed(column, _PART), _PART
     stage = SparkStage.create(lake)
     try:
-        out = df.repartition(column)
+        out = df.repartition(column) if shuffle else df
         if sort_within:
             out = out.sortWithinPartitions(column, *sort_within)
         writer = out.write.mode("overwrite").partitionBy(column)
@@ -283,16 +290,17 @@ def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list
                 f"rows dated {stray[:5]} fall outside this run's partitions "
                 f"{keys[0]}..{keys[-1]}; nothing was published")
         several = {k: len(v) for k, v in staged.items() if len(v) > 1}
-        if several:  # refused before any partition is replaced
+        if several and shuffle:  # refused before any partition is replaced
             raise RuntimeError(f"Spark wrote several files for partitions {several}; expected one each")
         counts: dict[str, int] = {}
         preview: str | None = None
         for key in keys:
             files = staged.get(key, [])
             if files:
-                counts[key], found = _inspect(stage.storage, files[0].path, preview_rows if preview is None else 0)
+                staged_file = files[0] if len(files) == 1 else merge_parts(stage.storage, files, sort_within[:1])
+                counts[key], found = _inspect(stage.storage, staged_file.path, preview_rows if preview is None else 0)
                 preview = preview or found
-                stage.publish(files[0], dest(key))
+                stage.publish(staged_file, dest(key))
             else:
                 counts[key] = 0
                 if when_empty == "write":
@@ -302,6 +310,46 @@ def publish_partitions(lake: LakeStorage, df: DataFrame, column: str, keys: list
         return counts, preview
     finally:
         stage.cleanup()
+
+
+def merge_parts(storage: LakeStorage, parts: list[LakeFile], order_by: tuple[str, ...] = ()) -> LakeFile:
+    """Parquet files of one schema (the parts a Spark write left for one key) as one file beside them.
+
+    Row groups are copied in order through Arrow, one at a time (memory: one row group), each kept
+    whole; Spark's schema in the footer, the codec and integer-stored decimals are kept as Spark
+    wrote them, so the file reads back as if Spark had written it alone. Parts are taken in the order
+    of their first row's ``order_by`` column (footer statistics): a task reads a contiguous range of
+    its input, so rows sorted within each part are then sorted across the file.
+    """
+    def first(part: LakeFile):
+        if not order_by:
+            return 0
+        with storage.open_random(part.path) as fh:
+            meta = pq.ParquetFile(fh).metadata
+            group = meta.row_group(0) if meta.num_row_groups else None
+            columns = [group.column(j) for j in range(group.num_columns)] if group else []
+            stats = next((c.statistics for c in columns if c.path_in_schema == order_by[0]), None)
+            return stats.min if stats is not None and stats.has_min_max else 0
+
+    ordered = sorted(parts, key=lambda p: (first(p), p.path))
+    merged = join(ordered[0].path.rsplit("/", 1)[0], f"merged-{uuid.uuid4().hex}.parquet")
+    with storage.open_write(merged) as out:
+        writer = None
+        try:
+            for part in ordered:
+                with storage.open_random(part.path) as fh:
+                    pf = pq.ParquetFile(fh)
+                    if writer is None:
+                        codec = pf.metadata.row_group(0).column(0).compression if pf.metadata.num_row_groups else "zstd"
+                        writer = pq.ParquetWriter(out, pf.schema_arrow, compression=codec.lower(),
+                                                  store_decimal_as_integer=True)
+                    for i in range(pf.num_row_groups):
+                        group = pf.read_row_group(i)
+                        writer.write_table(group, row_group_size=max(len(group), 1))
+        finally:
+            if writer is not None:
+                writer.close()
+    return LakeFile(merged, 0, 0)
 
 
 def _write_whole(lake: LakeStorage, meta: Mapping[str, Any], sub: str | None,

@@ -142,6 +142,38 @@ def test_publish_partitions_found_by_the_data_sorted_and_emptied(lake_root, spar
     assert not storage.list_files("u")
 
 
+def test_publish_without_a_shuffle_merges_each_keys_parts_into_one_file_as_spark_wrote_them(lake_root, spark):
+    """``shuffle=False``: every task writes its part of each key (no shuffle to one task per key), and a
+    key's parts become one file, published whole: every row once, in order across the parts (each a
+    contiguous run of lines), with Spark's schema in the footer, the codec asked for, and decimals,
+    dates and timestamps read back unchanged by Spark."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from lake_assets.io_managers import publish_partitions, stored_schema
+
+    storage = LakeStorage(lake_root)
+    schema = "k string, line bigint, price decimal(7,2), day date, at timestamp"
+    at = dt.datetime(2024, 3, 1, 12, 30, tzinfo=dt.timezone.utc)
+    rows = [("a" if i % 4 else "b", i, Decimal(i) / 100, dt.date(2024, 3, 1) + dt.timedelta(days=i % 9), at)
+            for i in range(1, 401)]
+    # Four tasks, each a contiguous run of lines (as a task reads its split of a file).
+    df = spark.createDataFrame(rows, schema).repartitionByRange(4, "line")
+    assert df.rdd.getNumPartitions() == 4
+    counts, _ = publish_partitions(storage, df, "k", ["a", "b"], lambda k: f"m/{k}.parquet",
+                                   sort_within=("line",), compression="snappy", shuffle=False)
+    assert counts == {"a": 300, "b": 100}
+    assert sorted(f.path for f in storage.list_files("m")) == ["m/a.parquet", "m/b.parquet"]
+    meta = pq.ParquetFile(os.path.join(lake_root, "m/a.parquet")).metadata
+    assert meta.num_row_groups == 4  # one per part, each kept whole
+    assert {meta.row_group(0).column(j).compression for j in range(meta.num_columns)} == {"SNAPPY"}
+    assert stored_schema(storage, "m/a.parquet") == spark.createDataFrame([], schema).drop("k").schema
+    back = spark.read.parquet(os.path.join(lake_root, "m/a.parquet")).collect()
+    assert [r.line for r in back] == [i for i in range(1, 401) if i % 4]
+    assert {(r.line, r.price, r.day, r.at) for r in back} == {
+        (r.line, r.price, r.day, r.at) for r in df.where("k = 'a'").collect()}
+
+
 def test_a_whole_tables_fingerprint_is_its_rows_in_any_order(spark):
     """The fingerprint a whole table's materialization carries (``lake run`` leaves what was built from
     a table alone when it comes back with the same one): the same rows in another order give the same,

@@ -144,12 +144,13 @@ def publish(storage: LakeStorage, catalog: CatalogResource, table: Table, df: Da
     (``any_key``: and every other partition its rows hold, see :func:`publish_partitions`).
 
     A month left without rows loses its file (its rows moved or went to quarantine);
-    an unpartitioned table with no rows is an empty file with its schema.
+    an unpartitioned table with no rows is an empty file with its schema, written by every task
+    in parallel and merged (no shuffle of the whole table into one task).
     """
     whole = keys == [WHOLE]
     counts, _ = publish_partitions(storage, df, PARTITION, keys, lambda k: _dest(table, k),
                                    when_empty="write" if whole else "delete", sort_within=sort_within,
-                                   any_key=any_key)
+                                   any_key=any_key, shuffle=not whole)
     catalog.register(storage, table, {("" if k == WHOLE else table.partition_path([k])): n
                                       for k, n in counts.items()})
     return counts
@@ -268,7 +269,10 @@ def build_bronze(spec: TableSpec, partitions, landing: AssetSpec) -> AssetsDefin
                 lambda df: publish_partitions(
                     storage, bronze_rules.bronze_rows(df, spec, PARTITION), PARTITION, shas,
                     lambda sha: join(table.location, f"{sha}.parquet"), sort_within=("_line",),
-                    compression="snappy")[0],  # contract §2: bronze is Parquet/Snappy
+                    # contract §2: bronze is Parquet/Snappy. Most runs convert a file or two: every
+                    # task writes its lines' part and a file's parts are merged, rather than
+                    # shuffling each file's lines to one task.
+                    compression="snappy", shuffle=False)[0],
                 lambda df, keys: _quarantine(storage, name, "bronze",
                                              None if df is None else bronze_rules.bronze_rejects(df, PARTITION), keys),
                 lambda _rows: shas)
