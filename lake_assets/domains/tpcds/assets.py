@@ -529,7 +529,7 @@ def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, Asse
     def _silver(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
                 catalog: CatalogResource) -> MaterializeResult:
         storage, session = lake.storage, spark.spark_session
-        rows_in = read_files(session, storage, BRONZE[name], schemas.BRONZE[name], file_column="_bronze_file")
+        rows_in = read_files(session, storage, BRONZE[name], schemas.BRONZE[name])
         if spec.is_fact:
             keys = months_to_rewrite(context, [changes_key(name)])
             if not keys:

@@ -23,7 +23,7 @@ from lake_assets.catalog.tables import NULL_PARTITION
 from lake_assets.domains.tpcds.bronze import quarantine_rows
 from lake_assets.domains.tpcds.schemas import silver_schema
 from lake_assets.domains.tpcds.spec import TableSpec
-from lake_assets.quality.rules import Rule, reasons_column, record_text_for_rejects, sql_literal, sql_name
+from lake_assets.quality.rules import Rule, reasons_column, sql_literal, sql_name
 
 #: What "trimmed" strips (Spark's ``trim`` alone strips only spaces).
 WHITESPACE = " \t\n\r\f\v"
@@ -39,14 +39,22 @@ def record_text(spec: TableSpec) -> str:
 
 def standardise(bronze: DataFrame, spec: TableSpec) -> DataFrame:
     """Strings trimmed, an empty string NULL; other columns and lineage as they are; ``record`` (the row's
-    text as bronze holds it, :func:`record_text`) added. One SQL projection (``selectExpr``: one py4j call,
-    where a Column per column made dozens)."""
+    text as bronze holds it, :func:`record_text`) on the rows whose text trimming changed, NULL on the
+    others. One SQL projection (``selectExpr``: one py4j call, where a Column per column made dozens).
+
+    The text of every other row is the same made from its standardised columns (an empty string and
+    NULL both print as an empty field), so it is made there, after deduplication and for rejects
+    only (:func:`parse`): a row's text is not built, shuffled and cached for every valid row.
+    """
     def clean(name: str) -> str:
         if spec.by_name[name].type != "string":
             return sql_name(name)
         return f"nullif(btrim({sql_name(name)}, {sql_literal(WHITESPACE)}), '') AS {sql_name(name)}"
+    trimmed = [f"{sql_name(c.name)} <> btrim({sql_name(c.name)}, {sql_literal(WHITESPACE)})"
+               for c in spec.columns if c.type == "string"]
+    record = f"CASE WHEN {' OR '.join(trimmed)} THEN {record_text(spec)} END" if trimmed else "CAST(NULL AS string)"
     rest = [sql_name(c) for c in bronze.columns if c not in spec.by_name]
-    return bronze.selectExpr(*[clean(c) for c in spec.column_names], *rest, f"{record_text(spec)} AS record")
+    return bronze.selectExpr(*[clean(c) for c in spec.column_names], *rest, f"{record} AS record")
 
 
 def partition_value(date: Column) -> Column:
@@ -79,8 +87,11 @@ def parse(bronze: DataFrame, spec: TableSpec, date_dim: DataFrame | None = None,
     parsed = rows.withColumn("reasons", reasons_column(rules)).drop(*helpers)
     if spec.dating:
         parsed = parsed.withColumn(PARTITION, partition_value(F.col(spec.dating.column)))
-    # A cached parse then holds each line's text for rejects only.
-    return record_text_for_rejects(flag_duplicates(parsed, spec))
+    # A cached parse then holds each line's text for rejects only: as bronze held it where trimming
+    # changed it (standardise), else made from the standardised columns, the same text.
+    rejects_text = f"CASE WHEN size(reasons) > 0 THEN coalesce(record, {record_text(spec)}) END AS record"
+    flagged = flag_duplicates(parsed, spec)
+    return flagged.selectExpr(*[sql_name(c) if c != "record" else rejects_text for c in flagged.columns])
 
 
 def _dated(rows: DataFrame, spec: TableSpec, date_dim: DataFrame) -> DataFrame:

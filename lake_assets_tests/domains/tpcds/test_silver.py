@@ -120,7 +120,11 @@ def test_dimensions_are_trimmed_keyed_and_deduplicated(frame):
                  i_current_price=Decimal("1.50")),
             dict(i_item_sk=None, i_item_id="B"),
             dict(i_item_sk=2, i_item_id="old"),
-            dict(i_item_sk=2, i_item_id="new", **later)]
+            dict(i_item_sk=2, i_item_id="new", **later),
+            # Duplicates (a file sorting first: line 1 wins): the record is the row as bronze held it,
+            # spaces and empty strings included.
+            dict(i_item_sk=1, i_item_id=" padded ", i_brand="", _source_file="raw/tpcds/t/0.dat"),
+            dict(i_item_sk=1, i_item_id="AAAA", i_brand="", _source_file="raw/tpcds/t/0.dat")]
     parsed = silver.parse(_bronze(frame, "item", rows), spec)
     good = silver.silver_rows(parsed, spec, LOADED)
     assert good.schema.fieldNames() == silver_schema(spec).fieldNames()  # no partition: dimensions are whole
@@ -129,9 +133,12 @@ def test_dimensions_are_trimmed_keyed_and_deduplicated(frame):
                                                (2, "new", None, None, None, None)]
     bad = silver.silver_rejects(parsed, spec)
     assert "_partition" not in bad.columns
+    line = lambda *fields: "|".join([*fields, *[""] * (len(spec.columns) - len(fields))]) + "|"  # noqa: E731
     assert sorted((r.line, r.reasons, r.record) for r in bad.collect()) == [
-        (2, ["missing_primary_key"], "|B|" + "|" * (len(spec.columns) - 2)),
-        (3, ["duplicate"], "2|old|" + "|" * (len(spec.columns) - 2))]
+        (2, ["missing_primary_key"], line("", "B")),
+        (3, ["duplicate"], line("2", "old")),
+        (5, ["duplicate"], line("1", " padded ")),
+        (6, ["duplicate"], line("1", "AAAA"))]  # (its empty brand an empty field, as NULL prints)
 
 
 def test_a_fact_without_its_lookups_is_refused(frame):
