@@ -144,8 +144,8 @@ def publish(storage: LakeStorage, catalog: CatalogResource, table: Table, df: Da
     (``any_key``: and every other partition its rows hold, see :func:`publish_partitions`).
 
     A month left without rows loses its file (its rows moved or went to quarantine);
-    an unpartitioned table with no rows is an empty file with its schema, written by every task
-    in parallel and merged (no shuffle of the whole table into one task).
+    an unpartitioned table with no rows is an empty file with its schema. An unpartitioned table's
+    file is written by every task in parallel and merged (no shuffle of the whole table into one task).
     """
     whole = keys == [WHOLE]
     counts, _ = publish_partitions(storage, df, PARTITION, keys, lambda k: _dest(table, k),
