@@ -333,22 +333,18 @@ def merge_parts(storage: LakeStorage, parts: list[LakeFile], order_by: tuple[str
 
     ordered = sorted(parts, key=lambda p: (first(p), p.path))
     merged = join(ordered[0].path.rsplit("/", 1)[0], f"merged-{uuid.uuid4().hex}.parquet")
-    with storage.open_write(merged) as out:
-        writer = None
-        try:
-            for part in ordered:
-                with storage.open_random(part.path) as fh:
-                    pf = pq.ParquetFile(fh)
-                    if writer is None:
-                        codec = pf.metadata.row_group(0).column(0).compression if pf.metadata.num_row_groups else "zstd"
-                        writer = pq.ParquetWriter(out, pf.schema_arrow, compression=codec.lower(),
-                                                  store_decimal_as_integer=True)
-                    for i in range(pf.num_row_groups):
-                        group = pf.read_row_group(i)
-                        writer.write_table(group, row_group_size=max(len(group), 1))
-        finally:
-            if writer is not None:
-                writer.close()
+    with storage.open_random(ordered[0].path) as fh:
+        head = pq.ParquetFile(fh)
+        schema = head.schema_arrow  # with Spark's schema in its metadata
+        codec = head.metadata.row_group(0).column(0).compression if head.metadata.num_row_groups else "none"
+    with storage.open_write(merged) as out, \
+            pq.ParquetWriter(out, schema, compression=codec.lower(), store_decimal_as_integer=True) as writer:
+        for part in ordered:
+            with storage.open_random(part.path) as fh:
+                pf = pq.ParquetFile(fh)
+                for i in range(pf.num_row_groups):
+                    group = pf.read_row_group(i)
+                    writer.write_table(group, row_group_size=max(len(group), 1))
     return LakeFile(merged, 0, 0)
 
 
