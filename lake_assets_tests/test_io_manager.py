@@ -194,3 +194,17 @@ def test_a_whole_tables_fingerprint_is_its_rows_in_any_order(spark):
     assert of([], "k string, n int") == of([], "k string, n int") != same
     observed, value = fingerprinted(spark.createDataFrame([({"x": 1},)], "m map<string,int>"))
     assert value() is None
+
+
+def test_publish_without_a_shuffle_on_an_s3_lake(s3_lake, spark):
+    """The same on S3 (moto): a key's parts merged into one object, every row once, in line order."""
+    from lake_assets.io_managers import publish_partitions
+
+    df = spark.createDataFrame([("a" if i % 3 else "b", i) for i in range(1, 301)], "k string, line bigint") \
+        .repartitionByRange(3, "line")
+    counts, _ = publish_partitions(s3_lake, df, "k", ["a", "b"], lambda k: f"m/{k}.parquet",
+                                   sort_within=("line",), shuffle=False)
+    assert counts == {"a": 200, "b": 100}
+    assert sorted(f.path for f in s3_lake.list_files("m")) == ["m/a.parquet", "m/b.parquet"]
+    with s3_lake.open_random("m/a.parquet") as fh:
+        assert pq.read_table(fh).column("line").to_pylist() == [i for i in range(1, 301) if i % 3]
