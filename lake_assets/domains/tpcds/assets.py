@@ -178,7 +178,8 @@ def _quarantine(storage: LakeStorage, name: str, stage: str, df: DataFrame | Non
 
 def write_split(parsed: DataFrame, write_rows: Callable[[DataFrame], dict[str, int]],
                 write_rejects: Callable[[DataFrame, list[str]], dict[str, int]],
-                reject_keys: Callable[[dict[str, int]], list[str]]) -> tuple[dict[str, int], dict[str, int]]:
+                reject_keys: Callable[[dict[str, int]], list[str]], *, cache: bool = False
+                ) -> tuple[dict[str, int], dict[str, int]]:
     """A parse's rows and its rejects (``reasons`` not empty) written in as few Spark jobs as the data allows.
 
     The rows' write counts the rejects as it goes (an observation, the house's one-pass way), so
@@ -186,21 +187,38 @@ def write_split(parsed: DataFrame, write_rows: Callable[[DataFrame], dict[str, i
     any, the rejects of the keys written are cleared with no Spark at all (most tables, most runs).
     ``write_rows(frame)`` returns rows per key; ``reject_keys(rows)`` the keys whose rejects to
     (re)write; ``write_rejects(parse, keys)`` rejects per key (a key without any loses its file).
+    ``cache``: the parse is kept from the first job for the second (released when both are done),
+    which then reads it instead of parsing again: worth it where parsing costs more than keeping
+    every row (see :data:`CACHED_PARSE_LINES`).
     """
     from pyspark.sql import Observation
 
-    seen = Observation()
-    rows = write_rows(parsed.observe(seen, F.count(F.when(F.size("reasons") > 0, 1)).alias("rejected")))
-    keys = reject_keys(rows)
+    if cache:
+        parsed = parsed.persist()
     try:
-        rejected = seen.get["rejected"]
-    except Exception:  # noqa: BLE001 (py4j's or Connect's error, the same cause)
-        # Nothing to observe: when the rows' write finds none (a month all of whose rows moved away or
-        # were rejected), Spark prunes the empty plan and its observation with it. Unknown, so look.
-        rejected = None
-    if rejected is None or rejected:
-        return rows, write_rejects(parsed, keys)
-    return rows, write_rejects(None, keys)
+        seen = Observation()
+        rows = write_rows(parsed.observe(seen, F.count(F.when(F.size("reasons") > 0, 1)).alias("rejected")))
+        keys = reject_keys(rows)
+        try:
+            rejected = seen.get["rejected"]
+        except Exception:  # noqa: BLE001 (py4j's or Connect's error, the same cause)
+            # Nothing to observe: when the rows' write finds none (a month all of whose rows moved away or
+            # were rejected), Spark prunes the empty plan and its observation with it. Unknown, so look.
+            rejected = None
+        if rejected is None or rejected:
+            return rows, write_rejects(parsed, keys)
+        return rows, write_rejects(None, keys)
+    finally:
+        if cache:
+            parsed.unpersist()
+
+
+#: Bronze keeps a delivery's parse between its rows' job and its rejects' job up to this many lines
+#: (a small or daily delivery, and every dimension but the largest): parsing again would cost more than
+#: holding the rows (dsdgen's fixed date_dim and time_dim, 73 k and 86 k wide lines, take seconds to
+#: parse). A bigger delivery is parsed again for its rejects, which are rare: caching every line of
+#: a fact at scale factor 1 costs more than the second parse, and most deliveries have none.
+CACHED_PARSE_LINES = 250_000
 
 
 def _now() -> dt.datetime:
@@ -262,8 +280,8 @@ def build_bronze(spec: TableSpec, partitions, landing: AssetSpec) -> AssetsDefin
                 PARTITION, F.substring_index(F.substring_index(F.col("validated_file"), "/", -1), ".", 1))
             parsed = bronze_rules.parse_lines(bronze_rules.lines_from_validated(lines, PARTITION), spec, PARTITION)
         rows = quarantined = {}
+        lines_read = sum(f.records for f in files)
         if files:
-            # No cache: bad lines are rare, and a second parse for them costs less than caching every line.
             rows, quarantined = write_split(
                 parsed,
                 lambda df: publish_partitions(
@@ -275,9 +293,8 @@ def build_bronze(spec: TableSpec, partitions, landing: AssetSpec) -> AssetsDefin
                     compression="snappy", shuffle=False)[0],
                 lambda df, keys: _quarantine(storage, name, "bronze",
                                              None if df is None else bronze_rules.bronze_rejects(df, PARTITION), keys),
-                lambda _rows: shas)
+                lambda _rows: shas, cache=lines_read <= CACHED_PARSE_LINES)
         catalog.sync(storage, [table, QUARANTINE[name]])
-        lines_read = sum(f.records for f in files)
         return MaterializeResult(metadata={
             "files": len(files), "files_up_to_date": len(landed) - len(files), "lines": lines_read, "dagster/row_count": sum(rows.values()),
             "quarantined": sum(quarantined.values()),
@@ -548,19 +565,15 @@ def build_silver(spec: TableSpec, bronze: AssetsDefinition, dims: dict[str, Asse
         # Deduplicated over the whole table; the months asked for written (a row's month is its own).
         only = ((lambda df: df.where(F.col(PARTITION).isin(*keys))) if spec.is_fact
                 else (lambda df: df.withColumn(PARTITION, F.lit(WHOLE))))
-        parsed = parsed.persist()
-        try:
-            rows, quarantined = write_split(
-                parsed,
-                lambda df: publish(storage, catalog, table, only(silver.silver_rows(df, spec, loaded)), keys,
-                                   sort_within=sort),
-                lambda df, written: _quarantine(storage, name, "silver",
-                                                None if df is None else only(silver.silver_rejects(df, spec)),
-                                                written),
-                lambda _rows: keys)
-            catalog.sync(storage, [QUARANTINE[name]])
-        finally:
-            parsed.unpersist()
+        rows, quarantined = write_split(
+            parsed,
+            lambda df: publish(storage, catalog, table, only(silver.silver_rows(df, spec, loaded)), keys,
+                               sort_within=sort),
+            lambda df, written: _quarantine(storage, name, "silver",
+                                            None if df is None else only(silver.silver_rejects(df, spec)),
+                                            written),
+            lambda _rows: keys, cache=True)
+        catalog.sync(storage, [QUARANTINE[name]])
         found = _table_metrics(storage, table, keys, {k: quarantine_file(name, "silver", k) for k in keys},
                                spec.rule_names)
         md = metrics.record(storage, dataset=METRICS, asset=f"tpcds_silver_{name}", run_id=context.run.run_id,

@@ -84,3 +84,36 @@ def test_lines_come_from_the_shared_ingestions_numbered_text(frame, dsdgen_line)
     assert lines.schema.fieldNames() == bronze.LINES_SCHEMA.fieldNames()
     [row] = bronze.bronze_rows(bronze.parse_lines(lines, ITEM), ITEM).collect()
     assert (row.i_item_sk, row._line, row._ingested_at) == (1, 1, AT)  # the first line is line 1
+
+
+def test_a_split_write_reads_its_rejects_from_the_kept_parse_then_releases_it(frame, dsdgen_line):
+    """``write_split`` with ``cache``: the rejects' job reads the parse the rows' job kept (no second parse),
+    and the parse is released once both are written; without rejects there is no second job at all."""
+    from lake_assets.domains.tpcds.assets import write_split
+
+    good, bad = dsdgen_line(ITEM, **VALID), "garbage"
+    for lines, cache in (([good, bad], True), ([good, bad], False), ([good], True)):
+        df = frame(bronze.LINES_SCHEMA, [{"record": text, "source_file": "raw/tpcds/item/item.dat", "line": n,
+                                          "ingest_run_id": "run-1", "ingested_at": AT}
+                                         for n, text in enumerate(lines, 1)])
+        parsed = bronze.parse_lines(df, ITEM)
+        seen = {}
+
+        def write_rows(frame_):
+            seen["rows_cached"] = parsed.is_cached
+            return {"f": bronze.bronze_rows(frame_, ITEM).count()}
+
+        def write_rejects(frame_, keys):
+            seen["rejects_cached"] = None if frame_ is None else frame_.is_cached
+            found = [] if frame_ is None else [r.record for r in bronze.bronze_rejects(frame_).collect()]
+            seen["rejects"] = found
+            return {k: len(found) for k in keys}
+
+        rows, rejected = write_split(parsed, write_rows, write_rejects, lambda written: sorted(written), cache=cache)
+        assert rows == {"f": 1}
+        assert seen["rows_cached"] is cache
+        if len(lines) == 2:
+            assert (rejected, seen["rejects"], seen["rejects_cached"]) == ({"f": 1}, [bad], cache)
+        else:  # no reject: the keys' rejects cleared without reading the parse again
+            assert (rejected, seen["rejects"], seen["rejects_cached"]) == ({"f": 0}, [], None)
+        assert not parsed.is_cached  # released
