@@ -346,6 +346,7 @@ class FaultyProxy:  # noqa: D101 (documented below)
         self.every, self.drop_every, self.fail_first = every, drop_every, fail_first
         self.lock = threading.Lock()
         self.count = 0
+        self.requests: list[tuple[str, str]] = []  # (method, path?query) of every request, in order
         self.faults = {"slow_down": 0, "dropped": 0, "publish_cut": 0}
         proxy = self
 
@@ -418,6 +419,7 @@ class FaultyProxy:  # noqa: D101 (documented below)
     def _decide(self, method: str, path: str) -> str:
         with self.lock:
             self.count += 1
+            self.requests.append((method, path))
             n = self.count
             if self.fail_first and method == "PUT" and self.fail_first in path:
                 self.fail_first = None

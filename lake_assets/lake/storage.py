@@ -67,6 +67,11 @@ def _s3_filesystem(region: str | None, endpoint_url: str | None) -> pafs.S3FileS
     kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=s3_max_attempts())
     kwargs["connect_timeout"] = 10
     kwargs["request_timeout"] = 120
+    # An output stream starts its upload at its first part, not when opened: an object smaller than a
+    # part (metrics, manifests, claims, most small writes) is then one PutObject instead of a multipart
+    # upload's three requests. Still whole or nothing; an error such as a missing bucket is raised
+    # when the stream is written or closed, inside the same ``with`` block.
+    kwargs["allow_delayed_open"] = True
     return pafs.S3FileSystem(**kwargs)
 
 

@@ -523,3 +523,26 @@ def test_bytes_are_stored_as_given_whatever_the_extension(lake, read_back, tmp_p
         assert f.read() == data
     lake.download(name, str(tmp_path / "copy"))
     assert (tmp_path / "copy").read_bytes() == data
+
+
+def test_a_small_s3_write_is_one_put_and_a_big_one_still_arrives_whole(s3_lake_root, moto_server, faulty_proxy,
+                                                                       s3_keys):
+    """An upload starts at its first part: a small object (metrics, manifests, claims) is one PutObject, not
+    a multipart upload's three requests; a big one still goes up in parts and appears whole; a write to a
+    bucket that does not exist still fails in the write."""
+    bucket, prefix = s3_lake_root[len("s3://"):].split("/", 1)
+    with faulty_proxy(moto_server, every=10**9, drop_every=10**9) as proxy:
+        lake = LakeStorage(s3_lake_root, endpoint_url=proxy.url)
+        lake.write_text("metrics/a/run.csv", "metric,value\nrows,3\n")
+        assert proxy.requests == [("PUT", f"/{bucket}/{prefix}/metrics/a/run.csv")]
+        proxy.requests.clear()
+        big = os.urandom(12 * 1024 * 1024)  # above Arrow's 10 MB part
+        with lake.open_write("data/big.bin") as f:
+            f.write(big)
+        assert [m for m, p in proxy.requests if "uploads" in p or "uploadId" in p] == ["POST", "PUT", "PUT", "POST"]
+        assert lake.read_bytes("metrics/a/run.csv") == b"metric,value\nrows,3\n"
+    assert LakeStorage(s3_lake_root, endpoint_url=moto_server).read_bytes("data/big.bin") == big
+    assert s3_keys(s3_lake_root) == ["data/big.bin", "metrics/a/run.csv"]
+    nowhere = LakeStorage("s3://no-such-bucket-here/lake", endpoint_url=moto_server)
+    with pytest.raises(OSError, match="no-such-bucket-here|NoSuchBucket"):
+        nowhere.write_bytes("a.csv", b"x")
