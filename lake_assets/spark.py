@@ -20,6 +20,7 @@ the definitions being built and ``raw/`` being ingested.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -287,6 +288,21 @@ class SparkStage:
 
     def cleanup(self) -> None:
         self.storage.delete_dir(self.rel)
+
+
+@contextlib.contextmanager
+def kept(frame, keep: bool = True):
+    """``frame`` persisted for the block, then released: its first Spark job keeps its rows for the
+    jobs after it, which read them instead of computing them again. Worth it only where a frame is
+    read more than once and computing it costs more than holding it; ``keep`` False yields it as is."""
+    if not keep:
+        yield frame
+        return
+    frame = frame.persist()
+    try:
+        yield frame
+    finally:
+        frame.unpersist()
 
 
 def spark_paths(lake: LakeStorage, rels: list[str]) -> list[str]:
