@@ -76,7 +76,7 @@ from lake_assets.partitions import add_keys, daily_partitions, data_partitions
 from lake_assets.quality import metrics
 from lake_assets.resources import LakeResource
 from lake_assets.settings import LakeSettings, module_built_from_env
-from lake_assets.spark import kept
+from lake_assets.spark import kept, spark_paths
 from lake_assets.staleness import CHANGES_FROM, UNCHANGED, changed_partitions
 
 GROUP_LANDING, GROUP_BRONZE, GROUP_SILVER, GROUP_GOLD = "tpcds_landing", "tpcds_bronze", "tpcds_silver", "tpcds_gold"
@@ -117,7 +117,6 @@ def read_files(spark, storage: LakeStorage, table: Table, schema=None, months: I
     ``file_column`` adds each row's file name (bronze: which delivery a row came from).
     """
     from lake_assets.io_managers import stored_schema
-    from lake_assets.spark import spark_paths
 
     wanted = None if months is None else set(months)
     only = None if paths is None else set(paths)
@@ -402,8 +401,6 @@ def _touched_months(session, storage: LakeStorage, rows_at: DataFrame, spec: Tab
                 months = months.union(stored.join(keys, pk, "left_semi").select(PARTITION))
             rejected = _stored_quarantine(storage, spec.name)
             if rejected:
-                from lake_assets.spark import spark_paths
-
                 folder = join(QUARANTINE[spec.name].location, "stage=silver")
                 lines = sharing.select(F.col("_source_file").alias("source_file"), F.col("_line").alias("line"))
                 months = months.union(
