@@ -345,7 +345,6 @@ class FaultyProxy:  # noqa: D101 (documented below)
         self.upstream = urlparse(upstream)
         self.every, self.drop_every, self.fail_first = every, drop_every, fail_first
         self.lock = threading.Lock()
-        self.count = 0
         self.requests: list[tuple[str, str]] = []  # (method, path?query) of every request, in order
         self.faults = {"slow_down": 0, "dropped": 0, "publish_cut": 0}
         proxy = self
@@ -418,7 +417,6 @@ class FaultyProxy:  # noqa: D101 (documented below)
 
     def _decide(self, method: str, path: str) -> str:
         with self.lock:
-            self.count += 1
             self.requests.append((method, path))
             n = self.count
             if self.fail_first and method == "PUT" and self.fail_first in path:
@@ -432,6 +430,11 @@ class FaultyProxy:  # noqa: D101 (documented below)
                 self.faults["slow_down"] += 1
                 return "slow_down"
         return "forward"
+
+    @property
+    def count(self) -> int:
+        """Requests seen so far."""
+        return len(self.requests)
 
     def __enter__(self) -> "FaultyProxy":
         self.thread.start()

@@ -44,6 +44,7 @@ from lake_assets.partitions import daily_partitions
 from lake_assets.quality.rules import record_text_for_rejects
 from lake_assets.resources import LakeResource
 from lake_assets.settings import LakeSettings, module_built_from_env
+from lake_assets.spark import kept
 
 GROUP_BRONZE, GROUP_SILVER, GROUP_GOLD = "commerce_bronze", "commerce_silver", "commerce_gold"
 
@@ -137,15 +138,12 @@ def build_silver(spec: DatasetSpec, settings: LakeSettings, bronze: AssetSpec) -
         records = read_validated_text(spark.spark_session, storage, files, numbered=True)
         # Two writes (quarantine, silver) read the parse: parse once.
         parsed = silver.parse(records, spec, settings.start_date)
-        parsed = record_text_for_rejects(parsed.where(F.col("routed_date").isin(*days))).persist()
         now = _now()
-        try:
+        with kept(record_text_for_rejects(parsed.where(F.col("routed_date").isin(*days)))) as parsed:
             # Quarantine first: silver's metrics read the quarantine this run just wrote.
             yield Output(silver.quarantined_rows(parsed, now), output_name=f"quarantine_{name}")
             yield Output(silver.silver_rows(parsed, spec, now), output_name=f"silver_{name}",
                          metadata={"bronze_files": len(own), "records_read": sum(f.records for f in own)})
-        finally:
-            parsed.unpersist()
 
     return _silver
 

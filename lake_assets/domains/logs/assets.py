@@ -41,6 +41,7 @@ from lake_assets.partitions import daily_partitions
 from lake_assets.quality.rules import record_text_for_rejects
 from lake_assets.resources import LakeResource
 from lake_assets.settings import LakeSettings, module_built_from_env
+from lake_assets.spark import kept
 
 GROUP = "logs"
 VALIDATED = AssetKey("validated_logs")
@@ -85,8 +86,7 @@ def parsed_logs(session, storage: LakeStorage, days: list[dt.date], start: dt.da
                             skip_lines=(contract.XML_ERRORS.header.strip(), contract.XML_ERRORS.footer.strip())),
         start,
     )
-    access, errors = record_text_for_rejects(access).persist(), record_text_for_rejects(errors).persist()
-    try:
+    with kept(record_text_for_rejects(access)) as access, kept(record_text_for_rejects(errors)) as errors:
         yield ParsedLogs(
             rejects=contract.rejected_rows(access).unionByName(contract.rejected_rows(errors)),
             processed={"access": contract.valid_rows(access, contract.ACCESS_SCHEMA),
@@ -94,9 +94,6 @@ def parsed_logs(session, storage: LakeStorage, days: list[dt.date], start: dt.da
             metadata={"validated_files": len(access_files) + len(error_files),
                       "records_read": sum(f.records for f in access_files + error_files)},
         )
-    finally:
-        access.unpersist()
-        errors.unpersist()
 
 
 @functools.lru_cache
