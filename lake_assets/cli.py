@@ -140,17 +140,27 @@ def _report(runs) -> int:
             if r.retried and r.success:
                 _say(f"RETRIED {domain.domain}: {r.job}: {', '.join(sorted(set(r.retried)))} recovered from "
                      f"{len(r.retried)} transient failure(s) (run {r.run_id[:8]})")
-            for name in r.warned_checks:
-                _say(f"WARN  {domain.domain}: check {name} failed with severity WARN (run {r.run_id[:8]})")
+            for name in dict.fromkeys(r.warned_checks):
+                _say(f"WARN  {domain.domain}: check {name} failed with severity WARN{_on(r, name)} "
+                     f"(run {r.run_id[:8]})")
             if not r.success:
                 failed = True
                 where = f" for {r.partitions[0]}..{r.partitions[1]}" if r.partitions else ""
                 _say(f"FAILED {domain.domain}: {r.job}{where} (run {r.run_id})")
                 for f in r.failures[:5]:
                     _say(f"       {f.splitlines()[0][:300]}")
-                for name in r.failed_checks:
-                    _say(f"       blocking check failed: {name}")
+                for name in dict.fromkeys(r.failed_checks):
+                    _say(f"       blocking check failed: {name}{_on(r, name)}")
     return 1 if failed else 0
+
+
+def _on(outcome, check: str) -> str:
+    """Where a check of a run failed: `` on 2024-05-01`` or `` on 3 partition(s) 2024-05-01..2024-05-03``
+    (a range run evaluates it per partition: one line says them all)."""
+    keys = sorted(set(outcome.check_partitions.get(check, ())))
+    if not keys:
+        return ""
+    return f" on {keys[0]}" if len(keys) == 1 else f" on {len(keys)} partition(s) {keys[0]}..{keys[-1]}"
 
 
 def cmd_run(args) -> int:
@@ -334,9 +344,19 @@ def print_summary(storage) -> None:
 
 
 def cmd_demo(args) -> int:
+    """Generate sample data for the domains named (every one when none is), then `lake run` them."""
+    from lake_assets.definitions import domain_selection
+
+    try:
+        chosen = domain_selection(args.domains)  # refused before anything is generated
+    except ValueError as e:
+        _say(str(e))
+        return 2
     args.start = None
     days, per_day = args.days, args.records_per_day
     for name, domain in _generating().items():
+        if name not in chosen:
+            continue
         args.domain = name
         span = domain.demo_span or (DEMO_DAYS, DEMO_RECORDS_PER_DAY)
         args.days = days if days is not None else span[0]
@@ -349,6 +369,8 @@ def cmd_demo(args) -> int:
     code = cmd_run(args)
     storage = _storage()
     print_summary(storage)
+    report = (f"{storage.uri(REPORT_FILE)}   (`.venv/bin/lake report --open` rebuilds and opens it)"
+              if storage.exists(REPORT_FILE) else "`.venv/bin/lake report --open` builds and opens it")
     print(f"""
 Next:
   ask the lake a question:     .venv/bin/lake sql "select * from logs.daily_activity order by date, service limit 5"
@@ -357,7 +379,7 @@ Next:
   open the UI on these runs:   .venv/bin/lake ui      (then http://127.0.0.1:3000)
   look at the files:           {storage.root_uri}
   metrics CSVs:                {storage.uri('metrics')}
-  the lake report:             {storage.uri(REPORT_FILE)}   (`.venv/bin/lake report --open` rebuilds and opens it)
+  the lake report:             {report}
 """)
     return code
 
@@ -504,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
 
     d = sub.add_parser("demo", help="generate a week of sample data for every domain (five for commerce), "
                                     "run it, print a summary, write the lake report")
+    d.add_argument("domains", nargs="*", metavar="DOMAIN",
+                   help="only these domains (default: every one), generated and run as `lake run DOMAIN...` does")
     gen_args(d, None, None)
     domain_args(d)
     d.set_defaults(func=cmd_demo)

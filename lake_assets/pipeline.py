@@ -45,6 +45,8 @@ class RunOutcome:
     warned_checks: list[str] = field(default_factory=list)
     steps: list[StepTiming] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)  # a step per transient failure it recovered from
+    #: The partitions each failed or warned check (``failed_checks``, ``warned_checks``) failed on.
+    check_partitions: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,6 +119,8 @@ def run_outcome(job: str, result, partitions=None) -> RunOutcome:
                 name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
                 sev = getattr(ev.severity, "value", str(ev.severity))
                 (out.failed_checks if sev == "ERROR" else out.warned_checks).append(name)
+                if ev.partition is not None:
+                    out.check_partitions.setdefault(name, []).append(ev.partition)
     return out
 
 

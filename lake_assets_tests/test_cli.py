@@ -103,6 +103,37 @@ def test_generate_run_summary_and_failing_check_exit_code(cli_env, spark, capsys
     assert not storage.list_files("analytics/daily_activity/date=2024-05-03")
 
 
+def test_demo_of_a_domain_generates_runs_and_summarises_it_alone(cli_env, spark, capsys, monkeypatch, read_parquet):
+    """`lake demo DOMAIN` (the README's first command, for one domain): sample data for that domain only,
+    `lake run` of it, the summary read back from the lake and where to look next. A check warning on
+    every date of the range run is one line naming how many dates and which (not a line per date); an
+    unknown domain is refused before anything is generated."""
+    lake, _ = cli_env
+    storage = LakeStorage(str(lake))
+    assert cli.main(["demo", "logs", "nope"]) == 2
+    assert "no domain nope; the domains are logs, " in capsys.readouterr().out
+    assert storage.list_files("raw") == []
+
+    monkeypatch.setenv("LAKE_REJECT_RATE_WARN", "0")  # every date's rejects warn; none is an error
+    assert cli.main(["demo", "logs", "--days", "2", "--records-per-day", "60", "--bad-share", "0.1",
+                     "--bad-files", "1"]) == 0
+    out = capsys.readouterr().out
+    progress = [line for line in out.splitlines() if line.startswith("[lake] ")]
+    assert progress[0].startswith("[lake] logs: wrote") and "logs: 9 file(s) ingested" in out
+    assert {line.split()[1] for line in progress} <= {"logs:", "WARN", "done"}  # that domain alone
+    assert storage.list_files("raw") == [] and not storage.list_files("validated/commerce")
+    [warn] = [line for line in out.splitlines() if "WARN" in line and "reject_rate" in line]
+    rejects = storage.list_files("rejected/data_quality")  # year=/month=/day= of each date with rejects
+    dates = sorted({"-".join(p.split("=")[1] for p in f.path.split("/")[2:5]) for f in rejects})
+    assert len(dates) >= 2
+    assert f"on {len(dates)} partition(s) {dates[0]}..{dates[-1]}" in warn, warn
+    gold = read_parquet(storage, "analytics/daily_activity", hive={"date": "_date"})
+    line = next(x for x in out.splitlines() if x.strip().startswith("logs.daily_activity "))
+    # partitions holding rows, and rows, from the catalog
+    assert line.split()[2:4] == [str(len(set(gold.column("_date").to_pylist()))), str(gold.num_rows)]
+    assert "Next:" in out and storage.root_uri in out and "lake report --open` builds and opens it" in out
+
+
 def test_dagster_cli_backfills_a_range_in_one_run(cli_env, spark, tmp_path, read_parquet):
     """`dagster asset materialize --partition-range` over several days: one run, every partition built."""
     lake, home = cli_env

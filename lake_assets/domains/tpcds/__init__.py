@@ -10,6 +10,21 @@ from __future__ import annotations
 from lake_assets.domain import Chart, Domain, Example, GenerateRequest, Option
 
 NAME = "tpcds"
+#: The smallest scale factor DuckDB's dsdgen finishes: below it (0.005, 0.001) it never returns.
+MIN_SCALE = 0.01
+
+
+def scale_factor(text: str) -> float:
+    """``--scale``: a TPC-DS scale factor, refused below :data:`MIN_SCALE` (argparse's usage and exit 2)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= MIN_SCALE:
+        raise argparse.ArgumentTypeError(f"{value} is below {MIN_SCALE}, the smallest scale dsdgen generates")
+    return value
 
 
 def definitions(settings=None):
@@ -96,7 +111,7 @@ DOMAIN = Domain(
                 "AND i_manufact_id = 128 AND d_moy = 11 GROUP BY ALL ORDER BY d_year, sum_agg DESC LIMIT 10"),
     ),
     generate_options=(
-        Option("--scale", float, 0.01, "tpcds: TPC-DS scale factor (1 is about 1 GB of raw files)"),
+        Option("--scale", scale_factor, MIN_SCALE, "tpcds: TPC-DS scale factor (1 is about 1 GB of raw files)"),
         Option("--chunks", int, 1, "tpcds: files per table (dsdgen's -PARALLEL names)"),
         Option("--gzip", bool, False, "tpcds: gzip the files"),
     ),

@@ -74,3 +74,24 @@ def test_registered_with_its_assets_checks_jobs_and_sensor():
         | {"tpcds_daily_sales_summary_schema", "tpcds_product_performance_schema"} == by_month
     assert [s.name for s in defs.sensors] == ["tpcds_landing_sensor"]
     assert DOMAIN.landing().folders == tuple(f"raw/tpcds/{t}" for t in TABLES)
+
+
+def test_a_scale_dsdgen_never_finishes_is_refused_before_anything_runs(local_lake, capsys):
+    """Below SF 0.01 DuckDB's dsdgen never returns: ``--scale`` refuses it (argparse's usage, exit 2), and
+    the generator itself refuses it before starting DuckDB, writing nothing."""
+    import pytest
+
+    from lake_assets.domains.tpcds.generator import generate_tpcds
+
+    parser = argparse.ArgumentParser()
+    for o in DOMAIN.generate_options:
+        o.add_to(parser)
+    for bad in ("0.001", "0", "-1", "nan", "tiny"):
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(["--scale", bad])
+        assert exit_.value.code == 2
+        assert "--scale" in capsys.readouterr().err
+    assert parser.parse_args(["--scale", "0.01"]).scale == 0.01
+    with pytest.raises(ValueError, match="below 0.01, the smallest scale dsdgen generates"):
+        generate_tpcds(local_lake, scale=0.005)
+    assert local_lake.list_files("raw") == []
