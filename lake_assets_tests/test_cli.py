@@ -134,6 +134,55 @@ def test_demo_of_a_domain_generates_runs_and_summarises_it_alone(cli_env, spark,
     assert "Next:" in out and storage.root_uri in out and "lake report --open` builds and opens it" in out
 
 
+def test_lake_ui_serves_the_code_location_and_the_runs_of_the_lakes_instance(cli_env, capsys):
+    """`lake ui` (the README's "where to look next"): `dagster dev` on the lake's DAGSTER_HOME, its code
+    location loaded with every domain's jobs, and a run `lake` recorded there listed by the UI's GraphQL."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from dagster import DagsterInstance
+
+    lake, home = cli_env
+    assert cli.main(["report"]) == 0  # a run recorded on the lake's instance (no Spark needed)
+    with DagsterInstance.from_config(str(home)) as instance:
+        [recorded] = instance.get_runs()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "lake_assets.cli", "ui", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    query = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError "
+             "{ __typename ... on PythonError { message } } } } } repositoriesOrError { ... on RepositoryConnection "
+             "{ nodes { jobs { name } } } } runsOrError { ... on Runs { results { runId jobName status } } } }")
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the UI did not come up"
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        data = json.loads(urllib.request.urlopen(request, timeout=60).read())["data"]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # dagster dev, its webserver, daemon and code servers
+        out = proc.communicate(timeout=60)[0]
+    [entry] = data["workspaceOrError"]["locationEntries"]
+    assert (entry["name"], entry["loadStatus"], entry["locationOrLoadError"]["__typename"]) == (
+        "lake_assets", "LOADED", "RepositoryLocation"), entry
+    jobs = {j["name"] for n in data["repositoriesOrError"]["nodes"] for j in n["jobs"]}
+    assert {"lake_run_job", "logs_pipeline_job", "commerce_pipeline_job", "orders_validate_job",
+            "tpcds_months_job", "analytics_pipeline_job"} <= jobs
+    runs = data["runsOrError"]["results"]
+    assert [(r["runId"], r["jobName"], r["status"]) for r in runs] == [(recorded.run_id, "lake_report_job", "SUCCESS")]
+    assert f"LAKE_ROOT={lake} DAGSTER_HOME={home}; UI on {url}" in out
+
+
 def test_dagster_cli_backfills_a_range_in_one_run(cli_env, spark, tmp_path, read_parquet):
     """`dagster asset materialize --partition-range` over several days: one run, every partition built."""
     lake, home = cli_env
