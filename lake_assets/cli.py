@@ -163,13 +163,20 @@ def _on(outcome, check: str) -> str:
     return f" on {keys[0]}" if len(keys) == 1 else f" on {len(keys)} partition(s) {keys[0]}..{keys[-1]}"
 
 
-def cmd_run(args) -> int:
+def _chosen_domains(names) -> list[str] | None:
+    """The domains ``names`` selects (every one when none), or None once it has said which name is no
+    domain: `lake run` and `lake demo` refuse it (exit 2) before anything is generated or run."""
     from lake_assets.definitions import domain_selection
 
     try:
-        domain_selection(args.domains)  # refused before anything runs
+        return domain_selection(names)
     except ValueError as e:
         _say(str(e))
+        return None
+
+
+def cmd_run(args) -> int:
+    if _chosen_domains(args.domains) is None:
         return 2
     t0 = time.time()
     runs = run_lake(only=args.domains)
@@ -345,12 +352,8 @@ def print_summary(storage) -> None:
 
 def cmd_demo(args) -> int:
     """Generate sample data for the domains named (every one when none is), then `lake run` them."""
-    from lake_assets.definitions import domain_selection
-
-    try:
-        chosen = domain_selection(args.domains)  # refused before anything is generated
-    except ValueError as e:
-        _say(str(e))
+    chosen = _chosen_domains(args.domains)
+    if chosen is None:
         return 2
     args.start = None
     days, per_day = args.days, args.records_per_day
