@@ -458,19 +458,6 @@ def cmd_ui(args) -> int:
     return 0
 
 
-def _at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}: give {minimum} or more")
-        return value
-
-    return parse
-
-
 def _share(text: str) -> float:
     try:
         value = float(text)
@@ -490,16 +477,18 @@ def _iso_date(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lake_assets.domain import at_least
+
     parser = argparse.ArgumentParser(prog="lake", description=__doc__.splitlines()[0])
     parser.add_argument("--lake", help="lake root (overrides LAKE_ROOT; default ./.lake)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of any failure")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def gen_args(p, days, rpd):
-        p.add_argument("--days", type=_at_least(1), default=days, help="how many days (1 or more)")
-        p.add_argument("--records-per-day", type=_at_least(1), default=rpd)
+        p.add_argument("--days", type=at_least(1), default=days, help="how many days (1 or more)")
+        p.add_argument("--records-per-day", type=at_least(1), default=rpd)
         p.add_argument("--bad-share", type=_share, default=0.01, help="share of records breaking a rule (0 to 1)")
-        p.add_argument("--bad-files", type=_at_least(0), default=3, help="unreadable files to add")
+        p.add_argument("--bad-files", type=at_least(0), default=3, help="unreadable files to add")
         p.add_argument("--seed", type=int, default=7)
 
     def domain_args(p):

@@ -15,6 +15,25 @@ from typing import Any, Callable, Protocol, Sequence
 from lake_assets.catalog.tables import Table
 
 
+def at_least(minimum, number: type = int, why: str = ""):
+    """An ``argparse`` type: ``number`` (``int`` or ``float``) of ``minimum`` or more, refused otherwise
+    (argparse's usage and exit 2) with ``why`` the bound is there, or "give <minimum> or more"."""
+    import argparse
+
+    kind = "a whole number" if number is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = number(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not value >= minimum:  # NaN too
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}{why or f': give {minimum} or more'}")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Option:
     """A ``lake generate``/``lake demo`` option a domain adds (``--users``, ``--orders-per-day``)."""

@@ -7,24 +7,13 @@ landing sensor built from them (``assets``, ``checks``).
 """
 from __future__ import annotations
 
-from lake_assets.domain import Chart, Domain, Example, GenerateRequest, Option
+from lake_assets.domain import Chart, Domain, Example, GenerateRequest, Option, at_least
 
 NAME = "tpcds"
 #: The smallest scale factor DuckDB's dsdgen finishes: below it (0.005, 0.001) it never returns.
 MIN_SCALE = 0.01
-
-
-def scale_factor(text: str) -> float:
-    """``--scale``: a TPC-DS scale factor, refused below :data:`MIN_SCALE` (argparse's usage and exit 2)."""
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= MIN_SCALE:
-        raise argparse.ArgumentTypeError(f"{value} is below {MIN_SCALE}, the smallest scale dsdgen generates")
-    return value
+#: Why ``--scale`` and :func:`~lake_assets.domains.tpcds.generator.generate_tpcds` refuse less.
+BELOW_MIN_SCALE = ", the smallest scale dsdgen generates"
 
 
 def definitions(settings=None):
@@ -111,7 +100,7 @@ DOMAIN = Domain(
                 "AND i_manufact_id = 128 AND d_moy = 11 GROUP BY ALL ORDER BY d_year, sum_agg DESC LIMIT 10"),
     ),
     generate_options=(
-        Option("--scale", scale_factor, MIN_SCALE, "tpcds: TPC-DS scale factor (1 is about 1 GB of raw files)"),
+        Option("--scale", at_least(MIN_SCALE, float, BELOW_MIN_SCALE), MIN_SCALE, "tpcds: TPC-DS scale factor (1 is about 1 GB of raw files)"),
         Option("--chunks", int, 1, "tpcds: files per table (dsdgen's -PARALLEL names)"),
         Option("--gzip", bool, False, "tpcds: gzip the files"),
     ),

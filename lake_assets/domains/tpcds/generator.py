@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
-from lake_assets.domains.tpcds import MIN_SCALE
+from lake_assets.domains.tpcds import BELOW_MIN_SCALE, MIN_SCALE
 from lake_assets.domains.tpcds.spec import TABLES, TableSpec
 from lake_assets.lake.layout import join
 
@@ -155,7 +155,7 @@ def generate_tpcds(storage, *, scale: float, chunks: int = 1, gzip: bool = False
     if chunks < 1:
         raise ValueError("chunks must be 1 or more")
     if not scale >= MIN_SCALE:  # dsdgen would never return
-        raise ValueError(f"scale {scale} is below {MIN_SCALE}, the smallest scale dsdgen generates")
+        raise ValueError(f"scale {scale} is below {MIN_SCALE}{BELOW_MIN_SCALE}")
     names = tuple(tables or TABLES)
     unknown = sorted(set(names) - set(TABLES))
     if unknown:
