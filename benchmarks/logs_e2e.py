@@ -226,11 +226,12 @@ def link_tree(src: str, dst: str, exclude: set[str] = frozenset()) -> None:
 
 
 def fresh_home(path: str) -> str:
-    """An empty Dagster instance folder, telemetry off (what ``lake`` itself writes)."""
+    """An empty Dagster instance folder with the ``dagster.yaml`` ``lake`` itself writes."""
+    from lake_assets.instance import ensure_instance_yaml
+
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
-    with open(os.path.join(path, "dagster.yaml"), "w") as f:
-        f.write("telemetry:\n  enabled: false\n")
+    ensure_instance_yaml(path)
     return path
 
 

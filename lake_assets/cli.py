@@ -20,14 +20,10 @@ def _setup_env(args) -> None:
     from lake_assets import settings
 
     os.environ["DAGSTER_HOME"] = settings.dagster_home()
-    # Keep a project-local instance quiet about telemetry and let runs use the shared session.
-    yaml = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
-    if not os.path.exists(yaml):
-        # Atomically: several `lake` processes may start together on a fresh home.
-        tmp = f"{yaml}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write("telemetry:\n  enabled: false\n")
-        os.replace(tmp, yaml)
+    # Telemetry off, and the event log storage that keeps its connections (lake_assets.instance).
+    from lake_assets.instance import ensure_instance_yaml
+
+    ensure_instance_yaml(os.environ["DAGSTER_HOME"])
 
 
 def _storage():
