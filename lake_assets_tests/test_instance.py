@@ -147,3 +147,38 @@ def test_instance_yaml_names_the_event_log_folder_for_any_path(tmp_path, home):
     config = yaml.safe_load(open(folder / "dagster.yaml"))
     assert config["event_log_storage"]["config"]["base_dir"] == str(folder / "history" / "runs")
     assert config["event_log_storage"]["class"] == LakeEventLogStorage.__name__
+
+
+def _open_databases(folder: str) -> set[str]:
+    """The database files of ``folder`` this process holds open (Linux: /proc/self/fd)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(folder) and target.endswith(".db"):
+            found.add(os.path.basename(target))
+    return found
+
+
+def test_a_storage_reading_many_runs_keeps_only_the_latest_open_and_reads_any_again(tmp_path):
+    """A webserver reads run after run: the connections it keeps are bounded (the index and the latest
+    KEPT_SHARDS runs), and a run whose connection was let go reads back the same."""
+    from lake_assets.instance import KEPT_SHARDS
+
+    base = str(tmp_path / "runs")
+    storage = LakeEventLogStorage(base)
+    runs = [f"4f0c5a9e-0000-4000-8000-{i:012d}" for i in range(KEPT_SHARDS + 4)]
+    try:
+        for run_id in runs:
+            storage.store_event(_log_entry(run_id, f"hello from {run_id[-2:]}"))
+        held = _open_databases(base)
+        assert len(held - {"index.db"}) <= KEPT_SHARDS
+        assert f"{runs[-1]}.db" in held and f"{runs[0]}.db" not in held
+        for run_id in runs:
+            assert [r.event_log_entry.user_message for r in storage.get_records_for_run(run_id).records] == [
+                f"hello from {run_id[-2:]}"]
+    finally:
+        storage.dispose()
+    assert not _open_databases(base)  # disposed: nothing left open
