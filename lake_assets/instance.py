@@ -39,9 +39,10 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 #: Engines (each holding one open connection) kept per storage: the index and the latest runs.
 KEPT_SHARDS = 8
 
-#: What ``lake`` writes as a new instance's ``dagster.yaml`` (``{runs}``: the event log's folder).
-INSTANCE_YAML = """\
-# Written by lake (lake_assets.instance). Edit freely: lake writes it only when absent.
+#: The first line of the ``dagster.yaml`` ``lake`` writes: while it is there, the file is lake's.
+OURS = "# Written by lake (lake_assets.instance); rewritten while this line is here: delete it to keep edits."
+#: What ``lake`` writes as an instance's ``dagster.yaml`` (``{runs}``: the event log's folder, in the home).
+INSTANCE_YAML = OURS + """
 telemetry:
   enabled: false
 event_log_storage:
@@ -126,17 +127,24 @@ class LakeEventLogStorage(SqliteEventLogStorage):
 
 
 def ensure_instance_yaml(home: str) -> str:
-    """The ``dagster.yaml`` of the instance at ``home``: written if absent (atomically: several
-    ``lake`` processes may start together on a fresh home), and upgraded if it is the earlier
-    file ``lake`` wrote; a file the user wrote or edited is left as it is. Returns its path."""
+    """The ``dagster.yaml`` of the instance at ``home``, as ``lake`` wants it; returns its path.
+
+    Written if absent (atomically: several ``lake`` processes may start together on a fresh
+    home); rewritten if it is ``lake``'s (its first line is :data:`OURS`, or it is the earlier file
+    ``lake`` wrote) and differs, e.g. a home moved or copied elsewhere, whose file still names the
+    old home's event log folder (the storage's ``base_dir`` is a path: Dagster's configuration has
+    no "relative to the instance"). A file without that line, the user's, is left as it is.
+    """
     path = os.path.join(home, "dagster.yaml")
+    # (a JSON string is a YAML string: any path, quoted)
+    wanted = INSTANCE_YAML.format(runs=json.dumps(os.path.join(os.path.abspath(home), "history", "runs")))
     if os.path.exists(path):
         with open(path) as f:
-            if f.read() != _EARLIER_YAML:
-                return path
+            found = f.read()
+        if found == wanted or not (found == _EARLIER_YAML or found.startswith(OURS + "\n")):
+            return path
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
-        # (a JSON string is a YAML string: any path, quoted)
-        f.write(INSTANCE_YAML.format(runs=json.dumps(os.path.join(os.path.abspath(home), "history", "runs"))))
+        f.write(wanted)
     os.replace(tmp, path)
     return path

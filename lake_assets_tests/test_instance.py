@@ -134,7 +134,34 @@ def test_instance_yaml_is_written_once_and_a_users_own_is_kept(tmp_path):
         f.write(mine)
     ensure_instance_yaml(str(tmp_path))
     assert open(path).read() == mine
+    # lake's own file without its first line is the user's now, edits kept.
+    edited = "\n".join(written.splitlines()[1:]).replace("enabled: false", "enabled: true") + "\n"
+    with open(path, "w") as f:
+        f.write(edited)
+    ensure_instance_yaml(str(tmp_path))
+    assert open(path).read() == edited
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_home_moved_elsewhere_gets_its_own_event_log_folder_back(tmp_path):
+    """The storage's folder is a path in the file: a home copied or moved keeps naming the old one, and
+    the runs recorded there would land in the old home. lake points its own file at the home it is in."""
+    import shutil
+
+    import yaml
+
+    old, new = tmp_path / "old_home", tmp_path / "new_home"
+    old.mkdir()
+    ensure_instance_yaml(str(old))
+    shutil.move(str(old), str(new))
+    assert yaml.safe_load(open(new / "dagster.yaml"))["event_log_storage"]["config"]["base_dir"] == str(
+        old / "history" / "runs")
+    ensure_instance_yaml(str(new))
+    assert yaml.safe_load(open(new / "dagster.yaml"))["event_log_storage"]["config"]["base_dir"] == str(
+        new / "history" / "runs")
+    with DagsterInstance.from_config(str(new)) as instance:
+        run_id = _reporting_job.execute_in_process(instance=instance).run_id
+    assert os.path.exists(new / "history" / "runs" / f"{run_id}.db") and not old.exists()
 
 
 @pytest.mark.parametrize("home", ["plain", "with space", 'quote"d'])
