@@ -19,11 +19,12 @@ def _setup_env(args) -> None:
         os.environ["LAKE_ROOT"] = args.lake
     from lake_assets import settings
 
+    lakes_own = not os.environ.get("DAGSTER_HOME")  # the project-local home lake makes
     os.environ["DAGSTER_HOME"] = settings.dagster_home()
     # Telemetry off, and the event log storage that keeps its connections (lake_assets.instance).
     from lake_assets.instance import ensure_instance_yaml
 
-    ensure_instance_yaml(os.environ["DAGSTER_HOME"])
+    ensure_instance_yaml(os.environ["DAGSTER_HOME"], lakes_own=lakes_own)
 
 
 def _storage():

@@ -36,7 +36,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SqliteEventLogStorage,
 )
 
-#: Engines (each holding one open connection) kept per storage: the index and the latest runs.
+#: Run shards whose engine (one open connection each) a storage keeps, besides the index's.
 KEPT_SHARDS = 8
 
 #: The first line of the ``dagster.yaml`` ``lake`` writes: while it is there, the file is lake's.
@@ -73,21 +73,34 @@ class LakeEventLogStorage(SqliteEventLogStorage):
         return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str):
-        """The shard's kept engine (created, and its database initialised, on first use);
-        the least recently used beyond :data:`KEPT_SHARDS` disposed. Called under ``_db_lock``."""
+        """The shard's kept engine (created, and its database initialised, on first use); the index
+        always kept, the least recently used run beyond :data:`KEPT_SHARDS` disposed. An engine whose
+        file was deleted or replaced since (``dagster run wipe`` in another process) is let go, not
+        written into a deleted file. Called under ``_db_lock``."""
         from sqlalchemy import create_engine
 
-        engine = self._engines.pop(shard, None)
+        path = self.path_for_shard(shard)
+        engine, inode = self._engines.pop(shard, (None, None))
+        if engine is not None and _inode(path) != inode:
+            engine.dispose()
+            engine = None
+            self._initialized_dbs.discard(shard)  # a wiped shard is created again
         if engine is None:
-            engine = create_engine(self.conn_string_for_shard(shard),
+            # One connection kept; the few more Dagster's schema setup opens are closed after it.
+            engine = create_engine(self.conn_string_for_shard(shard), pool_size=1,
                                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-        self._engines[shard] = engine
-        while len(self._engines) > KEPT_SHARDS:
-            _, oldest = self._engines.popitem(last=False)
-            oldest.dispose()
+            try:
+                if shard not in self._initialized_dbs:
+                    self._initdb(engine)
+                    self._initialized_dbs.add(shard)
+            except BaseException:
+                engine.dispose()
+                raise
+            inode = _inode(path)
+        self._engines[shard] = (engine, inode)
+        runs = [k for k in self._engines if k != INDEX_SHARD_NAME]
+        for oldest in runs[:max(0, len(runs) - KEPT_SHARDS)]:
+            self._engines.pop(oldest)[0].dispose()
         return engine
 
     @contextmanager
@@ -100,7 +113,10 @@ class LakeEventLogStorage(SqliteEventLogStorage):
                     yield conn
                 wrote = conn.connection.dbapi_connection.total_changes != changes
             if wrote and shard != INDEX_SHARD_NAME:
-                os.utime(self.path_for_shard(shard))  # the UI's file watch sees the write (never a read's)
+                try:
+                    os.utime(self.path_for_shard(shard))  # the UI's file watch sees the write (never a read's)
+                except FileNotFoundError:
+                    pass  # deleted meanwhile: nothing to watch
 
     def has_table(self, table_name: str) -> bool:
         # Asked on every check evaluation (``supports_asset_checks``); a table, once there, stays.
@@ -115,36 +131,51 @@ class LakeEventLogStorage(SqliteEventLogStorage):
     def _dispose_engines(self) -> None:
         with self._db_lock:
             while self._engines:
-                self._engines.popitem()[1].dispose()
+                self._engines.popitem()[1][0].dispose()
 
     def wipe(self) -> None:
         self._dispose_engines()  # no connection left open on a file about to be deleted
         super().wipe()
 
     def dispose(self) -> None:
+        super().dispose()  # the file watch stopped first: no callback opens an engine after
         self._dispose_engines()
-        super().dispose()
 
 
-def ensure_instance_yaml(home: str) -> str:
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def ensure_instance_yaml(home: str, *, lakes_own: bool = False) -> str:
     """The ``dagster.yaml`` of the instance at ``home``, as ``lake`` wants it; returns its path.
 
-    Written if absent (atomically: several ``lake`` processes may start together on a fresh
-    home); rewritten if it is ``lake``'s (its first line is :data:`OURS`, or it is the earlier file
-    ``lake`` wrote) and differs, e.g. a home moved or copied elsewhere, whose file still names the
-    old home's event log folder (the storage's ``base_dir`` is a path: Dagster's configuration has
-    no "relative to the instance"). A file without that line, the user's, is left as it is.
+    ``lake``'s file (its first line :data:`OURS`) names :class:`LakeEventLogStorage`, which every
+    Dagster process opening the home must then be able to import. So it goes only where the home
+    is lake's: ``lakes_own`` (the project-local home ``lake`` makes) or a fresh home (no file, no
+    run history yet); a home already holding another instance's history gets at most the
+    telemetry-off file ``lake`` has always written, and a file the user wrote is left as it is.
+
+    Written atomically (several ``lake`` processes may start together on a fresh home). ``lake``'s
+    file is rewritten when it differs, e.g. in a home moved or copied elsewhere, where it still names
+    the old home's event log folder (the storage's ``base_dir`` is a path: Dagster's configuration
+    has no "relative to the instance"); the earlier telemetry-only file is upgraded in lake's own home.
     """
     path = os.path.join(home, "dagster.yaml")
-    # (a JSON string is a YAML string: any path, quoted)
-    wanted = INSTANCE_YAML.format(runs=json.dumps(os.path.join(os.path.abspath(home), "history", "runs")))
+    # (a JSON string is a YAML string: any path, quoted; non-ASCII kept as it is, never escaped)
+    runs = json.dumps(os.path.join(os.path.abspath(home), "history", "runs"), ensure_ascii=False)
+    wanted = INSTANCE_YAML.format(runs=runs)
     if os.path.exists(path):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             found = f.read()
-        if found == wanted or not (found == _EARLIER_YAML or found.startswith(OURS + "\n")):
+        if found == wanted or not (found.startswith(OURS + "\n") or (found == _EARLIER_YAML and lakes_own)):
             return path
+    elif not (lakes_own or not os.path.exists(os.path.join(home, "history"))):
+        wanted = _EARLIER_YAML  # another instance's home: telemetry off, its storage its own
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    with open(tmp, "w", encoding="utf-8") as f:
         f.write(wanted)
     os.replace(tmp, path)
     return path

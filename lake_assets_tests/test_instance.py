@@ -124,9 +124,12 @@ def test_instance_yaml_is_written_once_and_a_users_own_is_kept(tmp_path):
     written = open(path).read()
     assert "class: LakeEventLogStorage" in written and "enabled: false" in written
 
-    with open(path, "w") as f:  # the file lake wrote before: upgraded to the current one
-        f.write("telemetry:\n  enabled: false\n")
-    ensure_instance_yaml(str(tmp_path))
+    earlier = "telemetry:\n  enabled: false\n"  # the file lake wrote before
+    with open(path, "w") as f:
+        f.write(earlier)
+    ensure_instance_yaml(str(tmp_path))  # in a home lake was pointed at: left as it is
+    assert open(path).read() == earlier
+    ensure_instance_yaml(str(tmp_path), lakes_own=True)  # in lake's own home: upgraded
     assert open(path).read() == written
 
     mine = "telemetry:\n  enabled: true\nrun_monitoring:\n  enabled: true\n"
@@ -164,7 +167,46 @@ def test_a_home_moved_elsewhere_gets_its_own_event_log_folder_back(tmp_path):
     assert os.path.exists(new / "history" / "runs" / f"{run_id}.db") and not old.exists()
 
 
-@pytest.mark.parametrize("home", ["plain", "with space", 'quote"d'])
+def test_a_home_holding_another_instances_runs_is_not_made_to_need_lake(tmp_path):
+    """lake's file names a storage class of lake's: every Dagster process opening that home would need
+    lake_assets importable. A DAGSTER_HOME already holding runs and no file (another project's, or one
+    shared by several) gets only telemetry off, its storage stays Dagster's; a fresh one is lake's."""
+    shared = tmp_path / "shared"
+    with DagsterInstance.from_config(str(shared.mkdir() or shared)) as instance:  # stock, no dagster.yaml
+        _reporting_job.execute_in_process(instance=instance)
+    ensure_instance_yaml(str(shared))
+    assert open(shared / "dagster.yaml").read() == "telemetry:\n  enabled: false\n"
+    with DagsterInstance.from_config(str(shared)) as instance:
+        assert type(instance.event_log_storage) is SqliteEventLogStorage
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    ensure_instance_yaml(str(fresh))
+    with DagsterInstance.from_config(str(fresh)) as instance:
+        assert isinstance(instance.event_log_storage, LakeEventLogStorage)
+
+
+def test_a_run_wiped_by_another_process_is_written_afresh_not_into_the_deleted_file(tmp_path):
+    """``dagster run wipe`` elsewhere deletes the run databases under a kept connection: the next write
+    must land in a new file every reader sees, not in the deleted one."""
+    base = str(tmp_path / "runs")
+    writer, wiper = LakeEventLogStorage(base), LakeEventLogStorage(base)
+    run_id = "4f0c5a9e-0000-4000-8000-000000000003"
+    try:
+        writer.store_event(_log_entry(run_id, "before the wipe"))
+        wiper.wipe()
+        writer.store_event(_log_entry(run_id, "after the wipe"))
+        reader = LakeEventLogStorage(base)
+        try:
+            assert [r.event_log_entry.user_message for r in reader.get_records_for_run(run_id).records] == [
+                "after the wipe"]
+        finally:
+            reader.dispose()
+    finally:
+        writer.dispose()
+        wiper.dispose()
+
+
+@pytest.mark.parametrize("home", ["plain", "with space", 'quote"d', "caf\u00e9 \U0001f30a"])
 def test_instance_yaml_names_the_event_log_folder_for_any_path(tmp_path, home):
     folder = tmp_path / home
     folder.mkdir()
