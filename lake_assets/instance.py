@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 
@@ -65,7 +64,6 @@ class LakeEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data=None):
         self._engines: OrderedDict = OrderedDict()
         self._tables: set[str] = set()
-        self._tables_lock = threading.Lock()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -124,8 +122,7 @@ class LakeEventLogStorage(SqliteEventLogStorage):
             return True
         found = super().has_table(table_name)
         if found:
-            with self._tables_lock:
-                self._tables.add(table_name)
+            self._tables.add(table_name)
         return found
 
     def _dispose_engines(self) -> None:
@@ -172,7 +169,7 @@ def ensure_instance_yaml(home: str, *, lakes_own: bool = False) -> str:
             found = f.read()
         if found == wanted or not (found.startswith(OURS + "\n") or (found == _EARLIER_YAML and lakes_own)):
             return path
-    elif not (lakes_own or not os.path.exists(os.path.join(home, "history"))):
+    elif not lakes_own and os.path.exists(os.path.join(home, "history")):
         wanted = _EARLIER_YAML  # another instance's home: telemetry off, its storage its own
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
