@@ -49,8 +49,8 @@ def test_lake_instance_stores_runs_that_stock_dagster_reads_alike(tmp_path):
     ensure_instance_yaml(str(home))
     with DagsterInstance.from_config(str(home)) as instance:
         assert isinstance(instance.event_log_storage, LakeEventLogStorage)
-        assert instance.event_log_storage._base_dir == str(home / "history" / "runs")
         run_id = _reporting_job.execute_in_process(instance=instance).run_id
+        assert os.path.exists(home / "history" / "runs" / f"{run_id}.db")  # where Dagster's own puts it
         ours = [r.event_log_entry.dagster_event_type for r in instance.get_records_for_run(run_id, limit=1000).records]
 
     stock = SqliteEventLogStorage(str(home / "history" / "runs"))  # Dagster's own, on the same files
@@ -172,7 +172,8 @@ def test_a_home_holding_another_instances_runs_is_not_made_to_need_lake(tmp_path
     lake_assets importable. A DAGSTER_HOME already holding runs and no file (another project's, or one
     shared by several) gets only telemetry off, its storage stays Dagster's; a fresh one is lake's."""
     shared = tmp_path / "shared"
-    with DagsterInstance.from_config(str(shared.mkdir() or shared)) as instance:  # stock, no dagster.yaml
+    shared.mkdir()
+    with DagsterInstance.from_config(str(shared)) as instance:  # stock, no dagster.yaml
         _reporting_job.execute_in_process(instance=instance)
     ensure_instance_yaml(str(shared))
     assert open(shared / "dagster.yaml").read() == "telemetry:\n  enabled: false\n"
